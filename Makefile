@@ -1,0 +1,40 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test`.
+# Both create .venv if missing and install the pinned stack (constraints.txt).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+
+.PHONY: install run test test-fast lint format bench clean-data
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job on the embedded defaults: collect -> clean -> label -> version.
+run: $(STAMP)
+	$(BIN)/aigc data refresh
+
+## The whole suite.
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## Unit and task tests only (no end-to-end flows).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tasks flows tests bench
+	$(BIN)/ruff format --check src tasks flows tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff format src tasks flows tests bench
+	$(BIN)/ruff check --fix src tasks flows tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/clean_throughput.py

@@ -1,0 +1,294 @@
+"""Typed configuration: params.yaml, one section per stage, checked at the edge.
+
+`load_params(path, overrides)` reads the YAML file, applies `--set section.key=value`
+overrides and validates everything into frozen pydantic models. An unknown key or a wrong
+type raises `ConfigError` naming the key and the file, never a bare traceback.
+
+Overrides address list items by index or, where items have a `name`, by name:
+`--set collect.sources.inbox.path=/srv/inbox`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_PARAMS_FILE = "params.yaml"
+
+
+class ConfigError(ValueError):
+    """A params file or override that cannot be used; the message says which key and why."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- collect ---------------------------------------------------------------------------
+
+
+class SourceBase(Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    on_error: Literal["fail", "skip"] = "fail"
+
+
+class BuiltinSource(SourceBase):
+    """English technical prose that ships with CPython: pydoc topics and stdlib docstrings."""
+
+    type: Literal["builtin"] = "builtin"
+    include: tuple[Literal["topics", "docstrings"], ...] = ("topics", "docstrings")
+    exclude_packages: tuple[str, ...] = (
+        "test",
+        "tests",
+        "idlelib",
+        "lib2to3",
+        "turtledemo",
+        "ensurepip",
+        "site-packages",
+        "dist-packages",
+    )
+
+
+class FolderSource(SourceBase):
+    """A directory of .txt, .md, .jsonl and .csv files, read recursively."""
+
+    type: Literal["folder"] = "folder"
+    path: str
+    extensions: tuple[str, ...] = (".txt", ".md", ".jsonl", ".csv")
+    jsonl_field: str = "text"
+    csv_column: str = "text"
+    missing_ok: bool = True
+
+
+class HttpSource(SourceBase):
+    """A paginated JSON or JSON-lines HTTP API."""
+
+    type: Literal["http"] = "http"
+    url: str
+    format: Literal["json", "jsonl"] = "json"
+    records_field: str = "items"
+    text_field: str = "text"
+    pagination: Literal["page", "cursor", "none"] = "page"
+    page_param: str = "page"
+    first_page: int = 1
+    cursor_param: str = "cursor"
+    next_cursor_field: str = "next_cursor"
+    max_pages: int = Field(default=1000, ge=1)
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    retries: int = Field(default=4, ge=0)
+    backoff_seconds: float = Field(default=0.5, ge=0)
+    backoff_max_seconds: float = Field(default=30.0, ge=0)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+Source = Annotated[BuiltinSource | FolderSource | HttpSource, Field(discriminator="type")]
+
+
+class CollectParams(Section):
+    sources: tuple[Source, ...] = (BuiltinSource(name="stdlib"),)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> CollectParams:
+        names = [source.name for source in self.sources]
+        duplicated = sorted({name for name in names if names.count(name) > 1})
+        if duplicated:
+            raise ValueError(f"source names must be unique; repeated: {duplicated}")
+        return self
+
+
+# --- clean -----------------------------------------------------------------------------
+
+
+class Rule(Section):
+    enabled: bool = True
+
+
+class NormalizeRule(Rule):
+    unicode_form: Literal["NFC", "NFKC"] = "NFC"
+    fold_whitespace: bool = True
+
+
+class StripMarkupRule(Rule):
+    rest_roles: bool = True
+    rest_directives: bool = True
+    doctest_prompts: bool = True
+    heading_underlines: bool = True
+
+
+class LengthRule(Rule):
+    min_chars: int = Field(default=64, ge=0)
+    max_chars: int = Field(default=20_000, ge=1)
+
+
+class GarbledRule(Rule):
+    min_printable_ratio: float = Field(default=0.95, ge=0, le=1)
+    min_letter_ratio: float = Field(default=0.4, ge=0, le=1)
+
+
+class NearDuplicateRule(Rule):
+    threshold: float = Field(default=0.85, gt=0, le=1)
+    num_perm: int = Field(default=128, ge=16)
+    shingle_words: int = Field(default=5, ge=1)
+    seed: int = 1
+
+
+class CleanParams(Section):
+    normalize: NormalizeRule = NormalizeRule()
+    strip_markup: StripMarkupRule = StripMarkupRule()
+    flagged: Rule = Rule()
+    garbled: GarbledRule = GarbledRule()
+    length: LengthRule = LengthRule()
+    exact_duplicate: Rule = Rule()
+    near_duplicate: NearDuplicateRule = NearDuplicateRule()
+
+
+# --- label -----------------------------------------------------------------------------
+
+
+class TopicRules(Section):
+    """How one topic is recognised: keywords, regular expressions, module prefixes."""
+
+    keywords: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()
+    min_keyword_hits: int = Field(default=2, ge=1)
+
+
+class LabelParams(Section):
+    topics: dict[str, TopicRules] = Field(default_factory=dict)
+    fallback_label: str = "other"
+    label_model: Literal["majority", "weighted"] = "weighted"
+    label_model_iterations: int = Field(default=5, ge=1)
+    overrides_file: str = "data/labels/overrides.csv"
+
+    @model_validator(mode="after")
+    def _fallback_is_not_a_topic(self) -> LabelParams:
+        if self.fallback_label in self.topics:
+            raise ValueError(f"fallback_label {self.fallback_label!r} is also a topic name")
+        return self
+
+
+class SplitParams(Section):
+    validation_fraction: float = Field(default=0.05, ge=0, lt=0.5)
+    test_fraction: float = Field(default=0.05, ge=0, lt=0.5)
+    salt: str = "aigc-split-v1"
+
+
+# --- version ---------------------------------------------------------------------------
+
+
+class VersionParams(Section):
+    remote_name: str = "storage"
+    remote_url: str = "dvc-remote"
+    push: bool = True
+
+
+class Params(Section):
+    collect: CollectParams = CollectParams()
+    clean: CleanParams = CleanParams()
+    label: LabelParams = LabelParams()
+    split: SplitParams = SplitParams()
+    version: VersionParams = VersionParams()
+
+    def section_hash(self, *sections: str) -> str:
+        """A stable hash of the named sections (all when none), for keys and tags."""
+        data = self.model_dump(mode="json")
+        chosen = {name: data[name] for name in (sections or tuple(sorted(data)))}
+        blob = json.dumps(chosen, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`section.key=value` → (["section", "key"], value parsed as YAML)."""
+    key, sep, raw_value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} is not of the form section.key=value")
+    try:
+        value = yaml.safe_load(raw_value) if raw_value.strip() else ""
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({error})") from error
+    return [part for part in key.strip().split(".")], value
+
+
+def _child_key(container: Any, part: str, dotted: str) -> Any:
+    """The index (list) or key (dict) that `part` names inside `container`."""
+    if isinstance(container, list):
+        if part.lstrip("-").isdigit():
+            index = int(part)
+            if -len(container) <= index < len(container):
+                return index
+            raise ConfigError(f"override {dotted!r}: index {index} is out of range")
+        for index, item in enumerate(container):
+            if isinstance(item, dict) and item.get("name") == part:
+                return index
+        names = [item.get("name") for item in container if isinstance(item, dict)]
+        raise ConfigError(f"override {dotted!r}: no item named {part!r} (items: {names})")
+    if isinstance(container, dict):
+        return part
+    raise ConfigError(f"override {dotted!r}: {part!r} is inside a value, not a section")
+
+
+def apply_override(data: dict, path: list[str], value: Any) -> None:
+    dotted = ".".join(path)
+    node: Any = data
+    for part in path[:-1]:
+        key = _child_key(node, part, dotted)
+        if isinstance(node, dict) and key not in node:
+            node[key] = {}
+        node = node[key]
+    node[_child_key(node, path[-1], dotted)] = value
+
+
+def _format_validation_error(error: ValidationError, origin: str) -> str:
+    lines = [f"invalid configuration in {origin}:"]
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  - unknown key {location!r}: remove it or check its spelling")
+        else:
+            given = item.get("input")
+            shown = "" if isinstance(given, dict | list) else f" (got {given!r})"
+            lines.append(f"  - {location}: {item['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def read_params_data(path: Path | str | None) -> dict:
+    """The raw mapping in a params file; a missing default file means all defaults."""
+    if path is None:
+        path = Path(DEFAULT_PARAMS_FILE)
+        if not path.exists():
+            return {}
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"params file {path} does not exist; pass --params FILE")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"params file {path} is not valid YAML: {error}") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"params file {path} must hold a mapping of sections")
+    return data
+
+
+def load_params(
+    path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> Params:
+    """Read, override and validate; the single way aigc turns configuration into Params."""
+    data = copy.deepcopy(read_params_data(path))
+    for text in overrides:
+        keys, value = parse_override(text)
+        apply_override(data, keys, value)
+    origin = str(path or DEFAULT_PARAMS_FILE) + (" with --set overrides" if overrides else "")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(error, origin)) from None
