@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -292,3 +293,35 @@ def load_params(
         return Params.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_format_validation_error(error, origin)) from None
+
+
+def materialize_params(
+    params_path: Path, source: Path | str | None, overrides: list[str] | tuple[str, ...]
+) -> tuple[Params, bool]:
+    """Make `params_path` hold the effective configuration; return it and whether it changed.
+
+    Stages run by DVC read params.yaml, and DVC records what it holds; so when a flow is
+    given another file or `--set` overrides, they are written there first, as
+    `dvc exp run --set-param` does. Comments in params.yaml survive an override.
+    """
+    params = load_params(source if source is not None else params_path, overrides)
+    same_file = source is None or Path(source).resolve() == params_path.resolve()
+    if same_file and not overrides:
+        return params, False
+    from ruamel.yaml import YAML
+
+    round_trip = YAML()
+    if same_file and params_path.exists():
+        data = round_trip.load(params_path.read_text(encoding="utf-8")) or {}
+    else:
+        data = round_trip.load(Path(source).read_text(encoding="utf-8")) if source else {}
+    for text in overrides:
+        keys, value = parse_override(text)
+        apply_override(data, keys, value)
+    before = params_path.read_text(encoding="utf-8") if params_path.exists() else ""
+    buffer = io.StringIO()
+    round_trip.dump(data, buffer)
+    if buffer.getvalue() == before:
+        return params, False
+    params_path.write_text(buffer.getvalue(), encoding="utf-8")
+    return params, True

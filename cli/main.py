@@ -1,0 +1,198 @@
+"""The `aigc` command line: the outermost layer (cli → flows → tasks → src/aigc).
+
+    aigc data collect    read the sources into a new raw snapshot (and `dvc add` it)
+    aigc data clean      the clean stage (what `dvc repro clean` runs)
+    aigc data label      the label stage (what `dvc repro label` runs)
+    aigc data refresh    the whole data flow in Prefect: collect → clean → label → version
+    aigc data status     the current data version, its counts, and the earlier versions
+    aigc data checkout   restore a data version from the DVC cache or remote
+
+Every command takes `--params FILE` and repeatable `--set section.key=value`. Errors that
+a user can fix are printed as one message naming the input and the fix, exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from aigc.config import ConfigError, Params, load_params
+from aigc.settings import apply_offline_defaults
+
+console = Console()
+app = typer.Typer(help="aigc: a training pipeline for generative models.", no_args_is_help=True)
+data_app = typer.Typer(help="The data half: collect, clean, label, version.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+ParamsOption = Annotated[
+    Path | None, typer.Option("--params", help="params file (default: ./params.yaml)")
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="override a parameter: section.key=value (repeatable)"),
+]
+
+
+def _params(params_file: Path | None, overrides: list[str] | None) -> Params:
+    return load_params(params_file, overrides or [])
+
+
+def _root() -> Path:
+    return Path.cwd()
+
+
+@data_app.command("collect")
+def data_collect(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
+    """Read every configured source into a new immutable raw snapshot."""
+    from aigc.data.stages import collect_stage
+    from aigc.data.version import track_raw
+    from aigc.paths import ProjectPaths
+
+    params = _params(params_file, overrides)
+    collected = collect_stage(ProjectPaths.at(_root()), params)
+    table = Table("source", "type", "records", "flagged", "errors", "seconds")
+    for source in collected.report["sources"]:
+        flagged = ", ".join(f"{key} {value}" for key, value in source["flagged"].items())
+        table.add_row(
+            source["name"], source["type"], str(source["records"]), flagged or "-",
+            "\n".join(source["errors"]) or "-", f"{source['seconds']:.1f}",
+        )
+    console.print(table)
+    snapshot = collected.snapshot
+    if snapshot.new:
+        console.print(f"wrote [bold]{snapshot.path}[/] ({snapshot.records} records)")
+    else:
+        console.print(f"sources unchanged: newest snapshot {snapshot.path.name} still holds")
+    if (_root() / ".dvc").is_dir():
+        console.print(f"data/raw tracked by DVC: {track_raw(_root())}")
+
+
+@data_app.command("clean")
+def data_clean(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
+    """Clean the newest raw snapshot; every removed record goes to the quarantine."""
+    from aigc.data.stages import clean_stage
+    from aigc.paths import ProjectPaths
+
+    cleaned = clean_stage(ProjectPaths.at(_root()), _params(params_file, overrides))
+    console.print(
+        f"clean: {cleaned.records} records kept, {cleaned.quarantined} quarantined"
+        + "".join(f"\n  {rule}: {count}" for rule, count in cleaned.quarantined_by_rule.items())
+    )
+
+
+@data_app.command("label")
+def data_label(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
+    """Label the clean records by topic and split them into train/validation/test."""
+    from aigc.data.stages import label_stage
+    from aigc.paths import ProjectPaths
+
+    labeled = label_stage(ProjectPaths.at(_root()), _params(params_file, overrides))
+    _print_counts(labeled.counts)
+
+
+@data_app.command("refresh")
+def data_refresh(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
+    """Run the data flow in Prefect: collect → clean → label → version."""
+    from flows.data_refresh import data_refresh as flow
+
+    started = time.perf_counter()
+    labeled = flow(
+        root=str(_root()),
+        params_file=str(params_file) if params_file else None,
+        overrides=overrides or [],
+    )
+    console.print(
+        f"\n[bold green]data version {labeled.version[:12]}[/] "
+        f"({time.perf_counter() - started:.0f}s)"
+    )
+    _print_counts(labeled.counts)
+
+
+@data_app.command("status")
+def data_status(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
+    """Show the current data version, counts per split and label, and earlier versions."""
+    from aigc.data.version import VersionNotFound, current_version, history, status
+
+    _params(params_file, overrides)  # validates the configuration the data was built with
+    root = _root()
+    versions = history(root)
+    try:
+        current = current_version(root)
+    except VersionNotFound as error:
+        console.print(f"no data version yet ({error})")
+        raise typer.Exit(1) from None
+    entry = next((known for known in versions if known.version == current), None)
+    console.print(f"current data version: [bold]{current}[/]")
+    stale = status(root)
+    console.print(
+        "dvc status: up to date" if not stale else f"dvc status: [yellow]changed[/] {stale}"
+    )
+    if entry:
+        console.print(f"built {entry.created_at} from {entry.raw_snapshot}")
+        _print_counts(entry.counts)
+    table = Table("version", "created", "raw snapshot", "records", title="data versions")
+    for known in reversed(versions):
+        marker = " (current)" if known.version == current else ""
+        table.add_row(
+            known.short + marker, known.created_at, known.raw_snapshot,
+            str(known.counts.get("records", "")),
+        )
+    console.print(table)
+
+
+@data_app.command("checkout")
+def data_checkout(
+    version: Annotated[str, typer.Argument(help="data version: full hash or unique prefix")],
+    out: Annotated[
+        Path | None, typer.Option(help="restore into this folder (default: data/labeled)")
+    ] = None,
+    params_file: ParamsOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """Restore exactly that data version from the DVC cache, or the remote."""
+    from aigc.data.version import checkout_version, configure_remote
+    from aigc.paths import ProjectPaths
+
+    params = _params(params_file, overrides)
+    paths = ProjectPaths.at(_root())
+    configure_remote(paths.root, params.version.remote_name, params.version.remote_url)
+    dest = checkout_version(paths.root, version, out or paths.labeled)
+    console.print(f"restored data version {version} into {dest}")
+
+
+def _print_counts(counts: dict) -> None:
+    table = Table("split", "records")
+    for split, count in counts["splits"].items():
+        table.add_row(split, str(count))
+    labels = Table("label", "records", "share")
+    total = max(1, sum(counts["labels"].values()))
+    for label, count in sorted(counts["labels"].items(), key=lambda item: -item[1]):
+        labels.add_row(label, str(count), f"{count / total:.1%}")
+    console.print(table, labels)
+
+
+def main() -> None:
+    apply_offline_defaults()
+    from aigc.data.clean import AccountingError
+    from aigc.data.records import SchemaError
+    from aigc.data.sources.base import SourceError
+    from aigc.data.version import DvcError, VersionNotFound
+
+    try:
+        app()
+    except (
+        ConfigError, SourceError, SchemaError, AccountingError, DvcError, VersionNotFound,
+        FileNotFoundError,
+    ) as error:
+        console.print(f"[bold red]error:[/] {error}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,414 @@
+"""The `clean` stage core: raw records in, clean records plus quarantine out, nothing lost.
+
+    result = clean_records(raw, params.clean)   # no file I/O; the task and CLI edges save it
+    result.records      # RAW_COLUMNS, cleaned text, collection ids (unique), unique uris
+    result.quarantine   # QUARANTINE_COLUMNS: the original raw record + rule, detail, duplicate_of
+    result.report       # JSON-serialisable counts, length stats and the rules' params
+
+Every raw record ends up in exactly one of the two frames (`check_accounting` proves it before
+returning). Rows are processed and returned in one deterministic order, (collected_at, source,
+uri), so the first of a group of duplicates is the one kept and reruns are byte-identical.
+Regular expressions run with Python's `re` (text is handled as object dtype) so `\\w` means
+Unicode word characters whatever string dtype the frame arrived with.
+Each rule can be switched off with `enabled: false`; they run in this order:
+
+1. flagged          quarantine records whose `flags` hold any of HARD_FLAGS.
+2. normalize        Unicode NFC (or NFKC); \\r\\n and \\r become \\n; trailing spaces go; runs
+                    of blank lines fold into one; with fold_whitespace, runs of spaces and tabs
+                    after a line's first non-blank character become one space (leading
+                    indentation is kept: it carries code structure); the text is stripped.
+3. strip_markup     rewrite the reST of the default corpus (CPython docstrings and pydoc
+                    topics) to plain text, in four groups switched by StripMarkupRule fields:
+   rest_roles           inline markup keeps its text: roles (:func:`open` -> open,
+                        :class:`~a.b.C` -> C, :meth:`!x` -> x, :ref:`title <target>` -> title),
+                        hyperlink references (`title <url>`_ -> title), inline literals
+                        (``x`` -> x) and default-role interpreted text (`x` -> x).
+   rest_directives      admonition markers (.. note::, .. warning::, .. seealso:: ...) are
+                        removed keeping any text after them on the line; every other directive
+                        line (.. versionadded:: 3.2, .. versionchanged::, .. deprecated::,
+                        .. code-block:: python ...) is removed whole. Indented content stays.
+   doctest_prompts      a `>>> ` line and the `... ` lines that continue it lose their prompt
+                        and keep their code and indentation. A lone `...` that does not follow
+                        a prompt is Python's Ellipsis (abstract method bodies) and stays.
+   heading_underlines   unindented lines of >= 3 of one of = - ~ ^ * + # _ are removed
+                        (heading over- and underlines, numpydoc section rules); `...` is not
+                        in the set for the same Ellipsis reason.
+4. garbled          quarantine texts whose printable ratio (control characters other than \\n
+                    and \\t, U+FFFD, surrogates, private-use characters and noncharacters are
+                    not printable) or letter ratio (letters / characters) is below its minimum.
+5. length           quarantine texts shorter than min_chars or longer than max_chars.
+6. exact_duplicate  identical cleaned texts: keep the first, quarantine the rest.
+   duplicate_id     always on: a record whose collection id is already kept (raw may hold one
+                    id under two uris) is quarantined, so the clean ids are unique.
+7. near_duplicate   MinHash over lower-cased word shingles, LSH banding for candidates, then
+                    the full-signature estimate: a record whose estimated Jaccard similarity
+                    with an already kept record reaches `threshold` is quarantined. Signatures
+                    are computed with numpy for all records at once (several times faster than
+                    datasketch's per-record MinHash; bench/clean_throughput.py measures both).
+
+Quarantined records keep their original raw text; clean records keep their collection id.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from aigc.config import CleanParams, NearDuplicateRule, NormalizeRule, StripMarkupRule
+from aigc.data.clean_report import build_report
+from aigc.data.records import (
+    HARD_FLAGS,
+    QUARANTINE_COLUMNS,
+    RAW_COLUMNS,
+    RAW_SCHEMA,
+    SchemaError,
+    check,
+)
+
+ORDER_COLUMNS = ["collected_at", "source", "uri"]
+QUARANTINE_RULES = ("flagged", "garbled", "length", "exact_duplicate", "duplicate_id")
+QUARANTINE_RULES += ("near_duplicate",)
+
+_SPACE = r"[ \t\f\v\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]"
+_TRAILING_SPACE = re.compile(_SPACE + r"+$", re.MULTILINE)
+_INNER_SPACE_RUN = re.compile(r"(?<=\S)(?:" + _SPACE + r"{2,}|(?! )" + _SPACE + ")")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+_ROLE = r":[\w.+-]+(?::[\w.+-]+)*:"
+_MARKUP_RULES: dict[str, list[tuple[re.Pattern, str | Callable[[re.Match], str]]]] = {
+    "rest_roles": [
+        (re.compile(_ROLE + r"`([^`<>]*?)\s*<[^`<>]*>`"), r"\1"),  # :ref:`title <target>`
+        (re.compile(_ROLE + r"`~(?:[^`]*\.)?([^`.]+)`"), r"\1"),  # :class:`~a.b.C` -> C
+        (re.compile(_ROLE + r"`!?([^`]+)`"), r"\1"),
+        (re.compile(r"`([^`<>]+?)\s*<[^`<>]+>`__?"), r"\1"),  # `title <url>`_
+        (re.compile(r"``([^`]+)``"), r"\1"),
+        (re.compile(r"(?<![`\w])`([^`\n]+)`(?![`\w])"), r"\1"),
+    ],
+    "rest_directives": [
+        (
+            re.compile(
+                r"^([ \t]*)\.\. (?:admonition|attention|caution|danger|error|hint|important"
+                r"|note|seealso|tip|todo|warning)::[ \t]*",
+                re.MULTILINE,
+            ),
+            r"\1",
+        ),
+        (re.compile(r"^[ \t]*\.\. [\w:-]+::.*(?:\n|$)", re.MULTILINE), ""),
+    ],
+    "doctest_prompts": [
+        (
+            re.compile(r"^[ \t]*>>>(?: .*)?$(?:\n[ \t]*\.\.\.(?: .*)?$)*", re.MULTILINE),
+            lambda match: _DOCTEST_PROMPT.sub(r"\1", match.group()),
+        ),
+    ],
+    "heading_underlines": [
+        (re.compile(r"^(?:={3,}|-{3,}|~{3,}|\^{3,}|\*{3,}|\+{3,}|#{3,}|_{3,})[ \t]*(?:\n|$)", re.M), ""),
+    ],
+}
+_DOCTEST_PROMPT = re.compile(r"^([ \t]*)(?:>>>|\.\.\.)(?: |$)", re.MULTILINE)
+
+# Characters that are not printable text: C0/C1 controls except \t and \n, U+FFFD (what a
+# decoder puts where bytes were not UTF-8), surrogates, private use, the two noncharacters.
+_NOT_PRINTABLE = r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\uf8ff\ufffd-\uffff]"
+_NOT_LETTERS = r"[\W\d_]+"
+
+
+class AccountingError(RuntimeError):
+    """The clean stage lost, duplicated or invented records; a bug, never a data problem."""
+
+
+@dataclass(frozen=True, eq=False)
+class CleanResult:
+    records: pd.DataFrame
+    quarantine: pd.DataFrame
+    report: dict
+    timings: dict[str, float] = field(default_factory=dict, repr=False)  # seconds per rule
+
+
+def clean_records(raw: pd.DataFrame, params: CleanParams) -> CleanResult:
+    """Apply the clean rules to `raw`; every raw record is returned clean or quarantined."""
+    missing = [column for column in RAW_COLUMNS if column not in raw.columns]
+    if missing:
+        raise SchemaError(
+            f"clean: input lacks column(s) {missing}; it must have {RAW_COLUMNS}. "
+            "Rerun collect or fix the file the input was read from."
+        )
+    check(raw, RAW_SCHEMA, "clean")
+    frame = raw[RAW_COLUMNS].sort_values(ORDER_COLUMNS, kind="stable", ignore_index=True)
+    run = _Run(frame)
+
+    if params.flagged.enabled:
+        with run.timed("flagged"):
+            flags = run.column("flags").str.split(",")
+            hard = flags.map(lambda names: ",".join(sorted(HARD_FLAGS.intersection(names))))
+            run.quarantine(hard != "", "flagged", hard)
+    if params.normalize.enabled:
+        with run.timed("normalize"):
+            run.text = normalize(run.text, params.normalize)
+    if params.strip_markup.enabled:
+        with run.timed("strip_markup"):
+            run.text = strip_markup(run.text, params.strip_markup)
+    if params.garbled.enabled:
+        with run.timed("garbled"):
+            _garbled(run, params.garbled.min_printable_ratio, params.garbled.min_letter_ratio)
+    if params.length.enabled:
+        with run.timed("length"):
+            lengths = run.text.str.len()
+            low, high = params.length.min_chars, params.length.max_chars
+            run.quarantine(lengths < low, "length", "too_short: " + _str(lengths) + f" < {low}")
+            run.quarantine(lengths > high, "length", "too_long: " + _str(lengths) + f" > {high}")
+    if params.exact_duplicate.enabled:
+        with run.timed("exact_duplicate"):
+            _duplicates(run, run.text, "exact_duplicate", "identical cleaned text")
+    with run.timed("duplicate_id"):
+        ids = run.column("id")
+        _duplicates(run, ids, "duplicate_id", "same collection id " + ids.astype(object))
+    if params.near_duplicate.enabled:
+        with run.timed("near_duplicate"):
+            _near_duplicates(run, params.near_duplicate)
+
+    records = frame.loc[run.text.index].copy()
+    records["text"] = pd.Series(run.text, dtype=frame["text"].dtype)
+    records = records.reset_index(drop=True)
+    quarantined = np.flatnonzero(run.rule != "")
+    quarantine = frame.iloc[quarantined].reset_index(drop=True)
+    for name, values in (("rule", run.rule), ("detail", run.detail)):
+        quarantine[name] = pd.Series(values[quarantined], dtype=frame["uri"].dtype)
+    quarantine["duplicate_of"] = pd.Series(run.duplicate_of[quarantined], dtype=frame["uri"].dtype)
+    quarantine = quarantine[QUARANTINE_COLUMNS]
+    check_accounting(raw, records, quarantine)
+    report = build_report(raw, records, quarantine, params, QUARANTINE_RULES, run.changed)
+    return CleanResult(records, quarantine, report, run.timings)
+
+
+def normalize(text: pd.Series, rule: NormalizeRule) -> pd.Series:
+    """The normalize transform on a column of texts (see the module docstring)."""
+    text = text.str.normalize(rule.unicode_form)
+    text = text.str.replace("\r\n", "\n", regex=False).str.replace("\r", "\n", regex=False)
+    text = text.str.replace(_TRAILING_SPACE, "", regex=True)
+    if rule.fold_whitespace:
+        text = text.str.replace(_INNER_SPACE_RUN, " ", regex=True)
+    return text.str.replace(_BLANK_LINES, "\n\n", regex=True).str.strip()
+
+
+def strip_markup(text: pd.Series, rule: StripMarkupRule) -> pd.Series:
+    """The strip_markup transform on a column of texts (see the module docstring)."""
+    for group, replacements in _MARKUP_RULES.items():
+        if getattr(rule, group):
+            for pattern, replacement in replacements:
+                text = text.str.replace(pattern, replacement, regex=True)
+    return text.str.replace(_BLANK_LINES, "\n\n", regex=True).str.strip()
+
+
+def check_accounting(raw: pd.DataFrame, records: pd.DataFrame, quarantine: pd.DataFrame) -> None:
+    """Raise AccountingError unless raw's uris are split exactly between the two frames."""
+    raw_uris, kept, held = set(raw["uri"]), set(records["uri"]), set(quarantine["uri"])
+    problems = []
+    if len(raw) != len(records) + len(quarantine):
+        problems.append(f"{len(raw)} raw != {len(records)} clean + {len(quarantine)} quarantined")
+    if kept & held:
+        problems.append(f"both clean and quarantined: {sorted(kept & held)[:5]}")
+    if kept | held != raw_uris:
+        lost, invented = sorted(raw_uris - kept - held), sorted((kept | held) - raw_uris)
+        problems.append(f"lost uris {lost[:5]}, invented uris {invented[:5]}")
+    if problems:
+        raise AccountingError("clean: records do not add up: " + "; ".join(problems))
+
+
+class _Run:
+    """The mutable state of one clean_records call: live texts and per-row verdicts."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self.text = frame["text"].astype(object)  # the live rows only, indexed by position
+        self.rule = np.full(len(frame), "", dtype=object)
+        self.detail = np.full(len(frame), "", dtype=object)
+        self.duplicate_of = np.full(len(frame), "", dtype=object)
+        self.timings: dict[str, float] = {}
+        self.changed: dict[str, int] = {}
+
+    def column(self, name: str) -> pd.Series:
+        return self.frame[name].astype(object).loc[self.text.index]
+
+    def timed(self, name: str) -> _Timer:
+        return _Timer(self, name)
+
+    def quarantine(
+        self, mask: pd.Series, rule: str, detail: pd.Series | str, duplicate_of: pd.Series | str = ""
+    ) -> None:
+        rows = mask.index[mask.to_numpy(dtype=bool)]
+        for values, given in ((self.detail, detail), (self.duplicate_of, duplicate_of)):
+            values[rows] = given.loc[rows].to_numpy() if isinstance(given, pd.Series) else given
+        self.rule[rows] = rule
+        self.text = self.text.drop(rows)
+
+
+class _Timer:
+    """Times one rule and counts the texts a transform changed."""
+
+    def __init__(self, run: _Run, name: str) -> None:
+        self.run, self.name = run, name
+
+    def __enter__(self) -> None:
+        self.before, self.start = self.run.text, time.perf_counter()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.run.timings[self.name] = time.perf_counter() - self.start
+        if self.name in ("normalize", "strip_markup"):
+            after = self.run.text
+            self.run.changed[self.name] = int((after != self.before.loc[after.index]).sum())
+
+
+def _str(values: pd.Series) -> pd.Series:
+    return values.astype(str).astype(object)
+
+
+def _garbled(run: _Run, min_printable_ratio: float, min_letter_ratio: float) -> None:
+    lengths = run.text.str.len().clip(lower=1)  # an empty text is the length rule's business
+    printable = 1 - run.text.str.count(_NOT_PRINTABLE) / lengths
+    letters = run.text.str.replace(_NOT_LETTERS, "", regex=True).str.len() / lengths
+    printable_detail = "printable_ratio: " + _str(printable.round(3)) + f" < {min_printable_ratio}"
+    run.quarantine(printable < min_printable_ratio, "garbled", printable_detail)
+    letters = letters.loc[run.text.index]
+    letter_detail = "letter_ratio: " + _str(letters.round(3)) + f" < {min_letter_ratio}"
+    run.quarantine(letters < min_letter_ratio, "garbled", letter_detail)
+
+
+def _duplicates(run: _Run, keys: pd.Series, rule: str, detail: pd.Series | str) -> None:
+    """Quarantine every row whose key an earlier live row has, pointing at that row's uri."""
+    first = pd.Series(keys.index, index=keys.index).groupby(keys.to_numpy(), sort=False)
+    first_position = first.transform("first")
+    kept_uri = pd.Series(run.frame["uri"].to_numpy(object)[first_position], index=keys.index)
+    run.quarantine(first_position != keys.index, rule, detail, kept_uri)
+
+
+def _near_duplicates(run: _Run, rule: NearDuplicateRule) -> None:
+    signatures = minhash_signatures(run.text, rule.num_perm, rule.shingle_words, rule.seed)
+    matches = near_duplicate_matches(signatures, rule.threshold)
+    positions = run.text.index.to_numpy()
+    mask = pd.Series(False, index=run.text.index)
+    detail = pd.Series("", index=run.text.index, dtype=object)
+    kept_uri = detail.copy()
+    uris = run.frame["uri"].to_numpy(object)
+    for row, (kept_row, similarity) in matches.items():
+        label = positions[row]
+        mask[label] = True
+        detail[label] = f"estimated_jaccard: {similarity:.3f} >= {rule.threshold}"
+        kept_uri[label] = uris[positions[kept_row]]
+    run.quarantine(mask, "near_duplicate", detail, kept_uri)
+
+
+_MASK64 = (1 << 64) - 1
+_SPLITMIX = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
+
+
+def _mix(values: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: spreads every input bit over the whole uint64 (wraps mod 2**64)."""
+    values = values + np.uint64(_SPLITMIX[0])
+    values = (values ^ (values >> np.uint64(30))) * np.uint64(_SPLITMIX[1])
+    values = (values ^ (values >> np.uint64(27))) * np.uint64(_SPLITMIX[2])
+    return values ^ (values >> np.uint64(31))
+
+
+def minhash_signatures(
+    texts: pd.Series, num_perm: int, shingle_words: int, seed: int
+) -> np.ndarray:
+    """(N, num_perm) uint64 MinHash signatures of word shingles; all-max rows for no words.
+
+    A shingle is `shingle_words` consecutive lower-cased words (the whole text when it is
+    shorter). Words are hashed with pandas' keyed SipHash, shingles by a mixed polynomial of
+    their word hashes, and the permutations are h -> a*h + b mod 2**64 with odd seeded a.
+    """
+    words = texts.astype(object).str.lower().str.findall(r"\w+")
+    counts = words.str.len().to_numpy(dtype=np.int64)
+    signatures = np.full((len(texts), num_perm), np.iinfo(np.uint64).max, dtype=np.uint64)
+    if counts.sum() == 0:
+        return signatures
+    flat = np.fromiter((word for text in words for word in text), dtype=object, count=counts.sum())
+    word_hashes = np.concatenate([pd.util.hash_array(flat), np.zeros(shingle_words, np.uint64)])
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    windows = np.maximum(counts - shingle_words + 1, 1) * (counts > 0)
+    window_doc = np.repeat(np.arange(len(texts)), windows)
+    window_start = starts[window_doc] + np.arange(windows.sum()) - np.repeat(
+        np.cumsum(windows) - windows, windows
+    )
+    shingles = np.zeros(len(window_start), dtype=np.uint64)
+    for offset in range(shingle_words):
+        inside = window_start + offset < ends[window_doc]
+        term = _mix(word_hashes[window_start + offset] + np.uint64(offset))
+        shingles += np.where(inside, term, np.uint64(0))
+    shingles = _mix(shingles)
+    generator = np.random.default_rng(seed)
+    multipliers = generator.integers(0, 2**63, num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    increments = generator.integers(0, 2**63, num_perm, dtype=np.uint64)
+    with_words = np.flatnonzero(windows)
+    window_offsets = np.concatenate([[0], np.cumsum(windows[with_words])])
+    chunk = max(1, 1 << 22 >> max(num_perm.bit_length(), 1))  # ~4M values per block
+    first = 0
+    while first < len(with_words):
+        last = int(np.searchsorted(window_offsets, window_offsets[first] + chunk, "right")) - 1
+        last = max(last, first + 1)
+        low, high = window_offsets[first], window_offsets[last]
+        values = shingles[low:high, None] * multipliers[None, :] + increments[None, :]  # (W, P)
+        block = np.minimum.reduceat(values, window_offsets[first:last] - low, axis=0)
+        signatures[with_words[first:last]] = block
+        first = last
+    return signatures
+
+
+def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows) minimising equal-weighted false positive and negative probability mass."""
+    best, best_error = (1, num_perm), float("inf")
+    for bands in range(1, num_perm + 1):
+        for rows in range(1, num_perm // bands + 1):
+            low = np.linspace(0.0, threshold, 200)
+            high = np.linspace(threshold, 1.0, 200)
+            false_positive = np.trapezoid(1 - (1 - low**rows) ** bands, low)
+            false_negative = np.trapezoid((1 - high**rows) ** bands, high)
+            if false_positive + false_negative < best_error:
+                best, best_error = (bands, rows), false_positive + false_negative
+    return best
+
+
+def near_duplicate_matches(
+    signatures: np.ndarray, threshold: float
+) -> dict[int, tuple[int, float]]:
+    """{row: (kept row, estimated Jaccard)} for rows near an earlier kept row, in row order.
+
+    Rows are visited in order; a row is compared (whole signature) with the kept rows that
+    share an LSH band with it and is a duplicate of the most similar one if that reaches the
+    threshold; otherwise it is kept. Rows without any shingle are never duplicates.
+    """
+    rows_count, num_perm = signatures.shape
+    bands, rows_per_band = lsh_bands(threshold, num_perm)
+    band_keys = np.stack(
+        [
+            _mix(signatures[:, band * rows_per_band : (band + 1) * rows_per_band]).sum(axis=1)
+            for band in range(bands)
+        ],
+        axis=1,
+    ).tolist()
+    empty = (signatures == np.iinfo(np.uint64).max).all(axis=1).tolist()
+    buckets: list[dict[int, list[int]]] = [{} for _ in range(bands)]
+    matches: dict[int, tuple[int, float]] = {}
+    for row in range(rows_count):
+        if empty[row]:
+            continue
+        keys = band_keys[row]
+        candidates = {kept for band, key in enumerate(keys) for kept in buckets[band].get(key, ())}
+        if candidates:
+            ordered = np.array(sorted(candidates))
+            similarity = (signatures[ordered] == signatures[row]).mean(axis=1)
+            best = int(np.argmax(similarity))  # the earliest among equally similar rows
+            if similarity[best] >= threshold:
+                matches[row] = (int(ordered[best]), float(similarity[best]))
+                continue
+        for band, key in enumerate(keys):
+            buckets[band].setdefault(key, []).append(row)
+    return matches

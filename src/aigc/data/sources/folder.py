@@ -1,0 +1,137 @@
+"""The `folder` source: a directory of .txt, .md, .jsonl and .csv files, read recursively.
+
+This is the inbox where new data lands between scheduled runs. Per file type:
+- .txt / .md: the whole file is one record;
+- .jsonl: one record per line, text in the configured field (`jsonl_field`);
+- .csv: one record per row, text in the configured column (`csv_column`).
+
+Nothing is dropped silently. A file that is not text (NUL bytes) becomes a record flagged
+`binary`; invalid UTF-8 is replaced and the record flagged `invalid_utf8`; a JSON line that
+does not parse, or lacks the field, becomes a record flagged `malformed_json` or
+`missing_field` holding the raw line. The clean stage quarantines these with their reason.
+A CSV without the configured column cannot be read row by row: it raises `SourceError`
+naming the file, the columns it has and the setting to change. Hidden files are skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from aigc.config import FolderSource
+from aigc.data.sources.base import SourceError, SourceRecord
+
+_SNIFF_BYTES = 8192
+
+
+def list_files(source: FolderSource, root: Path) -> list[Path]:
+    """The files the source reads, in a stable order."""
+    folder = (root / source.path).resolve() if not Path(source.path).is_absolute() else Path(
+        source.path
+    )
+    if not folder.is_dir():
+        if source.missing_ok and not folder.exists():
+            return []
+        raise SourceError(
+            source.name,
+            str(folder),
+            "is not a directory",
+            "create it, or point `path` of this source at an existing folder",
+        )
+    extensions = {extension.lower() for extension in source.extensions}
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.is_file()
+        and path.suffix.lower() in extensions
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    )
+
+
+def read_file(source: FolderSource, path: Path) -> Iterator[SourceRecord]:
+    """The records of one file; raises SourceError for a file that cannot be read at all."""
+    data = path.read_bytes()
+    uri = path.as_uri()
+    meta = {"path": str(path), "bytes": len(data)}
+    if b"\x00" in data[:_SNIFF_BYTES]:
+        text = data.decode("utf-8", errors="replace").replace("\x00", "")
+        yield SourceRecord(text=text, uri=uri, meta=meta, flags=("binary",))
+        return
+    text, flags = decode(data)
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        yield from _jsonl_records(source, text, uri, meta, flags)
+    elif suffix == ".csv":
+        yield from _csv_records(source, path, text, uri, meta, flags)
+    else:
+        yield SourceRecord(text=text, uri=uri, meta=meta, flags=flags)
+
+
+def decode(data: bytes) -> tuple[str, tuple[str, ...]]:
+    """UTF-8 text, with invalid bytes replaced (U+FFFD) and flagged rather than fatal."""
+    try:
+        return data.decode("utf-8"), ()
+    except UnicodeDecodeError:
+        return data.decode("utf-8", errors="replace"), ("invalid_utf8",)
+
+
+def _jsonl_records(
+    source: FolderSource, text: str, uri: str, meta: dict, flags: tuple[str, ...]
+) -> Iterator[SourceRecord]:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        yield json_line_record(line, f"{uri}#L{number}", source.jsonl_field, meta, flags)
+
+
+def json_line_record(
+    line: str, uri: str, field: str, meta: dict, flags: tuple[str, ...] = ()
+) -> SourceRecord:
+    """One JSON line → a record; a line that does not parse or lacks `field` is flagged."""
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as error:
+        detail = {**meta, "error": f"invalid JSON: {error.msg} at column {error.colno}"}
+        return SourceRecord(text=line, uri=uri, meta=detail, flags=(*flags, "malformed_json"))
+    return json_item_record(item, uri, field, meta, flags, raw=line)
+
+
+def json_item_record(
+    item: object, uri: str, field: str, meta: dict, flags: tuple[str, ...] = (), raw: str = ""
+) -> SourceRecord:
+    """A parsed JSON item → a record: `field` is the text, other scalar fields the metadata."""
+    raw = raw or json.dumps(item, ensure_ascii=False)
+    if not isinstance(item, dict) or not isinstance(item.get(field), str):
+        problem = "not an object" if not isinstance(item, dict) else f"no string field {field!r}"
+        return SourceRecord(
+            text=raw, uri=uri, meta={**meta, "error": problem}, flags=(*flags, "missing_field")
+        )
+    extra = {
+        key: value
+        for key, value in item.items()
+        if key != field and isinstance(value, str | int | float | bool)
+    }
+    return SourceRecord(text=item[field], uri=uri, meta={**meta, **extra}, flags=flags)
+
+
+def _csv_records(
+    source: FolderSource, path: Path, text: str, uri: str, meta: dict, flags: tuple[str, ...]
+) -> Iterator[SourceRecord]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    columns = reader.fieldnames or []
+    if source.csv_column not in columns:
+        raise SourceError(
+            source.name,
+            str(path),
+            f"CSV has no column {source.csv_column!r} (columns: {columns})",
+            f"set `csv_column` of source {source.name!r} to one of these columns, "
+            "or fix the file's header",
+        )
+    for number, row in enumerate(reader, start=2):
+        text_value = row.get(source.csv_column) or ""
+        extra = {key: value for key, value in row.items() if key and key != source.csv_column}
+        yield SourceRecord(text=text_value, uri=f"{uri}#L{number}", meta={**meta, **extra},
+                           flags=flags)

@@ -1,0 +1,102 @@
+"""A recurrent language-model baseline (an LSTM), family name "lstm".
+
+Usage:
+
+    model = build_model("lstm", {"vocab_size": 4096, "block_size": 256, "n_embd": 256,
+                                 "hidden_size": 512, "n_layer": 2})
+    logits, loss = model(idx, targets)   # same contract as the GPT
+
+It is here to tell us whether the transformer earns its cost: same tokens, same loop, same
+forward signature. Each forward starts from a zero state (no state carried between batches),
+so a block is modelled exactly as the GPT models it and `generate` works unchanged.
+`block_size` does not limit the recurrence; it is kept so both families crop context alike.
+
+With `tie_weights`, the output layer shares the embedding matrix (Press & Wolf, 2017); when
+`hidden_size != n_embd` a linear projection brings the LSTM output down to `n_embd` first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aigc.models.base import IGNORE_INDEX, ModelFamily
+
+
+@dataclass
+class LSTMConfig:
+    vocab_size: int = 4096
+    block_size: int = 256
+    n_embd: int = 256
+    hidden_size: int = 512
+    n_layer: int = 2
+    dropout: float = 0.0
+    tie_weights: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_embd", "hidden_size", "n_layer"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"LSTMConfig.{name}={getattr(self, name)} must be at least 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"LSTMConfig.dropout={self.dropout} must be in [0, 1)")
+
+
+class LSTMLanguageModel(nn.Module):
+    def __init__(self, config: LSTMConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.n_embd)
+        self.dropout = nn.Dropout(config.dropout)
+        self.lstm = nn.LSTM(
+            input_size=config.n_embd,
+            hidden_size=config.hidden_size,
+            num_layers=config.n_layer,
+            batch_first=True,
+            # nn.LSTM applies this between layers only; the outer dropouts cover the ends.
+            dropout=config.dropout if config.n_layer > 1 else 0.0,
+        )
+        output_size = config.hidden_size
+        self.projection: nn.Module = nn.Identity()
+        if config.tie_weights and config.hidden_size != config.n_embd:
+            self.projection = nn.Linear(config.hidden_size, config.n_embd, bias=False)
+            output_size = config.n_embd
+        self.decoder = nn.Linear(output_size, config.vocab_size, bias=False)
+        self._init_weights()
+        if config.tie_weights:
+            self.decoder.weight = self.embedding.weight
+
+    def _init_weights(self) -> None:
+        # Small embeddings make the initial logits near zero, so the initial loss is about
+        # ln(vocab_size), as for the GPT; the LSTM keeps PyTorch's uniform initialisation.
+        nn.init.normal_(self.embedding.weight, mean=0.0, std=0.02)
+        nn.init.normal_(self.decoder.weight, mean=0.0, std=0.02)
+        if isinstance(self.projection, nn.Linear):
+            nn.init.normal_(self.projection.weight, mean=0.0, std=0.02)
+
+    def num_parameters(self) -> int:
+        return sum(parameter.numel() for parameter in self.parameters())
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        B, T = idx.size()  # (B, T)
+        if T > self.config.block_size:
+            raise ValueError(
+                f"sequence length {T} exceeds block_size {self.config.block_size}; crop the input"
+            )
+        x = self.dropout(self.embedding(idx))  # (B, T, E)
+        hidden, _ = self.lstm(x)  # (B, T, H)
+        hidden = self.projection(self.dropout(hidden))  # (B, T, E) when tied, else (B, T, H)
+        logits = self.decoder(hidden)  # (B, T, V)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(
+                logits.reshape(B * T, -1), targets.reshape(B * T), ignore_index=IGNORE_INDEX
+            )
+        return logits, loss
+
+
+FAMILY = ModelFamily(name="lstm", config_class=LSTMConfig, model_class=LSTMLanguageModel)

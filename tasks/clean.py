@@ -1,0 +1,23 @@
+"""Prefect task `clean`: `dvc repro clean` (DVC skips it when raw, code and params are unchanged)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import get_run_logger, task
+
+from aigc.data.stages import CleanedDataset, cleaned_dataset
+from aigc.data.version import repro
+from aigc.paths import ProjectPaths
+
+
+@task(name="clean")
+def clean(root: Path) -> CleanedDataset:
+    logger = get_run_logger()
+    logger.info(repro(Path(root), "clean").strip() or "clean: done")
+    cleaned = cleaned_dataset(ProjectPaths.at(root))
+    logger.info(
+        "clean: %d records kept, %d quarantined %s",
+        cleaned.records, cleaned.quarantined, cleaned.quarantined_by_rule,
+    )
+    return cleaned
