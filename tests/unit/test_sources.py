@@ -1,0 +1,177 @@
+"""The three source types on real inputs: stdlib files, a folder on disk, a live HTTP server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from aigc.config import BuiltinSource, FolderSource, HttpSource
+from aigc.data.sources.base import SourceError
+from aigc.data.sources.builtin import read_builtin, split_sections
+from aigc.data.sources.folder import list_files, read_file
+from aigc.data.sources.http import read_http
+from tests.http_fixture import ScriptedServer
+
+
+def no_sleep(seconds: float) -> None:
+    pass
+
+
+# --- builtin ---------------------------------------------------------------------------
+
+
+def test_split_sections_cuts_at_underlined_headings():
+    text = "Intro\n*****\n\nFirst part.\n\nDetails\n=======\n\nSecond part.\n"
+    sections = split_sections(text)
+    assert [title for title, _ in sections] == ["Intro", "Details"]
+    assert sections[1][1].startswith("Details\n=======") and "Second part." in sections[1][1]
+
+
+def test_builtin_topics_are_sections_with_module_metadata():
+    records = list(read_builtin(BuiltinSource(name="stdlib", include=("topics",))))
+    assert len(records) > 150
+    assert len({record.uri for record in records}) == len(records)
+    assert all(record.meta["module"] == "pydoc_data.topics" for record in records)
+    assert any("assert" in record.text for record in records)
+
+
+# --- folder ----------------------------------------------------------------------------
+
+
+def folder_source(**changes) -> FolderSource:
+    return FolderSource(name="inbox", path="inbox", **changes)
+
+
+def test_folder_reads_text_markdown_jsonl_and_csv(tmp_path):
+    inbox = tmp_path / "inbox"
+    (inbox / "nested").mkdir(parents=True)
+    (inbox / "a.txt").write_text("plain text document")
+    (inbox / "nested" / "b.md").write_text("# markdown\n\nbody")
+    (inbox / "c.jsonl").write_text('{"text": "line one", "lang": "en"}\n\n{"text": "line two"}\n')
+    (inbox / "d.csv").write_text("title,text\nfirst,row one\nsecond,row two\n")
+    (inbox / ".hidden.txt").write_text("skipped")
+    (inbox / "e.bin").write_bytes(b"not a listed extension")
+    source = folder_source()
+    records = [record for path in list_files(source, tmp_path) for record in
+               read_file(source, path)]
+    texts = sorted(record.text for record in records)
+    assert texts == sorted(
+        ["plain text document", "# markdown\n\nbody", "line one", "line two", "row one",
+         "row two"]
+    )
+    by_text = {record.text: record for record in records}
+    assert by_text["line one"].meta["lang"] == "en"
+    assert by_text["row two"].meta["title"] == "second"
+    assert by_text["row two"].uri.endswith("d.csv#L3")
+
+
+def test_folder_flags_binary_invalid_utf8_and_keeps_empty_and_huge_files(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    (inbox / "latin1.txt").write_bytes("caf\u00e9 cr\u00e8me br\u00fbl\u00e9e".encode("latin-1"))
+    (inbox / "empty.txt").write_text("")
+    (inbox / "huge.txt").write_text("x" * (5 * 1024 * 1024))
+    source = folder_source()
+    records = {record.uri.rsplit("/", 1)[-1]: record for path in list_files(source, tmp_path)
+               for record in read_file(source, path)}
+    assert records["binary.txt"].flags == ("binary",)
+    assert records["latin1.txt"].flags == ("invalid_utf8",)
+    assert "\ufffd" in records["latin1.txt"].text
+    assert records["empty.txt"].text == "" and records["empty.txt"].flags == ()
+    assert len(records["huge.txt"].text) == 5 * 1024 * 1024
+
+
+def test_folder_keeps_malformed_json_lines_as_flagged_records(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "feed.jsonl").write_text('{"text": "good"}\n{"text": broken\n{"body": "no text"}\n')
+    source = folder_source()
+    records = list(read_file(source, inbox / "feed.jsonl"))
+    assert [record.flags for record in records] == [(), ("malformed_json",), ("missing_field",)]
+    assert records[1].text == '{"text": broken'
+
+
+def test_csv_without_the_column_is_a_clear_error(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "table.csv").write_text("title,body\na,b\n")
+    source = folder_source()
+    with pytest.raises(SourceError) as error:
+        list(read_file(source, inbox / "table.csv"))
+    message = str(error.value)
+    assert "table.csv" in message and "'text'" in message and "['title', 'body']" in message
+    assert "csv_column" in message
+
+
+def test_missing_folder_is_empty_unless_required(tmp_path):
+    assert list_files(folder_source(), tmp_path) == []
+    with pytest.raises(SourceError, match="is not a directory"):
+        list_files(folder_source(missing_ok=False), tmp_path)
+
+
+# --- http ------------------------------------------------------------------------------
+
+
+def page(items: list, **extra) -> bytes:
+    return json.dumps({"items": items, **extra}).encode()
+
+
+def test_http_retries_a_500_then_reads_all_pages():
+    with ScriptedServer() as server:
+        server.route("/api?page=1", (500, b"oops"), (200, page([{"text": "one", "k": 1}])))
+        server.route("/api?page=2", (200, page([{"text": "two"}])))
+        server.route("/api?page=3", (200, page([])))
+        source = HttpSource(name="api", url=server.url + "/api")
+        records = list(read_http(source, sleep=no_sleep))
+    assert [record.text for record in records] == ["one", "two"]
+    assert records[0].meta["k"] == 1
+    assert server.requests == ["/api?page=1", "/api?page=1", "/api?page=2", "/api?page=3"]
+
+
+def test_http_honours_retry_after_on_429():
+    slept = []
+    with ScriptedServer() as server:
+        server.route("/api", (429, b"slow down", {"Retry-After": "7"}), (200, page([])))
+        source = HttpSource(name="api", url=server.url + "/api", pagination="none")
+        assert list(read_http(source, sleep=slept.append)) == []
+    assert slept == [7.0]
+
+
+def test_http_404_fails_at_once_naming_source_and_url():
+    with ScriptedServer() as server:
+        server.route("/missing", (404, b"nope"))
+        source = HttpSource(name="api", url=server.url + "/missing")
+        with pytest.raises(SourceError) as error:
+            list(read_http(source, sleep=no_sleep))
+    assert len(server.requests) == 1
+    assert "'api'" in str(error.value) and "/missing?page=1" in str(error.value)
+    assert "HTTP 404" in str(error.value)
+
+
+def test_http_gives_up_after_retries_with_the_last_problem():
+    with ScriptedServer() as server:
+        server.route("/down", (503, b"unavailable"))
+        source = HttpSource(name="api", url=server.url + "/down", retries=2)
+        with pytest.raises(SourceError, match="gave up after 3 attempts; last: HTTP 503"):
+            list(read_http(source, sleep=no_sleep))
+    assert len(server.requests) == 3
+
+
+def test_http_jsonl_keeps_malformed_lines_flagged():
+    body = b'{"text": "fine"}\nthis is not json\n{"other": 1}\n'
+    with ScriptedServer() as server:
+        server.route("/feed", (200, body))
+        source = HttpSource(name="feed", url=server.url + "/feed", format="jsonl",
+                            pagination="none")
+        records = list(read_http(source, sleep=no_sleep))
+    assert [record.flags for record in records] == [(), ("malformed_json",), ("missing_field",)]
+
+
+def test_http_cursor_pagination_follows_the_cursor():
+    with ScriptedServer() as server:
+        server.route("/c", (200, page([{"text": "a"}], next_cursor="xyz")))
+        server.route("/c?cursor=xyz", (200, page([{"text": "b"}], next_cursor=None)))
+        source = HttpSource(name="c", url=server.url + "/c", pagination="cursor")
+        assert [record.text for record in read_http(source, sleep=no_sleep)] == ["a", "b"]
