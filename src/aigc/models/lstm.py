@@ -13,6 +13,7 @@ so a block is modelled exactly as the GPT models it and `generate` works unchang
 
 With `tie_weights`, the output layer shares the embedding matrix (Press & Wolf, 2017); when
 `hidden_size != n_embd` a linear projection brings the LSTM output down to `n_embd` first.
+Embeddings are scaled by sqrt(n_embd) on the way in; `_init_weights` says why.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class LSTMLanguageModel(nn.Module):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.n_embd)
+        self.input_scale = config.n_embd**0.5
         self.dropout = nn.Dropout(config.dropout)
         self.lstm = nn.LSTM(
             input_size=config.n_embd,
@@ -69,12 +71,14 @@ class LSTMLanguageModel(nn.Module):
             self.decoder.weight = self.embedding.weight
 
     def _init_weights(self) -> None:
-        # Small embeddings make the initial logits near zero, so the initial loss is about
-        # ln(vocab_size), as for the GPT; the LSTM keeps PyTorch's uniform initialisation.
-        nn.init.normal_(self.embedding.weight, mean=0.0, std=0.02)
-        nn.init.normal_(self.decoder.weight, mean=0.0, std=0.02)
-        if isinstance(self.projection, nn.Linear):
-            nn.init.normal_(self.projection.weight, mean=0.0, std=0.02)
+        # Embeddings N(0, 1/n_embd), multiplied by sqrt(n_embd) on the way in (as in
+        # "Attention Is All You Need", section 3.4): the LSTM sees unit-scale inputs, which it
+        # needs to learn quickly (with N(0, 0.02) inputs it sits on the unigram plateau for
+        # hundreds of steps), while the tied output layer still starts with logits near zero,
+        # so the initial loss is about ln(vocab_size). The LSTM keeps PyTorch's initialisation.
+        std = self.config.n_embd**-0.5
+        nn.init.normal_(self.embedding.weight, mean=0.0, std=std)
+        nn.init.normal_(self.decoder.weight, mean=0.0, std=self.decoder.in_features**-0.5)
 
     def num_parameters(self) -> int:
         return sum(parameter.numel() for parameter in self.parameters())
@@ -83,11 +87,11 @@ class LSTMLanguageModel(nn.Module):
         self, idx: torch.Tensor, targets: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T = idx.size()  # (B, T)
-        if T > self.config.block_size:
+        if idx.size(1) > self.config.block_size:
             raise ValueError(
                 f"sequence length {T} exceeds block_size {self.config.block_size}; crop the input"
             )
-        x = self.dropout(self.embedding(idx))  # (B, T, E)
+        x = self.dropout(self.embedding(idx) * self.input_scale)  # (B, T, E)
         hidden, _ = self.lstm(x)  # (B, T, H)
         hidden = self.projection(self.dropout(hidden))  # (B, T, E) when tied, else (B, T, H)
         logits = self.decoder(hidden)  # (B, T, V)

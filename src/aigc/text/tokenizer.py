@@ -3,7 +3,8 @@
 Usage:
 
     tokenizer = TextTokenizer.train(texts, labels=["networking", "security"], vocab_size=4096)
-    ids = tokenizer.encode_document(text, "networking")   # [<|label:networking|>, ..., <|endoftext|>]
+    ids = tokenizer.encode_document(text, "networking")
+    # ids == [<|label:networking|>, ...the text's tokens..., <|endoftext|>]
     tokenizer.save("tokenizer.json"); TextTokenizer.load("tokenizer.json")
 
 Byte-level means every string can be encoded (no unknown token) and `decode(encode(text))`
