@@ -1,0 +1,110 @@
+"""The data flow end to end on real Prefect (test harness), real DVC in a temporary git repo.
+
+One project goes through a whole life: a first run makes a data version; an unchanged rerun
+keeps it; DVC agrees with Prefect (`dvc status` clean, `dvc repro` in a fresh clone gives
+byte-identical outputs); new inbox data makes a new version; the old one checks out intact.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from aigc.data.version import configure_remote, current_version, dvc, history, status
+from tests.conftest import git, make_documents, write_documents
+
+pytestmark = pytest.mark.slow
+
+AIGC = str(Path(sys.executable).parent / "aigc")
+
+
+@pytest.fixture(scope="module")
+def prefect():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def files_bytes(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def test_data_flow_versions_reproduces_and_restores(project: Path, prefect, tmp_path: Path):
+    from flows.data_refresh import data_refresh
+
+    first = data_refresh(root=str(project))
+    version = current_version(project)
+    assert first.version == version and len(version) == 32
+    assert status(project) == {}, "dvc status must be clean after the flow"
+
+    raw = pd.read_parquet(next((project / "data" / "raw").glob("snapshot-*.parquet")))
+    clean = pd.read_parquet(project / "data" / "clean" / "records.parquet")
+    quarantine = pd.read_parquet(project / "data" / "clean" / "quarantine.parquet")
+    assert len(raw) == len(clean) + len(quarantine) == 60
+    assert set(raw["uri"]) == set(clean["uri"]) | set(quarantine["uri"])
+    assert sum(first.counts["splits"].values()) == len(clean)
+    first_bytes = files_bytes(project / "data" / "labeled")
+
+    # Unchanged inputs: no new snapshot, DVC skips the stages, same version.
+    again = data_refresh(root=str(project))
+    assert again.version == version
+    assert len(list((project / "data" / "raw").glob("snapshot-*.parquet"))) == 1
+    assert [known.version for known in history(project)] == [version]
+
+    # dvc repro in a fresh clone with the same raw snapshot: byte-identical outputs.
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "data version 1")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(project), str(clone))
+    configure_remote(clone, "storage", str(tmp_path / "remote"))
+    dvc(clone, "pull", "--quiet", "data/raw.dvc")
+    assert "Running stage 'label'" in dvc(clone, "repro").stdout
+    assert git(clone, "status", "--porcelain", "dvc.lock") == "", "outputs differ in the clone"
+    assert files_bytes(clone / "data" / "labeled") == first_bytes
+
+    # New data in the inbox: a new snapshot and a new version.
+    write_documents(project / "data" / "inbox", make_documents(12, seed=7, prefix="new"))
+    second = data_refresh(root=str(project))
+    assert second.version != version
+    assert [known.version for known in history(project)] == [version, second.version]
+    assert status(project) == {}
+
+    # The CLI: status shows both; checkout of the first restores identical bytes.
+    shown = subprocess.run([AIGC, "data", "status"], cwd=project, capture_output=True,
+                           text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert second.version in shown.stdout and version[:12] in shown.stdout
+    restored = subprocess.run([AIGC, "data", "checkout", version[:10]], cwd=project,
+                              capture_output=True, text=True)
+    assert restored.returncode == 0, restored.stderr + restored.stdout
+    assert files_bytes(project / "data" / "labeled") == first_bytes
+
+
+def test_checkout_from_the_remote_in_another_clone(project: Path, prefect, tmp_path: Path):
+    from flows.data_refresh import data_refresh
+
+    labeled = data_refresh(root=str(project))
+    expected = files_bytes(project / "data" / "labeled")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "v1")
+    clone = tmp_path / "elsewhere"
+    git(tmp_path, "clone", "-q", str(project), str(clone))
+    result = subprocess.run(
+        [AIGC, "data", "checkout", labeled.version, "--out", "restored"],
+        cwd=clone, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert files_bytes(clone / "restored") == expected
+
+
+def test_unknown_version_is_a_clear_error(project: Path):
+    result = subprocess.run([AIGC, "data", "checkout", "abc123"], cwd=project,
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "no data version starts with 'abc123'" in result.stdout
+    assert "aigc data status" in result.stdout
