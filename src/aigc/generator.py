@@ -1,0 +1,102 @@
+"""A trained text generator: model + tokenizer, saved together as one self-contained folder.
+
+    generator = TextGenerator.load("path/to/bundle")
+    texts = generator.generate(["The socket"], ["networking"], max_new_tokens=64, seed=0)
+
+A bundle folder holds `model.pt` (checkpoint with family and config inside) and
+`tokenizer.json`; nothing else is needed to load it, no params file. Conditioning mirrors
+training, where documents are concatenated as `<label> text <eos> <label> text <eos> …`: a
+prompt is `<eos> <label> prompt…`, and an unconditioned prompt is `<eos> prompt…` (the model
+then picks the label itself, as its first sampled token).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from aigc.models.base import generate as sample_tokens
+from aigc.models.checkpoint import load_model, save_checkpoint
+from aigc.text.tokenizer import TextTokenizer
+
+MODEL_FILE = "model.pt"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclass
+class TextGenerator:
+    model: nn.Module
+    tokenizer: TextTokenizer
+    family: str
+    config: Any
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str = "cpu") -> TextGenerator:
+        directory = Path(directory)
+        model, family, config, extra = load_model(directory / MODEL_FILE, map_location=device)
+        tokenizer = TextTokenizer.load(directory / TOKENIZER_FILE)
+        return cls(model=model.eval(), tokenizer=tokenizer, family=family, config=config,
+                   extra=extra)
+
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(directory / MODEL_FILE, self.model, self.family, self.config, self.extra)
+        self.tokenizer.save(directory / TOKENIZER_FILE)
+        return directory
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.tokenizer.labels
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def prompt_ids(self, prompt: str, label: str | None) -> list[int]:
+        """`<eos> [<label>] prompt`: the context a document starts in during training."""
+        if label is not None and label not in self.tokenizer.labels:
+            raise ValueError(
+                f"unknown label {label!r}; this model knows {list(self.tokenizer.labels)}"
+            )
+        head = [self.tokenizer.eos_id]
+        if label is not None:
+            head.append(self.tokenizer.label_token_id(label))
+        return head + self.tokenizer.encode(prompt)
+
+    def generate(
+        self,
+        prompts: list[str],
+        labels: list[str | None],
+        max_new_tokens: int = 64,
+        temperature: float = 0.8,
+        top_k: int | None = 50,
+        seed: int = 0,
+    ) -> list[str]:
+        """The continuation of each prompt (without the prompt), stopped at end of document.
+
+        Rows with the same prompt and label are sampled as one batch. The same seed gives the
+        same texts."""
+        if len(prompts) != len(labels):
+            raise ValueError(f"{len(prompts)} prompts but {len(labels)} labels")
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for row, (prompt, label) in enumerate(zip(prompts, labels, strict=True)):
+            groups.setdefault(tuple(self.prompt_ids(prompt, label)), []).append(row)
+        results = [""] * len(prompts)
+        for ids, rows in groups.items():
+            batch = torch.tensor([ids] * len(rows), dtype=torch.long)
+            out = sample_tokens(
+                self.model, batch, max_new_tokens, temperature=temperature, top_k=top_k,
+                generator=generator, eos_id=self.tokenizer.eos_id,
+            )
+            for row, sequence in zip(rows, out[:, len(ids):].tolist(), strict=True):
+                if self.tokenizer.eos_id in sequence:
+                    sequence = sequence[: sequence.index(self.tokenizer.eos_id)]
+                results[row] = self.tokenizer.decode(sequence)
+        return results
