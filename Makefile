@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 
-.PHONY: install run test test-fast lint format bench clean-data
+.PHONY: install run test test-fast lint format bench
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,12 +29,13 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tasks flows tests bench
-	$(BIN)/ruff format --check src tasks flows tests bench
+	$(BIN)/ruff check src cli tasks flows tests bench
+	$(BIN)/ruff format --check src cli tasks flows tests bench
 
 format: $(STAMP)
-	$(BIN)/ruff format src tasks flows tests bench
-	$(BIN)/ruff check --fix src tasks flows tests bench
+	$(BIN)/ruff format src cli tasks flows tests bench
+	$(BIN)/ruff check --fix src cli tasks flows tests bench
 
 bench: $(STAMP)
 	$(BIN)/python bench/clean_throughput.py
+	$(BIN)/python bench/label_throughput.py

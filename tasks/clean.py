@@ -14,7 +14,8 @@ from aigc.paths import ProjectPaths
 @task(name="clean")
 def clean(root: Path) -> CleanedDataset:
     logger = get_run_logger()
-    logger.info(repro(Path(root), "clean").strip() or "clean: done")
+    for line in repro(Path(root), "clean"):
+        logger.info("dvc: %s", line)
     cleaned = cleaned_dataset(ProjectPaths.at(root))
     logger.info(
         "clean: %d records kept, %d quarantined %s",

@@ -14,7 +14,8 @@ from aigc.paths import ProjectPaths
 @task(name="label")
 def label(root: Path) -> LabeledDataset:
     logger = get_run_logger()
-    logger.info(repro(Path(root), "label").strip() or "label: done")
+    for line in repro(Path(root), "label"):
+        logger.info("dvc: %s", line)
     labeled = labeled_dataset(ProjectPaths.at(root))
     logger.info("label: splits %s", labeled.counts["splits"])
     logger.info("label: labels %s", labeled.counts["labels"])

@@ -304,7 +304,8 @@ def _garbled(run: _Run, min_printable_ratio: float, min_letter_ratio: float) -> 
     run.quarantine(printable < min_printable_ratio, "garbled", printable_detail)
     letters = letters.loc[run.text.index]
     letter_detail = "letter_ratio: " + _str(letters.round(3)) + f" < {min_letter_ratio}"
-    run.quarantine(letters < min_letter_ratio, "garbled", letter_detail)
+    has_text = run.text.str.len() > 0
+    run.quarantine((letters < min_letter_ratio) & has_text, "garbled", letter_detail)
 
 
 def _duplicates(run: _Run, keys: pd.Series, rule: str, detail: pd.Series | str) -> None:

@@ -101,9 +101,11 @@ def track_raw(root: Path) -> str:
     return entry["md5"].removesuffix(".dir")
 
 
-def repro(root: Path, stage: str) -> str:
-    """`dvc repro STAGE`; returns DVC's output (it says which stages ran or were skipped)."""
-    return dvc(root, "repro", stage).stdout
+def repro(root: Path, stage: str) -> list[str]:
+    """`dvc repro STAGE`; returns DVC's lines saying which stages ran or were skipped."""
+    output = dvc(root, "repro", stage).stdout
+    keep = ("Running stage", "Stage '", "Updating lock file", "Skipping")
+    return [line.strip() for line in output.splitlines() if line.strip().startswith(keep)]
 
 
 def status(root: Path) -> dict:
