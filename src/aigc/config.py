@@ -190,12 +190,85 @@ class VersionParams(Section):
     push: bool = True
 
 
+# --- train / evaluate / tracking -------------------------------------------------------
+
+
+class TokenizerParams(Section):
+    vocab_size: int = Field(default=2048, ge=300)
+    min_frequency: int = Field(default=2, ge=1)
+
+
+class LoopParams(Section):
+    """The training loop (aigc.train.loop.LoopConfig); a budget is required."""
+
+    lr: float = Field(default=2e-3, gt=0)
+    min_lr: float = Field(default=2e-4, ge=0)
+    weight_decay: float = Field(default=0.1, ge=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = Field(default=50, ge=0)
+    grad_clip: float = Field(default=1.0, ge=0)
+    grad_accumulation: int = Field(default=1, ge=1)
+    max_steps: int | None = Field(default=600, gt=0)
+    max_tokens: int | None = Field(default=None, gt=0)
+    max_minutes: float | None = Field(default=2.0, gt=0)
+    eval_every: int = Field(default=100, ge=0)
+    eval_batches: int = Field(default=10, ge=1)
+    checkpoint_every: int = Field(default=200, ge=0)
+    bf16: bool = True
+    compile: bool = False
+
+
+class RayParams(Section):
+    address: str | None = None  # None: start a local Ray; "auto" or ray://host:port: join
+    num_workers: int = Field(default=2, ge=1)
+    use_gpu: bool | Literal["auto"] = "auto"
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    max_failures: int = Field(default=2, ge=-1)
+    storage_path: str = ".aigc/ray"
+
+
+class TrainParams(Section):
+    family: str = "gpt"
+    model: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "block_size": 128, "n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.1,
+        }
+    )
+    tokenizer: TokenizerParams = TokenizerParams()
+    batch_size: int = Field(default=16, ge=1)
+    seed: int = 1337
+    loop: LoopParams = LoopParams()
+    ray: RayParams = RayParams()
+
+
+class EvaluateParams(Section):
+    batch_size: int = Field(default=16, ge=1)
+    continuation_documents: int = Field(default=48, ge=0)
+    prompt_fraction: float = Field(default=0.5, gt=0, lt=1)
+    max_new_tokens: int = Field(default=96, ge=1)
+    samples_per_label: int = Field(default=8, ge=0)
+    sample_tokens: int = Field(default=80, ge=1)
+    temperature: float = Field(default=0.8, ge=0)
+    top_k: int | None = Field(default=50, ge=1)
+    seed: int = 0
+    shards: int = Field(default=2, ge=1)
+
+
+class TrackingParams(Section):
+    tracking_uri: str = "sqlite:///mlflow/mlflow.db"
+    artifact_root: str = "mlflow/artifacts"
+    experiment: str = "aigc-text"
+
+
 class Params(Section):
     collect: CollectParams = CollectParams()
     clean: CleanParams = CleanParams()
     label: LabelParams = LabelParams()
     split: SplitParams = SplitParams()
     version: VersionParams = VersionParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    tracking: TrackingParams = TrackingParams()
 
     def section_hash(self, *sections: str) -> str:
         """A stable hash of the named sections (all when none), for keys and tags."""

@@ -1,0 +1,302 @@
+"""Distributed training on Ray Train (V2): the only module of aigc that imports `ray`.
+
+    outcome = train_on_ray(job, params.train.ray, run=RunLink(...), storage=path)
+
+The worker function is the training loop plus what Ray needs and nothing more:
+`prepare_model` (DDP), `prepare_data_loader` (device placement), `report` with a checkpoint,
+and `get_checkpoint` to resume. Every rank reports the same number of times (report is a
+barrier): at every checkpoint step and at the end. Rank 0 writes the shared state (model,
+optimizer, step) and the tracking records; every rank adds its own RNG state, so a resumed
+run draws the same dropout masks as an uninterrupted one and ends with the same weights.
+
+When a worker process dies, `FailureConfig(max_failures)` restarts the group and each worker
+resumes from the last checkpoint; the MLflow run continues (same run id). Progress (step,
+loss, lr, tokens/s) flows from rank 0 to the driver through a Ray queue, where the caller
+shows it (a rich progress bar in the CLI).
+
+Fault injection for tests: with `AIGC_FAULT_KILL_RANK=R`, `AIGC_FAULT_KILL_STEP=S` and
+`AIGC_FAULT_MARKER=PATH` in the workers' environment, rank R kills its own process right
+after step S once (the marker file records that it happened).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aigc.config import RayParams
+from aigc.generator import TextGenerator
+from aigc.train.job import TrainJob, build_loaders, build_model_for
+from aigc.train.loop import LoopHooks, train_loop
+
+STATE_FILE = "state.pt"
+BUNDLE_DIR = "bundle"
+FAULT_VARIABLES = ("AIGC_FAULT_KILL_RANK", "AIGC_FAULT_KILL_STEP", "AIGC_FAULT_MARKER")
+
+
+@dataclass(frozen=True)
+class RunLink:
+    """Where rank 0 writes tracking records: an MLflow run, by URI and id."""
+
+    tracking_uri: str
+    run_id: str
+    log_every: int = 10
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    bundle_dir: Path  # TextGenerator.save() folder of the final model
+    metrics: dict[str, float]  # final train/val loss, steps, tokens, stop reason code
+    restarts: int
+    seconds: float
+
+
+def connect(params: RayParams) -> dict[str, float]:
+    """Start a local Ray (or join `params.address`); returns the cluster's resources."""
+    import ray
+
+    if not ray.is_initialized():
+        if params.address:
+            ray.init(address=params.address, log_to_driver=True)
+        else:
+            cpus = max(os.cpu_count() or 1, int(params.num_workers * params.cpus_per_worker))
+            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True)
+    return dict(ray.cluster_resources())
+
+
+def wants_gpu(params: RayParams, resources: dict[str, float]) -> bool:
+    if params.use_gpu == "auto":
+        return resources.get("GPU", 0) >= 1
+    return bool(params.use_gpu)
+
+
+def train_on_ray(
+    job: TrainJob,
+    params: RayParams,
+    run: RunLink | None,
+    storage: Path,
+    name: str,
+    on_progress: Callable[[dict[str, float]], None] | None = None,
+) -> TrainOutcome:
+    """Fit `job` with a TorchTrainer; blocks until done; raises if training failed."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.util.queue import Queue
+
+    started = time.perf_counter()
+    resources = connect(params)
+    use_gpu = wants_gpu(params, resources)
+    if use_gpu:
+        job = _on_device(job, "cuda")
+    progress = Queue(maxsize=1000, actor_options={"num_cpus": 0})
+    environment = {"MLFLOW_TRACKING_URI": run.tracking_uri} if run else {}
+    environment |= {key: os.environ[key] for key in FAULT_VARIABLES if key in os.environ}
+    environment |= {"OMP_NUM_THREADS": str(max(1, int(params.cpus_per_worker)))}
+    trainer = TorchTrainer(
+        _worker,
+        train_loop_config={"job": job, "run": run, "progress": progress,
+                           "threads": max(1, int(params.cpus_per_worker))},
+        scaling_config=ScalingConfig(
+            num_workers=params.num_workers,
+            use_gpu=use_gpu,
+            resources_per_worker={"CPU": params.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=str(storage.resolve()),
+            failure_config=FailureConfig(max_failures=params.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            worker_runtime_env={"env_vars": environment},
+        ),
+    )
+    done = threading.Event()
+    drain = threading.Thread(target=_drain, args=(progress, on_progress, done), daemon=True)
+    drain.start()
+    try:
+        result = trainer.fit()
+    finally:
+        done.set()
+        drain.join(timeout=5)
+    if result.error is not None:
+        raise RuntimeError(f"training failed on Ray: {result.error}") from result.error
+    if result.checkpoint is None:
+        raise RuntimeError("training finished without a final checkpoint")
+    checkpoint_dir = Path(result.checkpoint.path)
+    state = torch.load(checkpoint_dir / STATE_FILE, map_location="cpu", weights_only=False)
+    return TrainOutcome(
+        bundle_dir=checkpoint_dir / BUNDLE_DIR,
+        metrics=state["summary"],
+        restarts=int(state.get("restarts", 0)),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _on_device(job: TrainJob, device: str) -> TrainJob:
+    from dataclasses import replace
+
+    return replace(job, device=device)
+
+
+def _drain(progress, on_progress, done: threading.Event) -> None:
+    while not done.is_set() or not progress.empty():
+        try:
+            item = progress.get(timeout=0.5)
+        except (queue.Empty, Exception):  # ray's Empty, or the queue actor going away
+            continue
+        if on_progress is not None:
+            on_progress(item)
+
+
+# --- the worker ------------------------------------------------------------------------
+
+
+def _worker(config: dict[str, Any]) -> None:
+    import ray.train
+    import torch.distributed as dist
+    from ray.train.torch import prepare_data_loader, prepare_model
+
+    job: TrainJob = config["job"]
+    link: RunLink | None = config["run"]
+    torch.set_num_threads(config["threads"])
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+
+    model = build_model_for(job)
+    train_loader, val_loader = build_loaders(job, rank, world_size)
+    resume_state, restarts = _resume_state(ray.train.get_checkpoint(), rank)
+    model = prepare_model(model)
+    train_loader = prepare_data_loader(train_loader, move_to_device=False)
+    val_loader = prepare_data_loader(val_loader, move_to_device=False)
+
+    tracker = _RankZeroTracker(link, config["progress"], restarts) if rank == 0 else None
+    kill_step = _fault_step(rank)
+
+    def on_step(metrics: dict[str, float]) -> None:
+        if tracker:
+            tracker.step(metrics, world_size)
+        if kill_step is not None and int(metrics["step"]) == kill_step:
+            Path(os.environ["AIGC_FAULT_MARKER"]).write_text(f"killed rank {rank}\n")
+            os._exit(1)  # a hard crash: no cleanup, as when a node dies
+
+    def on_eval(metrics: dict[str, float]) -> None:
+        if tracker:
+            tracker.evaluation(metrics)
+
+    def agree_to_stop(stop: bool) -> bool:
+        if not dist.is_initialized():
+            return stop
+        flag = torch.tensor([1.0 if stop else 0.0], device=job.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def save_checkpoint(state: dict[str, Any]) -> None:
+        with tempfile.TemporaryDirectory() as directory:
+            torch.save(state["rng"], Path(directory) / f"rng-rank{rank}.pt")
+            if rank == 0:
+                summary = tracker.summary(state) if tracker else {}
+                shared = {key: value for key, value in state.items() if key != "rng"}
+                torch.save({**shared, "summary": summary, "restarts": restarts},
+                           Path(directory) / STATE_FILE)
+                _bundle(job, model).save(Path(directory) / BUNDLE_DIR)
+            metrics = {"step": state["step"]}
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+
+    hooks = LoopHooks(on_step=on_step, on_eval=on_eval, save_checkpoint=save_checkpoint,
+                      agree_to_stop=agree_to_stop)
+    try:
+        train_loop(model, train_loader, val_loader, job.loop_config(rank), hooks, resume_state)
+    finally:
+        if tracker:
+            tracker.flush()
+
+
+def _resume_state(checkpoint, rank: int) -> tuple[dict | None, int]:
+    if checkpoint is None:
+        return None, 0
+    with checkpoint.as_directory() as directory:
+        state = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=False)
+        rng_file = Path(directory) / f"rng-rank{rank}.pt"
+        if rng_file.exists():
+            state["rng"] = torch.load(rng_file, map_location="cpu", weights_only=False)
+    restarts = int(state.pop("restarts", 0)) + 1
+    state.pop("summary", None)
+    return state, restarts
+
+
+def _fault_step(rank: int) -> int | None:
+    if os.environ.get("AIGC_FAULT_KILL_RANK") != str(rank):
+        return None
+    marker = Path(os.environ.get("AIGC_FAULT_MARKER", ""))
+    if not marker.name or marker.exists():
+        return None
+    return int(os.environ["AIGC_FAULT_KILL_STEP"])
+
+
+def _bundle(job: TrainJob, model) -> TextGenerator:
+    from aigc.models.base import get_family, unwrap_model
+
+    module = unwrap_model(model)
+    config = get_family(job.family).config_from_dict(job.model_config)
+    return TextGenerator(model=module, tokenizer=job.tokenizer(), family=job.family,
+                         config=config)
+
+
+class _RankZeroTracker:
+    """Rank 0's tracking: MLflow metrics (batched) and progress for the driver."""
+
+    def __init__(self, link: RunLink | None, progress, restarts: int) -> None:
+        self.link = link
+        self.progress = progress
+        self.run = None
+        if link is not None:
+            from aigc.tracking import TrainingRun
+
+            self.run = TrainingRun.resume(link.tracking_uri, link.run_id)
+        self.pending: list[tuple[dict[str, float], int]] = []
+        self.last: dict[str, float] = {"restarts": float(restarts)}
+        if self.run and restarts:
+            self.run.log_metrics({"restarts": float(restarts)}, step=0)
+
+    def step(self, metrics: dict[str, float], world_size: int) -> None:
+        step = int(metrics["step"])
+        record = {
+            "train_loss": metrics["loss"],
+            "lr": metrics["lr"],
+            "grad_norm": metrics["grad_norm"],
+            # every worker trains on its own batches: cluster throughput is world × rank 0's
+            "tokens_per_second": metrics["tokens_per_second"] * world_size,
+            "tokens_seen": metrics["tokens_seen"] * world_size,
+        }
+        self.last |= record | {"step": float(step)}
+        self.pending.append((record, step))
+        if self.link and len(self.pending) >= self.link.log_every:
+            self.flush()
+        try:
+            self.progress.put_nowait({"step": step, **record})
+        except Exception:  # a full queue only costs a progress update
+            pass
+
+    def evaluation(self, metrics: dict[str, float]) -> None:
+        step = int(metrics["step"])
+        record = {"val_loss": metrics["val_loss"]}
+        self.last |= record
+        self.pending.append((record, step))
+        self.flush()
+
+    def flush(self) -> None:
+        if self.run:
+            for record, step in self.pending:
+                self.run.log_metrics(record, step=step)
+        self.pending.clear()
+
+    def summary(self, state: dict[str, Any]) -> dict[str, float]:
+        return {**self.last, "step": float(state["step"])}
