@@ -1,0 +1,60 @@
+"""Evaluation of a trained conditional text generator on the test split of a data version.
+
+    from aigc.evaluate import EvalSettings, evaluate_generator
+    report = evaluate_generator(generator, test_frame, params.label, EvalSettings(seed=0),
+                                train_texts=train_frame["text"])
+
+The parts, each usable alone and each returning per-document (or per-sample) rows plus a
+summarize function, so a caller can spread shards over workers and merge:
+
+    language_model  likelihood: bits per character, perplexity
+    continuation    prompt with a document's start, score the rest: BLEU, chrF, ROUGE-L
+    diversity       distinct-n of generated text
+    label_control   does asking for a topic give that topic (judged by the labeling functions)
+    report          all of the above, `EvalSettings`, `EvaluationReport`, shard merge
+
+A pure library: no Ray, MLflow or Prefect here; the training flow's evaluate task calls it.
+"""
+
+from aigc.evaluate.continuation import score_continuations, score_pair, summarize_continuations
+from aigc.evaluate.diversity import distinct_n
+from aigc.evaluate.label_control import (
+    classify_samples,
+    control_labels,
+    label_control_rows,
+    sample_for_labels,
+    summarize_label_control,
+)
+from aigc.evaluate.language_model import document_nll, summarize_lm
+from aigc.evaluate.report import (
+    EvalSettings,
+    EvaluationReport,
+    EvaluationShard,
+    continuation_ids,
+    evaluate_generator,
+    evaluate_shard,
+    merge_shards,
+    summarize,
+)
+
+__all__ = [
+    "EvalSettings",
+    "EvaluationReport",
+    "EvaluationShard",
+    "classify_samples",
+    "continuation_ids",
+    "control_labels",
+    "distinct_n",
+    "document_nll",
+    "evaluate_generator",
+    "evaluate_shard",
+    "label_control_rows",
+    "merge_shards",
+    "sample_for_labels",
+    "score_continuations",
+    "score_pair",
+    "summarize",
+    "summarize_continuations",
+    "summarize_label_control",
+    "summarize_lm",
+]

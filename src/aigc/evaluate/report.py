@@ -1,0 +1,329 @@
+"""The whole evaluation of a generator on a test split, in one process or spread over shards.
+
+One process:
+
+    report = evaluate_generator(generator, test_frame, params.label, EvalSettings(seed=0),
+                                train_texts=train_frame["text"])
+    report.metrics["test_bits_per_character"]; report.per_document; report.to_json()
+
+Spread over workers (Ray or anything else): the driver picks the continuation documents and
+the labels, each worker evaluates its share, the driver merges and summarizes:
+
+    picked = continuation_ids(test_frame, settings.continuation_documents)
+    labels = control_labels(generator, params.label)
+    shards = [evaluate_shard(generator, part, params.label, settings,
+                             continuation_ids=picked, labels=labels[i::n])
+              for i, part in enumerate(parts)]            # on n workers
+    report = summarize(merge_shards(shards), unigram_bits_per_character=baseline)
+
+Every metric is computed from per-document (or per-sample) rows, and every sampled text has
+its own seed (`derived_seed`), so the merged result equals the single-process one; the only
+difference is float rounding in the likelihoods, whose batches are made up differently.
+
+`test_frame` needs `id`, `text` and `label`. A part switched off by settings
+(`continuation_documents=0`, `samples_per_label=0`) leaves its metrics out of the report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from aigc.config import LabelParams
+from aigc.evaluate.continuation import (
+    CONTINUATION_COLUMNS,
+    score_continuations,
+    summarize_continuations,
+)
+from aigc.evaluate.diversity import distinct_n
+from aigc.evaluate.label_control import (
+    CLASSIFIED_COLUMNS,
+    CONDITIONED,
+    control_labels,
+    label_control_rows,
+    summarize_label_control,
+)
+from aigc.evaluate.language_model import document_nll, summarize_lm
+from aigc.text.dataset import unigram_bits_per_char
+
+if TYPE_CHECKING:
+    from aigc.generator import TextGenerator
+
+DOCUMENT_COLUMNS = ["id", "label", "nll_nats", "tokens", "chars"]
+SCORE_COLUMNS = ["bleu", "chrf", "rougeL"]
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How much to evaluate and how to sample. The same settings and seed give the same report.
+
+    batch_size: windows scored per forward pass (likelihood).
+    continuation_documents: test documents to continue (N); 0 switches continuation off.
+    prompt_fraction: share of a document's characters given as the prompt.
+    max_new_tokens: cap on a continuation's length in tokens.
+    samples_per_label: label-control samples per label and mode (K); 0 switches it off.
+    sample_tokens: length of a label-control sample in tokens.
+    temperature, top_k: sampling, for continuations and samples (temperature 0 is greedy).
+    seed: the root of every sampling seed.
+    """
+
+    batch_size: int = 16
+    continuation_documents: int = 20
+    prompt_fraction: float = 0.5
+    max_new_tokens: int = 64
+    samples_per_label: int = 4
+    sample_tokens: int = 64
+    temperature: float = 0.8
+    top_k: int | None = 50
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_new_tokens", "sample_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"EvalSettings.{name}={getattr(self, name)} must be at least 1")
+        for name in ("continuation_documents", "samples_per_label"):
+            if getattr(self, name) < 0:
+                raise ValueError(
+                    f"EvalSettings.{name}={getattr(self, name)} must be 0 (off) or more"
+                )
+        if not 0 < self.prompt_fraction < 1:
+            raise ValueError(
+                f"EvalSettings.prompt_fraction={self.prompt_fraction} must be strictly between "
+                "0 and 1"
+            )
+        if self.temperature < 0:
+            raise ValueError(f"EvalSettings.temperature={self.temperature} must be >= 0")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"EvalSettings.top_k={self.top_k} must be at least 1, or None")
+
+
+@dataclass(frozen=True)
+class EvaluationShard:
+    """The rows one worker produced: per test document, per continued document, per sample."""
+
+    documents: pd.DataFrame  # DOCUMENT_COLUMNS
+    continuations: pd.DataFrame  # continuation.CONTINUATION_COLUMNS
+    label_control: pd.DataFrame  # label_control.CLASSIFIED_COLUMNS
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """Flat metrics to log, the rows a promotion gate bootstraps over, and samples to read.
+
+    per_document: id, label, nll_nats, tokens, chars, bleu, chrf, rougeL (the last three NaN
+    for documents that were not continued). samples: label -> conditioned samples, in order.
+    """
+
+    metrics: dict[str, float]
+    per_document: pd.DataFrame
+    samples: dict[str, list[str]] = field(default_factory=dict)
+    per_label_accuracy: dict[str, float] = field(default_factory=dict)
+    label_control: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=CLASSIFIED_COLUMNS)
+    )
+
+    def to_json(self) -> str:
+        """Everything as one JSON document, byte-identical for identical reports (sorted keys;
+        NaN and infinities become null)."""
+        document = {
+            "metrics": self.metrics,
+            "per_label_accuracy": self.per_label_accuracy,
+            "samples": self.samples,
+            "per_document": self.per_document.to_dict(orient="records"),
+            "label_control": self.label_control.to_dict(orient="records"),
+        }
+        return json.dumps(_json_ready(document), sort_keys=True, indent=2, allow_nan=False)
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(key): _json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(item) for item in value]
+    if hasattr(value, "item"):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def check_test_frame(test_frame: pd.DataFrame) -> pd.DataFrame:
+    """`test_frame` if it has id, text and label and unique ids; else a ValueError saying so."""
+    missing = [column for column in ("id", "text", "label") if column not in test_frame.columns]
+    if missing:
+        raise ValueError(
+            f"test frame lacks the column(s) {missing} (has {list(test_frame.columns)}); pass "
+            "the labeled frame's test split"
+        )
+    repeated = test_frame["id"][test_frame["id"].duplicated()].unique().tolist()
+    if repeated:
+        raise ValueError(f"test frame repeats ids {repeated[:5]}; ids must be unique")
+    return test_frame
+
+
+def continuation_ids(test_frame: pd.DataFrame, count: int) -> list[str]:
+    """The `count` documents to continue: the smallest ids. Ids are content hashes, so this is
+    a fixed pseudo-random sample that depends neither on row order nor on sharding."""
+    return sorted(check_test_frame(test_frame)["id"].astype(str))[: max(count, 0)]
+
+
+def evaluate_shard(
+    generator: TextGenerator,
+    documents: pd.DataFrame,
+    label_params: LabelParams,
+    settings: EvalSettings,
+    *,
+    continuation_ids: Collection[str] = (),
+    labels: Sequence[str] = (),
+) -> EvaluationShard:
+    """Score `documents` (id, text, label), continue those among them in `continuation_ids`,
+    and run label control for `labels` (this worker's share of `control_labels`)."""
+    documents = check_test_frame(documents)
+    ids = documents["id"].astype(str).tolist()
+    texts = documents["text"].astype(str).tolist()
+    labels_of_documents = documents["label"].astype(str).tolist()
+
+    likelihood = document_nll(generator, texts, labels_of_documents, settings.batch_size)
+    likelihood.insert(0, "label", labels_of_documents)
+    likelihood.insert(0, "id", ids)
+
+    wanted = set(continuation_ids)
+    chosen = [row for row, identifier in enumerate(ids) if identifier in wanted]
+    continuations = score_continuations(
+        generator,
+        [ids[row] for row in chosen],
+        [texts[row] for row in chosen],
+        [labels_of_documents[row] for row in chosen],
+        prompt_fraction=settings.prompt_fraction,
+        max_new_tokens=settings.max_new_tokens,
+        temperature=settings.temperature,
+        top_k=settings.top_k,
+        seed=settings.seed,
+    )
+
+    if labels and settings.samples_per_label > 0:
+        control = label_control_rows(
+            generator,
+            label_params,
+            labels,
+            samples_per_label=settings.samples_per_label,
+            max_new_tokens=settings.sample_tokens,
+            temperature=settings.temperature,
+            top_k=settings.top_k,
+            seed=settings.seed,
+        )
+    else:
+        control = pd.DataFrame(columns=CLASSIFIED_COLUMNS)
+    return EvaluationShard(likelihood[DOCUMENT_COLUMNS], continuations, control)
+
+
+def merge_shards(shards: Iterable[EvaluationShard]) -> EvaluationShard:
+    """One shard holding every shard's rows, in a canonical order (by id; samples by mode,
+    label and index), so the merge does not depend on which worker finished first."""
+    shards = list(shards)
+    if not shards:
+        raise ValueError("no shards to merge; evaluate at least one shard")
+
+    def combined(frames: list[pd.DataFrame], columns: list[str], order: list[str]) -> pd.DataFrame:
+        frames = [frame for frame in frames if not frame.empty]
+        if not frames:
+            return pd.DataFrame(columns=columns)
+        frame = pd.concat(frames, ignore_index=True)[columns]
+        return frame.sort_values(order, kind="stable").reset_index(drop=True)
+
+    documents = combined([s.documents for s in shards], DOCUMENT_COLUMNS, ["id"])
+    repeated = documents["id"][documents["id"].duplicated()].unique().tolist()
+    if repeated:
+        raise ValueError(f"documents {repeated[:5]} were scored in more than one shard")
+    return EvaluationShard(
+        documents=documents,
+        continuations=combined([s.continuations for s in shards], CONTINUATION_COLUMNS, ["id"]),
+        label_control=combined(
+            [s.label_control for s in shards],
+            CLASSIFIED_COLUMNS,
+            ["mode", "requested_label", "sample"],
+        ),
+    )
+
+
+def summarize(
+    shard: EvaluationShard, *, unigram_bits_per_character: float | None = None
+) -> EvaluationReport:
+    """The report of a merged shard; `unigram_bits_per_character` is the baseline to log
+    beside the model's (see `aigc.text.dataset.unigram_bits_per_char`)."""
+    metrics: dict[str, float] = {}
+    lm = summarize_lm(shard.documents)
+    metrics["test_bits_per_character"] = lm["bits_per_character"]
+    metrics["test_perplexity"] = lm["perplexity"]
+    metrics["test_tokens"] = lm["tokens"]
+    metrics["test_chars"] = lm["chars"]
+    metrics["test_documents"] = lm["documents"]
+    if unigram_bits_per_character is not None:
+        metrics["unigram_bits_per_character"] = float(unigram_bits_per_character)
+
+    if not shard.continuations.empty:
+        continuation = summarize_continuations(shard.continuations)
+        metrics.update({name: continuation[name] for name in SCORE_COLUMNS})
+        metrics["sentence_bleu"] = continuation["sentence_bleu"]
+        metrics["sentence_chrf"] = continuation["sentence_chrf"]
+        metrics["continuation_documents"] = continuation["documents"]
+
+    samples: dict[str, list[str]] = {}
+    per_label: dict[str, float] = {}
+    control = shard.label_control
+    if not control.empty:
+        summary = summarize_label_control(control)
+        metrics["label_control_accuracy"] = summary["conditioned_accuracy"]
+        metrics["label_control_unconditioned_accuracy"] = summary["unconditioned_accuracy"]
+        metrics["label_control_coverage"] = summary["coverage"]
+        metrics["label_control_unconditioned_coverage"] = summary["unconditioned_coverage"]
+        metrics["label_control_samples"] = summary["samples"]
+        per_label = summary["per_label"]
+        # Diversity of free writing: all label-control samples, conditioned or not.
+        metrics["distinct_1"] = distinct_n(control["text"], 1)
+        metrics["distinct_2"] = distinct_n(control["text"], 2)
+        conditioned = control[control["mode"] == CONDITIONED]
+        for label, group in conditioned.groupby("requested_label", sort=True):
+            samples[str(label)] = group.sort_values("sample")["text"].astype(str).tolist()
+
+    scores = shard.continuations[["id", *SCORE_COLUMNS]]
+    scores = scores.astype(dict.fromkeys(SCORE_COLUMNS, float))
+    per_document = shard.documents.merge(scores, on="id", how="left", validate="one_to_one")
+    return EvaluationReport(
+        metrics=metrics,
+        per_document=per_document,
+        samples=samples,
+        per_label_accuracy=per_label,
+        label_control=control.reset_index(drop=True),
+    )
+
+
+def evaluate_generator(
+    generator: TextGenerator,
+    test_frame: pd.DataFrame,
+    label_params: LabelParams,
+    settings: EvalSettings,
+    train_texts: Sequence[str] | None = None,
+) -> EvaluationReport:
+    """Every part of the evaluation in this process: likelihood of all test documents,
+    continuation of `settings.continuation_documents` of them, label control over
+    `control_labels`, diversity of the samples; with `train_texts`, the unigram baseline."""
+    test_frame = check_test_frame(test_frame)
+    labels = control_labels(generator, label_params) if settings.samples_per_label else []
+    shard = evaluate_shard(
+        generator,
+        test_frame,
+        label_params,
+        settings,
+        continuation_ids=continuation_ids(test_frame, settings.continuation_documents),
+        labels=labels,
+    )
+    baseline = None
+    if train_texts is not None:
+        baseline = unigram_bits_per_char(list(train_texts), test_frame["text"].tolist())
+    return summarize(merge_shards([shard]), unigram_bits_per_character=baseline)
