@@ -60,8 +60,12 @@ def data_collect(params_file: ParamsOption = None, overrides: SetOption = None) 
     for source in collected.report["sources"]:
         flagged = ", ".join(f"{key} {value}" for key, value in source["flagged"].items())
         table.add_row(
-            source["name"], source["type"], str(source["records"]), flagged or "-",
-            "\n".join(source["errors"]) or "-", f"{source['seconds']:.1f}",
+            source["name"],
+            source["type"],
+            str(source["records"]),
+            flagged or "-",
+            "\n".join(source["errors"]) or "-",
+            f"{source['seconds']:.1f}",
         )
     console.print(table)
     snapshot = collected.snapshot
@@ -140,7 +144,9 @@ def data_status(params_file: ParamsOption = None, overrides: SetOption = None) -
     for known in reversed(versions):
         marker = " (current)" if known.version == current else ""
         table.add_row(
-            known.short + marker, known.created_at, known.raw_snapshot,
+            known.short + marker,
+            known.created_at,
+            known.raw_snapshot,
             str(known.counts.get("records", "")),
         )
     console.print(table)
@@ -187,7 +193,12 @@ def main() -> None:
     try:
         app()
     except (
-        ConfigError, SourceError, SchemaError, AccountingError, DvcError, VersionNotFound,
+        ConfigError,
+        SourceError,
+        SchemaError,
+        AccountingError,
+        DvcError,
+        VersionNotFound,
         FileNotFoundError,
     ) as error:
         console.print(f"[bold red]error:[/] {error}", highlight=False)

@@ -7,8 +7,6 @@ run leaves `dvc status` clean and skips what DVC knows is unchanged.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import flow, get_run_logger
 
 from aigc.config import materialize_params

@@ -1,4 +1,4 @@
-"""Prefect task `clean`: `dvc repro clean` (DVC skips it when raw, code and params are unchanged)."""
+"""Prefect task `clean`: `dvc repro clean`, skipped when raw, code and params are unchanged."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ def clean(root: Path) -> CleanedDataset:
     cleaned = cleaned_dataset(ProjectPaths.at(root))
     logger.info(
         "clean: %d records kept, %d quarantined %s",
-        cleaned.records, cleaned.quarantined, cleaned.quarantined_by_rule,
+        cleaned.records,
+        cleaned.quarantined,
+        cleaned.quarantined_by_rule,
     )
     return cleaned

@@ -22,8 +22,12 @@ def collect(root: Path, params: Params) -> CollectedSnapshot:
     for source in collected.report["sources"]:
         logger.info(
             "source %s (%s): %d records, flagged %s, %d errors, %.1fs",
-            source["name"], source["type"], source["records"], source["flagged"] or "none",
-            len(source["errors"]), source["seconds"],
+            source["name"],
+            source["type"],
+            source["records"],
+            source["flagged"] or "none",
+            len(source["errors"]),
+            source["seconds"],
         )
         for error in source["errors"]:
             logger.warning("skipped (on_error: skip): %s", error)

@@ -72,8 +72,9 @@ def project(tmp_path: Path) -> Path:
     root = tmp_path / "project"
     root.mkdir()
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
-    shutil.copytree(REPO / "src" / "aigc", root / "src" / "aigc",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "src" / "aigc", root / "src" / "aigc", ignore=shutil.ignore_patterns("__pycache__")
+    )
     (root / "data" / "labels").mkdir(parents=True)
     shutil.copy(REPO / "data" / "labels" / "overrides.csv", root / "data" / "labels")
     params = small_params()

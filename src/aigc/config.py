@@ -231,7 +231,11 @@ class TrainParams(Section):
     family: str = "gpt"
     model: dict[str, Any] = Field(
         default_factory=lambda: {
-            "block_size": 128, "n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.1,
+            "block_size": 128,
+            "n_layer": 4,
+            "n_head": 4,
+            "n_embd": 128,
+            "dropout": 0.1,
         }
     )
     tokenizer: TokenizerParams = TokenizerParams()

@@ -40,8 +40,9 @@ class TextGenerator:
         directory = Path(directory)
         model, family, config, extra = load_model(directory / MODEL_FILE, map_location=device)
         tokenizer = TextTokenizer.load(directory / TOKENIZER_FILE)
-        return cls(model=model.eval(), tokenizer=tokenizer, family=family, config=config,
-                   extra=extra)
+        return cls(
+            model=model.eval(), tokenizer=tokenizer, family=family, config=config, extra=extra
+        )
 
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)
@@ -92,10 +93,15 @@ class TextGenerator:
         for ids, rows in groups.items():
             batch = torch.tensor([ids] * len(rows), dtype=torch.long)
             out = sample_tokens(
-                self.model, batch, max_new_tokens, temperature=temperature, top_k=top_k,
-                generator=generator, eos_id=self.tokenizer.eos_id,
+                self.model,
+                batch,
+                max_new_tokens,
+                temperature=temperature,
+                top_k=top_k,
+                generator=generator,
+                eos_id=self.tokenizer.eos_id,
             )
-            for row, sequence in zip(rows, out[:, len(ids):].tolist(), strict=True):
+            for row, sequence in zip(rows, out[:, len(ids) :].tolist(), strict=True):
                 if self.tokenizer.eos_id in sequence:
                     sequence = sequence[: sequence.index(self.tokenizer.eos_id)]
                 results[row] = self.tokenizer.decode(sequence)

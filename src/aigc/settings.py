@@ -19,6 +19,8 @@ OFFLINE_ENVIRONMENT: dict[str, str] = {
     "DO_NOT_TRACK": "true",
     "HF_HUB_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "RAY_TRAIN_V2_ENABLED": "1",
 }
 
 

@@ -39,10 +39,10 @@ from urllib.parse import quote, urlparse
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from mlflow import MlflowClient
     from mlflow.entities import DatasetInput, Run
 
     from aigc.generator import TextGenerator
-    from mlflow import MlflowClient
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"
 DEFAULT_ARTIFACT_ROOT = "mlflow/artifacts"
@@ -86,7 +86,7 @@ class TrackingSettings:
         root = Path(root).resolve()
         tracking_uri = self.tracking_uri
         if tracking_uri.startswith(SQLITE_PREFIX):
-            path_text, _, query = tracking_uri[len(SQLITE_PREFIX):].partition("?")
+            path_text, _, query = tracking_uri[len(SQLITE_PREFIX) :].partition("?")
             if path_text and path_text != ":memory:":
                 path = root / path_text  # an absolute path_text stays as it is
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,7 +113,7 @@ class TrackingSettings:
     @property
     def is_resolved(self) -> bool:
         relative_sqlite = self.tracking_uri.startswith(SQLITE_PREFIX) and not (
-            self.tracking_uri[len(SQLITE_PREFIX):].startswith(("/", ":memory:"))
+            self.tracking_uri[len(SQLITE_PREFIX) :].startswith(("/", ":memory:"))
         )
         plain_path = self.artifact_root is not None and not _has_scheme(self.artifact_root)
         return not relative_sqlite and not plain_path
@@ -297,8 +297,9 @@ class TrainingRun:
         experiment_id = ensure_experiment(settings)
         client = settings.client()
         all_tags = {"mlflow.user": getpass.getuser(), **(tags or {})}
-        run = cls(settings, client, client.create_run(experiment_id, tags=all_tags,
-                                                      run_name=run_name))
+        run = cls(
+            settings, client, client.create_run(experiment_id, tags=all_tags, run_name=run_name)
+        )
         try:
             run.log_params(params or {})
             if dataset is not None:
@@ -355,16 +356,24 @@ class TrainingRun:
                 )
         items = [Param(key, value) for key, value in flat.items()]
         for start in range(0, len(items), PARAMS_PER_BATCH):
-            self.client.log_batch(self.run_id, params=items[start:start + PARAMS_PER_BATCH])
+            self.client.log_batch(self.run_id, params=items[start : start + PARAMS_PER_BATCH])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """All `metrics` at `step`, in as few requests as MLflow allows."""
+        self.log_metric_steps([(metrics, step)])
+
+    def log_metric_steps(self, records: list[tuple[Mapping[str, float], int]]) -> None:
+        """Metrics of several steps ([(metrics, step), ...]) in as few requests as possible."""
         from mlflow.entities import Metric
 
         timestamp = int(time.time() * 1000)
-        items = [Metric(key, float(value), timestamp, step) for key, value in metrics.items()]
+        items = [
+            Metric(key, float(value), timestamp, step)
+            for metrics, step in records
+            for key, value in metrics.items()
+        ]
         for start in range(0, len(items), METRICS_PER_BATCH):
-            self.client.log_batch(self.run_id, metrics=items[start:start + METRICS_PER_BATCH])
+            self.client.log_batch(self.run_id, metrics=items[start : start + METRICS_PER_BATCH])
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         """Add or overwrite run tags (e.g. the final checkpoint step)."""
@@ -372,7 +381,7 @@ class TrainingRun:
 
         items = [RunTag(key, str(value)) for key, value in tags.items()]
         for start in range(0, len(items), PARAMS_PER_BATCH):
-            self.client.log_batch(self.run_id, tags=items[start:start + PARAMS_PER_BATCH])
+            self.client.log_batch(self.run_id, tags=items[start : start + PARAMS_PER_BATCH])
 
     def log_dataset(self, dataset: DatasetInfo) -> None:
         """Record a data version as an input of this run (the UI's "Datasets used")."""
@@ -455,11 +464,11 @@ def log_generator_model(
     "bundle", the aigc package as code, pinned pip requirements and a signature. The URI
     returned is the LoggedModel's (MLflow 3); `runs:/<run_id>/<name>` names the same model.
     `input_example` logs a one-row example, which MLflow also runs once to check serving."""
+    import mlflow
     import pandas as pd
     from mlflow.models import Model
 
     import aigc
-    import mlflow
     from aigc.serving import pyfunc
     from aigc.text.tokenizer import TextTokenizer
 
@@ -467,10 +476,15 @@ def log_generator_model(
     labels = TextTokenizer.load(bundle_dir / "tokenizer.json").labels
     example = None
     if input_example:
-        example = pd.DataFrame({
-            "prompt": ["The"], "label": [labels[0] if labels else None],
-            "max_new_tokens": [8], "temperature": [0.8], "seed": [0],
-        })
+        example = pd.DataFrame(
+            {
+                "prompt": ["The"],
+                "label": [labels[0] if labels else None],
+                "max_new_tokens": [8],
+                "temperature": [0.8],
+                "seed": [0],
+            }
+        )
     params = run.client.get_run(run.run_id).data.params
     # Created here, in the run's experiment: left to itself, Model.log would create it in the
     # process-wide "current" experiment instead.
@@ -518,9 +532,9 @@ def load_generator(
 
     `model_uri` is `runs:/<run_id>/model`, `models:/m-…`, `models:/<name>@<alias>`,
     `models:/<name>/<version>` (all looked up in `settings`' store), or a local model folder."""
+    import mlflow
     from mlflow.models import Model
 
-    import mlflow
     from aigc.generator import TextGenerator
     from aigc.serving.pyfunc import BUNDLE_ARTIFACT
 

@@ -75,12 +75,12 @@ def test_data_flow_versions_reproduces_and_restores(project: Path, prefect, tmp_
     assert status(project) == {}
 
     # The CLI: status shows both; checkout of the first restores identical bytes.
-    shown = subprocess.run([AIGC, "data", "status"], cwd=project, capture_output=True,
-                           text=True)
+    shown = subprocess.run([AIGC, "data", "status"], cwd=project, capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     assert second.version in shown.stdout and version[:12] in shown.stdout
-    restored = subprocess.run([AIGC, "data", "checkout", version[:10]], cwd=project,
-                              capture_output=True, text=True)
+    restored = subprocess.run(
+        [AIGC, "data", "checkout", version[:10]], cwd=project, capture_output=True, text=True
+    )
     assert restored.returncode == 0, restored.stderr + restored.stdout
     assert files_bytes(project / "data" / "labeled") == first_bytes
 
@@ -96,15 +96,18 @@ def test_checkout_from_the_remote_in_another_clone(project: Path, prefect, tmp_p
     git(tmp_path, "clone", "-q", str(project), str(clone))
     result = subprocess.run(
         [AIGC, "data", "checkout", labeled.version, "--out", "restored"],
-        cwd=clone, capture_output=True, text=True,
+        cwd=clone,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert files_bytes(clone / "restored") == expected
 
 
 def test_unknown_version_is_a_clear_error(project: Path):
-    result = subprocess.run([AIGC, "data", "checkout", "abc123"], cwd=project,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [AIGC, "data", "checkout", "abc123"], cwd=project, capture_output=True, text=True
+    )
     assert result.returncode == 2
     assert "no data version starts with 'abc123'" in result.stdout
     assert "aigc data status" in result.stdout

@@ -84,12 +84,22 @@ def test_csv_without_the_column_fails_or_is_skipped_by_policy(project: Path):
 
 
 def test_http_feed_with_a_500_and_malformed_lines(project: Path):
-    feed = (json.dumps({"text": GOOD}) + "\n{not json\n" + json.dumps({"body": "x"}) + "\n")
+    feed = json.dumps({"text": GOOD}) + "\n{not json\n" + json.dumps({"body": "x"}) + "\n"
     with ScriptedServer() as server:
         server.route("/feed", (500, b"busy"), (200, feed.encode()))
-        configure(project, [{"name": "feed", "type": "http", "url": server.url + "/feed",
-                             "format": "jsonl", "pagination": "none",
-                             "backoff_seconds": 0.01}])
+        configure(
+            project,
+            [
+                {
+                    "name": "feed",
+                    "type": "http",
+                    "url": server.url + "/feed",
+                    "format": "jsonl",
+                    "pagination": "none",
+                    "backoff_seconds": 0.01,
+                }
+            ],
+        )
         with disable_run_logger():
             collected = collect.fn(project, load_params(project / "params.yaml"))
     assert len(server.requests) == 2

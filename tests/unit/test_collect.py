@@ -68,8 +68,9 @@ def test_failing_source_with_fail_stops_naming_the_source(tmp_path):
 def test_failing_source_with_skip_goes_on_and_reports(tmp_path):
     inbox_with(tmp_path, **{"t.csv": "title\nx\n", "ok.txt": "a fine document"})
     source = FolderSource(name="inbox", path="inbox", on_error="skip")
-    dead = HttpSource(name="dead", url="http://127.0.0.1:9/", retries=0, on_error="skip",
-                      timeout_seconds=1)
+    dead = HttpSource(
+        name="dead", url="http://127.0.0.1:9/", retries=0, on_error="skip", timeout_seconds=1
+    )
     collection = collect_sources([source, dead], tmp_path, now=T1)
     assert collection.frame["text"].tolist() == ["a fine document"]
     inbox, http = collection.report["sources"]

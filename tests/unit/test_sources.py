@@ -53,12 +53,12 @@ def test_folder_reads_text_markdown_jsonl_and_csv(tmp_path):
     (inbox / ".hidden.txt").write_text("skipped")
     (inbox / "e.bin").write_bytes(b"not a listed extension")
     source = folder_source()
-    records = [record for path in list_files(source, tmp_path) for record in
-               read_file(source, path)]
+    records = [
+        record for path in list_files(source, tmp_path) for record in read_file(source, path)
+    ]
     texts = sorted(record.text for record in records)
     assert texts == sorted(
-        ["plain text document", "# markdown\n\nbody", "line one", "line two", "row one",
-         "row two"]
+        ["plain text document", "# markdown\n\nbody", "line one", "line two", "row one", "row two"]
     )
     by_text = {record.text: record for record in records}
     assert by_text["line one"].meta["lang"] == "en"
@@ -74,8 +74,11 @@ def test_folder_flags_binary_invalid_utf8_and_keeps_empty_and_huge_files(tmp_pat
     (inbox / "empty.txt").write_text("")
     (inbox / "huge.txt").write_text("x" * (5 * 1024 * 1024))
     source = folder_source()
-    records = {record.uri.rsplit("/", 1)[-1]: record for path in list_files(source, tmp_path)
-               for record in read_file(source, path)}
+    records = {
+        record.uri.rsplit("/", 1)[-1]: record
+        for path in list_files(source, tmp_path)
+        for record in read_file(source, path)
+    }
     assert records["binary.txt"].flags == ("binary",)
     assert records["latin1.txt"].flags == ("invalid_utf8",)
     assert "\ufffd" in records["latin1.txt"].text
@@ -163,8 +166,9 @@ def test_http_jsonl_keeps_malformed_lines_flagged():
     body = b'{"text": "fine"}\nthis is not json\n{"other": 1}\n'
     with ScriptedServer() as server:
         server.route("/feed", (200, body))
-        source = HttpSource(name="feed", url=server.url + "/feed", format="jsonl",
-                            pagination="none")
+        source = HttpSource(
+            name="feed", url=server.url + "/feed", format="jsonl", pagination="none"
+        )
         records = list(read_http(source, sleep=no_sleep))
     assert [record.flags for record in records] == [(), ("malformed_json",), ("missing_field",)]
 

@@ -15,11 +15,12 @@ import sys
 import time
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
 
-import mlflow
 from aigc.generator import TextGenerator
 from aigc.models import build_model
 from aigc.serving.pyfunc import generate_frame
@@ -35,7 +36,6 @@ from aigc.tracking import (
     register_model,
     run_tags,
 )
-from mlflow import MlflowClient
 from tests.conftest import git
 
 LABELS = ["concurrency", "networking"]
@@ -69,8 +69,11 @@ def store(root: Path) -> TrackingSettings:
 
 def dataset() -> DatasetInfo:
     return DatasetInfo(
-        "labeled", digest=DVC_HASH, source="data/labeled",
-        schema={"text": "string", "label": "string"}, profile={"rows": 40},
+        "labeled",
+        digest=DVC_HASH,
+        source="data/labeled",
+        schema={"text": "string", "label": "string"},
+        profile={"rows": 40},
     )
 
 
@@ -87,8 +90,13 @@ def logged(tmp_path_factory, generator: TextGenerator) -> dict:
         model_uri = log_generator_model(run, root / "bundle", step=3)
         seconds = time.perf_counter() - started
     assert mlflow.get_tracking_uri() == uri_before  # the process-wide URI is put back
-    return {"root": root, "settings": settings, "run_id": run.run_id, "uri": model_uri,
-            "log_seconds": seconds}
+    return {
+        "root": root,
+        "settings": settings,
+        "run_id": run.run_id,
+        "uri": model_uri,
+        "log_seconds": seconds,
+    }
 
 
 # --- settings ---------------------------------------------------------------------------
@@ -164,7 +172,10 @@ def test_a_run_records_params_tags_metrics_artifacts_and_dataset(tmp_path: Path)
     record = client.get_run(run.run_id)
     assert record.info.status == "FINISHED" and record.info.run_name == "first"
     assert record.data.params == {
-        "model.family": "gpt", "model.n_layer": "1", "train.lr": "0.01", "train.steps": "[1, 2]",
+        "model.family": "gpt",
+        "model.n_layer": "1",
+        "train.lr": "0.01",
+        "train.steps": "[1, 2]",
     }
     assert record.data.tags["aigc.data_version"] == DVC_HASH
     assert record.data.tags["aigc.git_commit"] == "abc123+dirty"
@@ -175,17 +186,29 @@ def test_a_run_records_params_tags_metrics_artifacts_and_dataset(tmp_path: Path)
     assert [(m.step, m.value) for m in history] == [(0, 3.0), (1, 2.0), (2, 1.5)]
     assert [m.step for m in client.get_metric_history(run.run_id, "train.tokens")] == [0, 1, 2]
 
-    files = {a.path for folder in ("", "reports", "samples", "plots", "images")
-             for a in client.list_artifacts(run.run_id, folder or None)}
-    assert {"reports/report.txt", "samples/step-2.txt", "config.json", "plots/loss.png",
-            "images/histogram.png"} <= files
+    files = {
+        a.path
+        for folder in ("", "reports", "samples", "plots", "images")
+        for a in client.list_artifacts(run.run_id, folder or None)
+    }
+    assert {
+        "reports/report.txt",
+        "samples/step-2.txt",
+        "config.json",
+        "plots/loss.png",
+        "images/histogram.png",
+    } <= files
     experiment = client.get_experiment(record.info.experiment_id)
     assert experiment.artifact_location == settings.experiment_artifact_location
     assert record.info.artifact_uri.startswith(settings.experiment_artifact_location)
-    text = Path(mlflow.artifacts.download_artifacts(
-        run_id=run.run_id, artifact_path="samples/step-2.txt", dst_path=str(tmp_path / "dl"),
-        tracking_uri=settings.tracking_uri,
-    )).read_text()
+    text = Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=run.run_id,
+            artifact_path="samples/step-2.txt",
+            dst_path=str(tmp_path / "dl"),
+            tracking_uri=settings.tracking_uri,
+        )
+    ).read_text()
     assert text == "some samples"
 
     (used,) = record.inputs.dataset_inputs
@@ -304,8 +327,11 @@ def test_pyfunc_rejects_unknown_labels_and_bad_columns(
     client = MlflowClient(logged["settings"].tracking_uri)
     location = client.get_logged_model(logged["uri"].removeprefix("models:/")).artifact_location
     model = mlflow.pyfunc.load_model(location)
-    with pytest.raises(ValueError, match=r"column 'label', row 1: unknown label 'sports'.*"
-                                         r"'concurrency', 'networking'"):
+    with pytest.raises(
+        ValueError,
+        match=r"column 'label', row 1: unknown label 'sports'.*"
+        r"'concurrency', 'networking'",
+    ):
         model.predict(pd.DataFrame({"prompt": ["a", "b"], "label": ["networking", "sports"]}))
     with pytest.raises(Exception, match="prompt"):  # MLflow's signature check comes first
         model.predict(pd.DataFrame({"label": ["networking"]}))
@@ -318,12 +344,14 @@ def test_pyfunc_rejects_unknown_labels_and_bad_columns(
 
 
 def test_pyfunc_rows_use_their_own_settings(generator: TextGenerator) -> None:
-    frame = pd.DataFrame({
-        "prompt": ["The", "The", "The"],
-        "label": ["networking", float("nan"), ""],
-        "max_new_tokens": [4, 6, None],
-        "seed": [1, 2, None],
-    })
+    frame = pd.DataFrame(
+        {
+            "prompt": ["The", "The", "The"],
+            "label": ["networking", float("nan"), ""],
+            "max_new_tokens": [4, 6, None],
+            "seed": [1, 2, None],
+        }
+    )
     texts = generate_frame(generator, frame)
     assert texts[0] == generator.generate(["The"], ["networking"], max_new_tokens=4, seed=1)[0]
     assert texts[1] == generator.generate(["The"], [None], max_new_tokens=6, seed=2)[0]
@@ -353,7 +381,11 @@ def test_pyfunc_in_a_fresh_process_matches_generate(
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-c", FRESH_PROCESS, logged["uri"], json.dumps(frame)],
-        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     seconds = time.perf_counter() - started
     assert result.returncode == 0, result.stderr[-3000:]
@@ -361,8 +393,11 @@ def test_pyfunc_in_a_fresh_process_matches_generate(
     assert len(first) == 4 and all(isinstance(text, str) for text in first)
     assert first == second
     expected = generator.generate(
-        frame["prompt"], ["concurrency", "networking", None, None], max_new_tokens=12,
-        temperature=0.8, seed=3,
+        frame["prompt"],
+        ["concurrency", "networking", None, None],
+        max_new_tokens=12,
+        temperature=0.8,
+        seed=3,
     )
     assert first == expected
     assert seconds < 120

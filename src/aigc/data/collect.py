@@ -168,8 +168,9 @@ def read_snapshot(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def write_snapshot(collection: Collection, raw_dir: Path, now: datetime | None = None
-                   ) -> RawSnapshot:
+def write_snapshot(
+    collection: Collection, raw_dir: Path, now: datetime | None = None
+) -> RawSnapshot:
     """Write the collection as a new snapshot unless it equals the newest one."""
     data = snapshot_bytes(collection.frame)
     digest = hashlib.sha256(data).hexdigest()

@@ -23,9 +23,9 @@ import numbers
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pandas as pd
 
-import mlflow
 from aigc.generator import TextGenerator
 
 BUNDLE_ARTIFACT = "bundle"
@@ -52,13 +52,15 @@ def model_signature() -> mlflow.models.ModelSignature:
     """Input columns as described in the module docstring; output: one string per row."""
     from mlflow.types import ColSpec, DataType, Schema
 
-    inputs = Schema([
-        ColSpec(DataType.string, "prompt"),
-        ColSpec(DataType.string, "label", required=False),
-        ColSpec(DataType.long, "max_new_tokens", required=False),
-        ColSpec(DataType.double, "temperature", required=False),
-        ColSpec(DataType.long, "seed", required=False),
-    ])
+    inputs = Schema(
+        [
+            ColSpec(DataType.string, "prompt"),
+            ColSpec(DataType.string, "label", required=False),
+            ColSpec(DataType.long, "max_new_tokens", required=False),
+            ColSpec(DataType.double, "temperature", required=False),
+            ColSpec(DataType.long, "seed", required=False),
+        ]
+    )
     return mlflow.models.ModelSignature(inputs=inputs, outputs=Schema([ColSpec(DataType.string)]))
 
 
@@ -68,8 +70,10 @@ def _missing(value: Any) -> bool:
 
 def _is_count(value: Any) -> bool:
     return (
-        isinstance(value, numbers.Real) and not isinstance(value, bool)
-        and float(value).is_integer() and value >= 0
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and float(value).is_integer()
+        and value >= 0
     )
 
 
@@ -121,8 +125,11 @@ def generate_frame(generator: TextGenerator, frame: pd.DataFrame) -> list[str]:
     texts = [""] * len(frame)
     for (max_new_tokens, temperature, seed), rows in groups.items():
         generated = generator.generate(
-            [prompts[row] for row in rows], [labels[row] for row in rows],
-            max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+            [prompts[row] for row in rows],
+            [labels[row] for row in rows],
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            seed=seed,
         )
         for row, text in zip(rows, generated, strict=True):
             texts[row] = text

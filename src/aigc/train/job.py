@@ -99,14 +99,19 @@ def build_loaders(job: TrainJob, rank: int, world_size: int) -> tuple[DataLoader
             "add data or lower train.model.block_size"
         )
     sampler = DistributedSampler(
-        train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=job.seed,
+        train_set,
+        num_replicas=world_size,
+        rank=rank,
+        shuffle=True,
+        seed=job.seed,
         drop_last=True,
     )
     val_sampler = DistributedSampler(
         val_set, num_replicas=world_size, rank=rank, shuffle=False, drop_last=False
     )
-    train_loader = DataLoader(train_set, batch_size=job.batch_size, sampler=sampler,
-                              drop_last=True)
+    train_loader = DataLoader(
+        train_set, batch_size=job.batch_size, sampler=sampler, drop_last=True
+    )
     val_loader = DataLoader(val_set, batch_size=job.batch_size, sampler=val_sampler)
     return train_loader, val_loader
 

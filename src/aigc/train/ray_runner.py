@@ -21,6 +21,7 @@ after step S once (the marker file records that it happened).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import tempfile
@@ -35,6 +36,7 @@ import torch
 
 from aigc.config import RayParams
 from aigc.generator import TextGenerator
+from aigc.tracking import TrackingSettings
 from aigc.train.job import TrainJob, build_loaders, build_model_for
 from aigc.train.loop import LoopHooks, train_loop
 
@@ -45,9 +47,9 @@ FAULT_VARIABLES = ("AIGC_FAULT_KILL_RANK", "AIGC_FAULT_KILL_STEP", "AIGC_FAULT_M
 
 @dataclass(frozen=True)
 class RunLink:
-    """Where rank 0 writes tracking records: an MLflow run, by URI and id."""
+    """Where rank 0 writes tracking records: an MLflow run (resolved settings and id)."""
 
-    tracking_uri: str
+    settings: TrackingSettings
     run_id: str
     log_every: int = 10
 
@@ -66,10 +68,10 @@ def connect(params: RayParams) -> dict[str, float]:
 
     if not ray.is_initialized():
         if params.address:
-            ray.init(address=params.address, log_to_driver=True)
+            ray.init(address=params.address, log_to_driver=False)
         else:
             cpus = max(os.cpu_count() or 1, int(params.num_workers * params.cpus_per_worker))
-            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True)
+            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     return dict(ray.cluster_resources())
 
 
@@ -98,17 +100,21 @@ def train_on_ray(
     if use_gpu:
         job = _on_device(job, "cuda")
     progress = Queue(maxsize=1000, actor_options={"num_cpus": 0})
-    environment = {"MLFLOW_TRACKING_URI": run.tracking_uri} if run else {}
+    environment = {"MLFLOW_TRACKING_URI": run.settings.tracking_uri} if run else {}
     environment |= {key: os.environ[key] for key in FAULT_VARIABLES if key in os.environ}
     environment |= {"OMP_NUM_THREADS": str(max(1, int(params.cpus_per_worker)))}
     trainer = TorchTrainer(
         _worker,
-        train_loop_config={"job": job, "run": run, "progress": progress,
-                           "threads": max(1, int(params.cpus_per_worker))},
+        train_loop_config={
+            "job": job,
+            "run": run,
+            "progress": progress,
+            "threads": max(1, int(params.cpus_per_worker)),
+        },
         scaling_config=ScalingConfig(
             num_workers=params.num_workers,
             use_gpu=use_gpu,
-            resources_per_worker={"CPU": params.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
+            resources_per_worker={"CPU": params.cpus_per_worker} | ({"GPU": 1} if use_gpu else {}),
         ),
         run_config=RunConfig(
             name=name,
@@ -204,14 +210,20 @@ def _worker(config: dict[str, Any]) -> None:
             if rank == 0:
                 summary = tracker.summary(state) if tracker else {}
                 shared = {key: value for key, value in state.items() if key != "rng"}
-                torch.save({**shared, "summary": summary, "restarts": restarts},
-                           Path(directory) / STATE_FILE)
+                torch.save(
+                    {**shared, "summary": summary, "restarts": restarts},
+                    Path(directory) / STATE_FILE,
+                )
                 _bundle(job, model).save(Path(directory) / BUNDLE_DIR)
             metrics = {"step": state["step"]}
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
 
-    hooks = LoopHooks(on_step=on_step, on_eval=on_eval, save_checkpoint=save_checkpoint,
-                      agree_to_stop=agree_to_stop)
+    hooks = LoopHooks(
+        on_step=on_step,
+        on_eval=on_eval,
+        save_checkpoint=save_checkpoint,
+        agree_to_stop=agree_to_stop,
+    )
     try:
         train_loop(model, train_loader, val_loader, job.loop_config(rank), hooks, resume_state)
     finally:
@@ -246,8 +258,7 @@ def _bundle(job: TrainJob, model) -> TextGenerator:
 
     module = unwrap_model(model)
     config = get_family(job.family).config_from_dict(job.model_config)
-    return TextGenerator(model=module, tokenizer=job.tokenizer(), family=job.family,
-                         config=config)
+    return TextGenerator(model=module, tokenizer=job.tokenizer(), family=job.family, config=config)
 
 
 class _RankZeroTracker:
@@ -260,7 +271,7 @@ class _RankZeroTracker:
         if link is not None:
             from aigc.tracking import TrainingRun
 
-            self.run = TrainingRun.resume(link.tracking_uri, link.run_id)
+            self.run = TrainingRun.resume(link.settings, link.run_id)
         self.pending: list[tuple[dict[str, float], int]] = []
         self.last: dict[str, float] = {"restarts": float(restarts)}
         if self.run and restarts:
@@ -280,10 +291,8 @@ class _RankZeroTracker:
         self.pending.append((record, step))
         if self.link and len(self.pending) >= self.link.log_every:
             self.flush()
-        try:
+        with contextlib.suppress(Exception):  # a full queue only costs a progress update
             self.progress.put_nowait({"step": step, **record})
-        except Exception:  # a full queue only costs a progress update
-            pass
 
     def evaluation(self, metrics: dict[str, float]) -> None:
         step = int(metrics["step"])
@@ -294,9 +303,60 @@ class _RankZeroTracker:
 
     def flush(self) -> None:
         if self.run:
-            for record, step in self.pending:
-                self.run.log_metrics(record, step=step)
+            self.run.log_metric_steps(self.pending)
         self.pending.clear()
 
     def summary(self, state: dict[str, Any]) -> dict[str, float]:
         return {**self.last, "step": float(state["step"])}
+
+
+# --- evaluation spread over Ray workers --------------------------------------------------
+
+
+def evaluate_on_ray(
+    bundle_dir: Path,
+    test_frame,
+    label_params,
+    settings,
+    shards: int,
+    unigram_bits_per_character: float | None,
+):
+    """Evaluate the bundle on `test_frame`, one Ray task per shard; merged as one report.
+
+    Documents, continuation documents and label-control labels are dealt round-robin to
+    the shards; every sample's seed derives from its document or label, so the report is the
+    same for any number of shards."""
+    import ray
+
+    from aigc.evaluate import continuation_ids, control_labels, merge_shards, summarize
+
+    generator = TextGenerator.load(bundle_dir)
+    wanted = continuation_ids(test_frame, settings.continuation_documents)
+    labels = control_labels(generator, label_params)
+    shards = max(1, min(shards, len(test_frame)))
+    frame = test_frame[["id", "text", "label"]].reset_index(drop=True)
+    evaluate_shard = ray.remote(num_cpus=1)(_evaluate_shard)
+    bundle = str(bundle_dir)
+    futures = [
+        evaluate_shard.remote(
+            bundle,
+            frame.iloc[index::shards].reset_index(drop=True),
+            label_params,
+            settings,
+            wanted,
+            labels[index::shards],
+        )
+        for index in range(shards)
+    ]
+    merged = merge_shards(ray.get(futures))
+    return summarize(merged, unigram_bits_per_character=unigram_bits_per_character)
+
+
+def _evaluate_shard(bundle_dir, documents, label_params, settings, wanted, labels):
+    from aigc.evaluate import evaluate_shard
+
+    torch.set_num_threads(1)
+    generator = TextGenerator.load(bundle_dir)
+    return evaluate_shard(
+        generator, documents, label_params, settings, continuation_ids=wanted, labels=labels
+    )

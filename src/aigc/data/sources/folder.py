@@ -29,8 +29,10 @@ _SNIFF_BYTES = 8192
 
 def list_files(source: FolderSource, root: Path) -> list[Path]:
     """The files the source reads, in a stable order."""
-    folder = (root / source.path).resolve() if not Path(source.path).is_absolute() else Path(
-        source.path
+    folder = (
+        (root / source.path).resolve()
+        if not Path(source.path).is_absolute()
+        else Path(source.path)
     )
     if not folder.is_dir():
         if source.missing_ok and not folder.exists():
@@ -133,5 +135,6 @@ def _csv_records(
     for number, row in enumerate(reader, start=2):
         text_value = row.get(source.csv_column) or ""
         extra = {key: value for key, value in row.items() if key and key != source.csv_column}
-        yield SourceRecord(text=text_value, uri=f"{uri}#L{number}", meta={**meta, **extra},
-                           flags=flags)
+        yield SourceRecord(
+            text=text_value, uri=f"{uri}#L{number}", meta={**meta, **extra}, flags=flags
+        )

@@ -37,7 +37,9 @@ def read_http(
 ) -> Iterator[SourceRecord]:
     if source.pagination == "cursor" and source.format != "json":
         raise SourceError(
-            source.name, source.url, "cursor pagination needs format: json",
+            source.name,
+            source.url,
+            "cursor pagination needs format: json",
             "set `format: json` or `pagination: page`",
         )
     page, cursor = source.first_page, None
@@ -52,7 +54,9 @@ def read_http(
             return
         page += 1
     raise SourceError(
-        source.name, source.url, f"still returning records after max_pages={source.max_pages}",
+        source.name,
+        source.url,
+        f"still returning records after max_pages={source.max_pages}",
         "raise `max_pages` for this source if the API really has that many pages",
     )
 
@@ -79,7 +83,9 @@ def fetch(source: HttpSource, url: str, sleep: Callable[[float], None] = time.sl
         except urllib.error.HTTPError as error:
             if error.code not in RETRYABLE_STATUS:
                 raise SourceError(
-                    source.name, url, f"HTTP {error.code} {error.reason}",
+                    source.name,
+                    url,
+                    f"HTTP {error.code} {error.reason}",
                     "check the URL and credentials (`url`, `headers`) of this source; "
                     "client errors are not retried",
                 ) from None
@@ -91,7 +97,9 @@ def fetch(source: HttpSource, url: str, sleep: Callable[[float], None] = time.sl
         if attempt < source.retries:
             sleep(retry_after if retry_after is not None else _backoff(source, attempt))
     raise SourceError(
-        source.name, url, f"gave up after {source.retries + 1} attempts; last: {last_problem}",
+        source.name,
+        url,
+        f"gave up after {source.retries + 1} attempts; last: {last_problem}",
         "check that the server is up, or raise `retries` / `timeout_seconds`",
     )
 
@@ -122,14 +130,18 @@ def _parse_page(source: HttpSource, url: str, body: bytes) -> tuple[list[SourceR
         payload = json.loads(text)
     except json.JSONDecodeError as error:
         raise SourceError(
-            source.name, url, f"response is not JSON ({error.msg})",
+            source.name,
+            url,
+            f"response is not JSON ({error.msg})",
             "set `format: jsonl` if the API answers one JSON object per line",
         ) from None
     items = payload if isinstance(payload, list) else payload.get(source.records_field)
     if not isinstance(items, list):
         keys = list(payload) if isinstance(payload, dict) else type(payload).__name__
         raise SourceError(
-            source.name, url, f"response has no list in {source.records_field!r} (keys: {keys})",
+            source.name,
+            url,
+            f"response has no list in {source.records_field!r} (keys: {keys})",
             "set `records_field` of this source to the field holding the records",
         )
     cursor = payload.get(source.next_cursor_field) if isinstance(payload, dict) else None
