@@ -6,6 +6,9 @@
     aigc data refresh    the whole data flow in Prefect: collect → clean → label → version
     aigc data status     the current data version, its counts, and the earlier versions
     aigc data checkout   restore a data version from the DVC cache or remote
+    aigc train           train on the current data version (Ray), evaluate, track in MLflow
+    aigc evaluate        evaluate a logged model on the test split
+    aigc generate        sample text from a logged model
 
 Every command takes `--params FILE` and repeatable `--set section.key=value`. Errors that
 a user can fix are printed as one message naming the input and the fix, exit code 2.
@@ -13,6 +16,7 @@ a user can fix are printed as one message naming the input and the fix, exit cod
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -172,6 +176,142 @@ def data_checkout(
     console.print(f"restored data version {version} into {dest}")
 
 
+@app.command("train")
+def train(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
+    """Train a generator on the current data version (Ray), evaluate it, track it in MLflow."""
+    from aigc.paths import ProjectPaths
+    from aigc.train.stage import train_stage
+
+    params = _params(params_file, overrides)
+    with _training_progress(params) as on_progress:
+        trained = train_stage(ProjectPaths.at(_root()), params, on_progress=on_progress)
+    _print_trained(trained)
+
+
+@app.command("evaluate")
+def evaluate(
+    model_uri: Annotated[str, typer.Option("--model-uri", help="runs:/…, models:/NAME@ALIAS")],
+    out: Annotated[Path | None, typer.Option(help="write the report JSON here")] = None,
+    params_file: ParamsOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """Evaluate a logged model on the test split of the current data version."""
+    from aigc.paths import ProjectPaths
+    from aigc.train.stage import evaluate_stage
+
+    report = evaluate_stage(ProjectPaths.at(_root()), _params(params_file, overrides), model_uri)
+    _print_metrics(report.metrics)
+    if out:
+        out.write_text(report.to_json())
+        console.print(f"report written to {out}")
+
+
+@app.command("generate")
+def generate(
+    model_uri: Annotated[str, typer.Option("--model-uri", help="runs:/…, models:/NAME@ALIAS")],
+    label: Annotated[str | None, typer.Option(help="topic to condition on")] = None,
+    prompt: Annotated[str, typer.Option(help="text to continue")] = "",
+    count: Annotated[int, typer.Option("-n", help="how many samples")] = 3,
+    seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+    max_new_tokens: Annotated[int, typer.Option(help="length of each sample")] = 96,
+    temperature: Annotated[float, typer.Option(help="0: greedy")] = 0.8,
+    params_file: ParamsOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """Generate text with a logged model."""
+    from aigc.paths import ProjectPaths
+    from aigc.tracking import load_generator
+    from aigc.train.stage import tracking_settings
+
+    params = _params(params_file, overrides)
+    generator = load_generator(model_uri, tracking_settings(ProjectPaths.at(_root()), params))
+    texts = generator.generate(
+        [prompt] * count,
+        [label] * count,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        seed=seed,
+    )
+    for index, text in enumerate(texts):
+        console.rule(f"sample {index} · {label or 'unconditioned'} · seed {seed}")
+        console.print(prompt + text, highlight=False, markup=False)
+
+
+def _training_progress(params: Params):
+    """A rich progress bar fed by rank 0 of the Ray workers."""
+    import contextlib
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    @contextlib.contextmanager
+    def progress():
+        columns = (
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.3f}"),
+            TextColumn("lr {task.fields[lr]:.2e}"),
+            TextColumn("{task.fields[tps]:,.0f} tok/s"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task(
+                "train", total=params.train.loop.max_steps, loss=float("nan"), lr=0.0, tps=0.0
+            )
+
+            def update(metrics: dict) -> None:
+                bar.update(
+                    task,
+                    completed=metrics["step"],
+                    loss=metrics["train_loss"],
+                    lr=metrics["lr"],
+                    tps=metrics["tokens_per_second"],
+                )
+
+            yield update
+
+    return progress()
+
+
+def _print_metrics(metrics: dict[str, float]) -> None:
+    table = Table("metric", "value", title="evaluation")
+    for key in sorted(metrics):
+        table.add_row(key, f"{metrics[key]:.4g}")
+    console.print(table)
+
+
+def _print_trained(trained) -> None:
+    console.print(
+        f"\n[bold green]trained[/] run {trained.run_id} on data version "
+        f"{trained.data_version[:12]} in {trained.seconds:.0f}s\nmodel: {trained.model_uri}"
+    )
+    keys = (
+        "test_bits_per_character",
+        "unigram_bits_per_character",
+        "test_perplexity",
+        "bleu",
+        "chrf",
+        "rougeL",
+        "distinct_1",
+        "distinct_2",
+        "label_control_accuracy",
+        "label_control_unconditioned_accuracy",
+        "val_loss",
+        "train_loss",
+        "restarts",
+    )
+    _print_metrics({key: trained.metrics[key] for key in keys if key in trained.metrics})
+    for label, texts in sorted(trained.samples.items()):
+        if texts:
+            console.print(f"{label}: {texts[0].strip()[:200]}", highlight=False, markup=False)
+
+
 def _print_counts(counts: dict) -> None:
     table = Table("split", "records")
     for split, count in counts["splits"].items():
@@ -201,6 +341,8 @@ def main() -> None:
         VersionNotFound,
         FileNotFoundError,
     ) as error:
+        if os.environ.get("AIGC_TRACEBACK"):
+            raise
         console.print(f"[bold red]error:[/] {error}", highlight=False)
         sys.exit(2)
 
