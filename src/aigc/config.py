@@ -232,9 +232,9 @@ class TrainParams(Section):
     model: dict[str, Any] = Field(
         default_factory=lambda: {
             "block_size": 128,
-            "n_layer": 4,
+            "n_layer": 3,
             "n_head": 4,
-            "n_embd": 128,
+            "n_embd": 96,
             "dropout": 0.1,
         }
     )
@@ -247,11 +247,11 @@ class TrainParams(Section):
 
 class EvaluateParams(Section):
     batch_size: int = Field(default=16, ge=1)
-    continuation_documents: int = Field(default=48, ge=0)
+    continuation_documents: int = Field(default=24, ge=0)
     prompt_fraction: float = Field(default=0.5, gt=0, lt=1)
-    max_new_tokens: int = Field(default=96, ge=1)
-    samples_per_label: int = Field(default=8, ge=0)
-    sample_tokens: int = Field(default=80, ge=1)
+    max_new_tokens: int = Field(default=64, ge=1)
+    samples_per_label: int = Field(default=6, ge=0)
+    sample_tokens: int = Field(default=64, ge=1)
     temperature: float = Field(default=0.8, ge=0)
     top_k: int | None = Field(default=50, ge=1)
     seed: int = 0

@@ -270,6 +270,7 @@ def train_loop(
                     "elapsed_seconds": elapsed,
                     "tokens_per_second": (tokens_seen - tokens_at_start)
                     / max(elapsed - elapsed_before, 1e-9),
+                    "peak_memory_mb": _peak_memory_mb(device),
                 }
             )
         if val_loader is not None and (
@@ -296,6 +297,15 @@ def train_loop(
         final_val_loss=evaluations[-1]["val_loss"] if evaluations else None,
         evaluations=evaluations,
     )
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process: CUDA allocations on a GPU, resident set size on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def _budget_reached(config: LoopConfig, step: int, tokens_seen: int, elapsed: float) -> str:

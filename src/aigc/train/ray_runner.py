@@ -16,7 +16,8 @@ shows it (a rich progress bar in the CLI).
 
 Fault injection for tests: with `AIGC_FAULT_KILL_RANK=R`, `AIGC_FAULT_KILL_STEP=S` and
 `AIGC_FAULT_MARKER=PATH` in the workers' environment, rank R kills its own process right
-after step S once (the marker file records that it happened).
+after step S once (the marker file records that it happened), a few seconds after the
+checkpoint before it was reported, so that Ray has registered it.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from aigc.train.loop import LoopHooks, train_loop
 STATE_FILE = "state.pt"
 BUNDLE_DIR = "bundle"
 FAULT_VARIABLES = ("AIGC_FAULT_KILL_RANK", "AIGC_FAULT_KILL_STEP", "AIGC_FAULT_MARKER")
+FAULT_DELAY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,9 @@ def _worker(config: dict[str, Any]) -> None:
         if tracker:
             tracker.step(metrics, world_size)
         if kill_step is not None and int(metrics["step"]) == kill_step:
+            # Ray's controller picks reported checkpoints up every couple of seconds; wait so
+            # the last one is registered, as it would be in a run with real step times.
+            time.sleep(FAULT_DELAY_SECONDS)
             Path(os.environ["AIGC_FAULT_MARKER"]).write_text(f"killed rank {rank}\n")
             os._exit(1)  # a hard crash: no cleanup, as when a node dies
 
@@ -286,6 +291,7 @@ class _RankZeroTracker:
             # every worker trains on its own batches: cluster throughput is world × rank 0's
             "tokens_per_second": metrics["tokens_per_second"] * world_size,
             "tokens_seen": metrics["tokens_seen"] * world_size,
+            "peak_memory_mb": metrics["peak_memory_mb"],
         }
         self.last |= record | {"step": float(step)}
         self.pending.append((record, step))

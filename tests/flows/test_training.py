@@ -1,0 +1,241 @@
+"""Training on real Ray (2 CPU workers) tracked in a real MLflow sqlite store.
+
+Tiny configs: the point is the machinery (DDP, checkpoints, fault recovery, tracking), not
+the model. One module-scoped training run serves the tracking and CLI assertions.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from aigc.config import Params, RayParams, load_params
+from aigc.generator import TextGenerator
+from aigc.paths import ProjectPaths
+from aigc.tracking import TrackingSettings
+from aigc.train.job import prepare_job, with_loop
+from aigc.train.ray_runner import train_on_ray
+from aigc.train.stage import Dataset, train_stage
+from tests.conftest import REPO, TOPIC_WORDS, make_documents
+
+pytestmark = pytest.mark.slow
+
+AIGC = str(Path(sys.executable).parent / "aigc")
+TINY_MODEL = [
+    "train.model.n_layer=1",
+    "train.model.n_embd=32",
+    "train.model.n_head=2",
+    "train.model.block_size=32",
+    "train.model.dropout=0.1",
+]
+
+
+def write_dataset(folder: Path, count: int = 120) -> Dataset:
+    """A labeled dataset in the layout of data/labeled: topic documents, fixed splits."""
+    topics = sorted(TOPIC_WORDS)
+    rows = [
+        {"id": f"{index:016x}", "text": text, "label": topics[index % len(topics)]}
+        for index, text in enumerate(make_documents(count).values())
+    ]
+    frame = pd.DataFrame(rows)
+    folder.mkdir(parents=True)
+    position = frame.index % 10
+    frame[position < 8].to_parquet(folder / "train.parquet")
+    frame[position == 8].to_parquet(folder / "validation.parquet")
+    frame[position == 9].to_parquet(folder / "test.parquet")
+    return Dataset(folder, "f" * 32)
+
+
+def tiny_params(tmp: Path, *extra: str) -> Params:
+    return load_params(
+        REPO / "params.yaml",
+        [
+            *TINY_MODEL,
+            "train.tokenizer.vocab_size=320",
+            "train.batch_size=8",
+            "train.loop.max_steps=40",
+            "train.loop.max_minutes=null",
+            "train.loop.warmup_steps=5",
+            "train.loop.eval_every=10",
+            "train.loop.checkpoint_every=20",
+            "train.loop.lr=0.005",
+            "evaluate.continuation_documents=4",
+            "evaluate.samples_per_label=2",
+            "evaluate.sample_tokens=16",
+            "evaluate.max_new_tokens=16",
+            f"tracking.tracking_uri=sqlite:///{tmp}/mlflow.db",
+            f"tracking.artifact_root={tmp}/artifacts",
+            f"train.ray.storage_path={tmp}/ray",
+            *extra,
+        ],
+    )
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    import ray
+
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, ray_cluster):
+    tmp = tmp_path_factory.mktemp("training")
+    dataset = write_dataset(tmp / "labeled")
+    params = tiny_params(tmp)
+    model = train_stage(ProjectPaths.at(tmp), params, dataset=dataset)
+    settings = TrackingSettings.from_params(params.tracking.model_dump()).resolve(tmp)
+    return model, settings, params, tmp
+
+
+def test_loss_falls_with_two_workers(trained):
+    model, settings, _, _ = trained
+    client = settings.client()
+    train_loss = [
+        m.value
+        for m in sorted(
+            client.get_metric_history(model.run_id, "train_loss"), key=lambda m: m.step
+        )
+    ]
+    val_loss = [
+        m.value
+        for m in sorted(client.get_metric_history(model.run_id, "val_loss"), key=lambda m: m.step)
+    ]
+    assert len(train_loss) == 40 and len(val_loss) == 4
+    assert sum(train_loss[-5:]) / 5 < sum(train_loss[:5]) / 5 - 0.5
+    assert val_loss[-1] < val_loss[0]
+    assert model.metrics["test_bits_per_character"] < model.metrics["unigram_bits_per_character"]
+
+
+def test_run_records_everything_a_reader_needs(trained):
+    model, settings, _, _ = trained
+    client = settings.client()
+    run = client.get_run(model.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["aigc.data_version"] == model.data_version
+    assert run.data.tags["aigc.git_commit"] and run.data.tags["aigc.params_hash"]
+    assert run.data.params["train.family"] == "gpt"
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.digest == f"{model.data_version}.dir"
+    for key in (
+        "test_bits_per_character",
+        "bleu",
+        "chrf",
+        "rougeL",
+        "distinct_2",
+        "label_control_accuracy",
+        "tokens_per_second",
+        "lr",
+    ):
+        assert key in run.data.metrics, key
+    artifacts = {
+        item.path
+        for folder in ("plots", "samples", "evaluation")
+        for item in client.list_artifacts(model.run_id, folder)
+    }
+    assert {
+        "plots/loss_curve.png",
+        "samples/samples_per_label.txt",
+        "evaluation/evaluation.json",
+        "evaluation/per_document.csv",
+    } <= artifacts
+
+
+def test_generate_cli_loads_the_logged_model(trained):
+    model, _, params, tmp = trained
+    command = [
+        AIGC,
+        "generate",
+        "--model-uri",
+        model.model_uri,
+        "--label",
+        "networking",
+        "--prompt",
+        "The socket",
+        "-n",
+        "2",
+        "--seed",
+        "3",
+        "--max-new-tokens",
+        "12",
+        "--set",
+        f"tracking.tracking_uri={params.tracking.tracking_uri}",
+        "--set",
+        f"tracking.artifact_root={params.tracking.artifact_root}",
+    ]
+    first = subprocess.run(command, cwd=tmp, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr + first.stdout
+    assert first.stdout.count("sample ") == 2 and "The socket" in first.stdout
+    again = subprocess.run(command, cwd=tmp, capture_output=True, text=True)
+    assert again.stdout == first.stdout, "the same seed must give the same samples"
+
+
+def weights(bundle: Path) -> dict[str, torch.Tensor]:
+    return TextGenerator.load(bundle).model.state_dict()
+
+
+def test_killed_worker_resumes_from_checkpoint_to_identical_weights(
+    tmp_path, ray_cluster, monkeypatch
+):
+    dataset = write_dataset(tmp_path / "labeled")
+    params = tiny_params(tmp_path)
+    train, validation = dataset.split("train"), dataset.split("validation")
+    job = with_loop(
+        prepare_job(train, validation, params.train),
+        max_steps=30,
+        checkpoint_every=10,
+        eval_every=10,
+    )
+    ray_params = RayParams(num_workers=2, max_failures=2)
+    clean = train_on_ray(job, ray_params, None, tmp_path / "ray", name="uninterrupted")
+    assert clean.restarts == 0
+
+    marker = tmp_path / "killed"
+    monkeypatch.setitem(os.environ, "AIGC_FAULT_KILL_RANK", "1")
+    monkeypatch.setitem(os.environ, "AIGC_FAULT_KILL_STEP", "15")
+    monkeypatch.setitem(os.environ, "AIGC_FAULT_MARKER", str(marker))
+    faulty = train_on_ray(job, ray_params, None, tmp_path / "ray", name="killed")
+    assert marker.read_text() == "killed rank 1\n", "the worker process must really have died"
+    assert faulty.restarts == 1 and faulty.metrics["step"] == 30
+    expected, resumed = weights(clean.bundle_dir), weights(faulty.bundle_dir)
+    assert all(torch.equal(expected[key], resumed[key]) for key in expected)
+
+
+def test_lstm_family_trains_through_the_same_trainer(tmp_path, ray_cluster):
+    dataset = write_dataset(tmp_path / "labeled")
+    params = tiny_params(tmp_path)
+    job = prepare_job(
+        dataset.split("train"),
+        dataset.split("validation"),
+        params.train.model_copy(
+            update={
+                "family": "lstm",
+                "model": {
+                    "block_size": 32,
+                    "n_embd": 32,
+                    "hidden_size": 64,
+                    "n_layer": 1,
+                    "dropout": 0.0,
+                },
+            }
+        ),
+    )
+    losses: list[float] = []
+    outcome = train_on_ray(
+        with_loop(job, max_steps=40),
+        RayParams(num_workers=2),
+        None,
+        tmp_path / "ray",
+        name="lstm",
+        on_progress=lambda metrics: losses.append(metrics["train_loss"]),
+    )
+    assert TextGenerator.load(outcome.bundle_dir).family == "lstm"
+    assert outcome.metrics["val_loss"] < 5.0  # ln(320) = 5.77 at the start
+    assert len(losses) >= 30 and sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
