@@ -19,8 +19,8 @@ Labeling functions (LFs) are built from `params.label.topics`, three per topic a
 Patterns run on Arrow's RE2 engine when their syntax allows (about 20x faster than Python's
 `re`), else on `re`; RE2's `\\w` and `\\b` are ASCII-only.
 
-Adding a labeling function in Python, when params cannot express the rule: define it at the
-bottom of this module (so it is registered whenever labeling runs) with the decorator:
+Adding a labeling function in Python, when params cannot express the rule: define it in
+aigc/data/labeling_functions.py (the label stage imports it) with the decorator:
 
     @labeling_function("concurrency")
     def mentions_lock_objects(frame: pd.DataFrame) -> pd.Series:

@@ -98,6 +98,8 @@ def label_stage(paths: ProjectPaths, params: Params) -> LabeledDataset:
     source = paths.clean / "records.parquet"
     if not source.exists():
         raise FileNotFoundError(f"{source} does not exist: run `aigc data clean` first")
+    import aigc.data.labeling_functions  # noqa: F401  (registers the Python labeling functions)
+
     overrides = read_overrides(paths.root / params.label.overrides_file)
     result = label_records(pd.read_parquet(source), params.label, overrides)
     frame = check(assign_splits(result.frame, params.split), LABELED_SCHEMA, "label")
