@@ -235,7 +235,7 @@ class TrainParams(Section):
             "n_layer": 3,
             "n_head": 4,
             "n_embd": 96,
-            "dropout": 0.1,
+            "dropout": 0.0,
         }
     )
     tokenizer: TokenizerParams = TokenizerParams()
@@ -250,8 +250,8 @@ class EvaluateParams(Section):
     continuation_documents: int = Field(default=24, ge=0)
     prompt_fraction: float = Field(default=0.5, gt=0, lt=1)
     max_new_tokens: int = Field(default=64, ge=1)
-    samples_per_label: int = Field(default=6, ge=0)
-    sample_tokens: int = Field(default=64, ge=1)
+    samples_per_label: int = Field(default=10, ge=0)
+    sample_tokens: int = Field(default=96, ge=1)
     temperature: float = Field(default=0.8, ge=0)
     top_k: int | None = Field(default=50, ge=1)
     seed: int = 0
