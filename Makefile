@@ -16,9 +16,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-## The main job on the embedded defaults: collect -> clean -> label -> version.
+## The main job on the embedded defaults: the data flow (collect -> clean -> label ->
+## version), then training and evaluation on the new data version.
 run: $(STAMP)
 	$(BIN)/aigc data refresh
+	$(BIN)/aigc train
 
 ## The whole suite.
 test: $(STAMP)
@@ -39,3 +41,4 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/clean_throughput.py
 	$(BIN)/python bench/label_throughput.py
+	$(BIN)/python bench/train_throughput.py
