@@ -227,15 +227,16 @@ def test_lstm_family_trains_through_the_same_trainer(tmp_path, ray_cluster):
             }
         ),
     )
-    losses: list[float] = []
+    progress: list[dict] = []
     outcome = train_on_ray(
         with_loop(job, max_steps=40),
         RayParams(num_workers=2),
         None,
         tmp_path / "ray",
         name="lstm",
-        on_progress=lambda metrics: losses.append(metrics["train_loss"]),
+        on_progress=progress.append,
     )
     assert TextGenerator.load(outcome.bundle_dir).family == "lstm"
-    assert outcome.metrics["val_loss"] < 5.0  # ln(320) = 5.77 at the start
-    assert len(losses) >= 30 and sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+    # ln(320) = 5.77 at the start
+    assert outcome.metrics["train_loss"] < 5.0 and outcome.metrics["val_loss"] < 5.0
+    assert progress and progress[-1]["step"] == 40, "the driver sees rank 0's progress"

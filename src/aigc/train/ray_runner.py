@@ -45,6 +45,7 @@ STATE_FILE = "state.pt"
 BUNDLE_DIR = "bundle"
 FAULT_VARIABLES = ("AIGC_FAULT_KILL_RANK", "AIGC_FAULT_KILL_STEP", "AIGC_FAULT_MARKER")
 FAULT_DELAY_SECONDS = 5.0
+PROGRESS_INTERVAL_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,9 @@ def _worker(config: dict[str, Any]) -> None:
             tracker.evaluation(metrics)
 
     def agree_to_stop(stop: bool) -> bool:
-        if not dist.is_initialized():
+        # Step and token budgets end every rank at the same step; only a time budget can
+        # make ranks disagree, so only then is the decision shared (an all-reduce a step).
+        if world_size == 1 or not dist.is_initialized() or job.loop.get("max_minutes") is None:
             return stop
         flag = torch.tensor([1.0 if stop else 0.0], device=job.device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
@@ -279,6 +282,7 @@ class _RankZeroTracker:
             self.run = TrainingRun.resume(link.settings, link.run_id)
         self.pending: list[tuple[dict[str, float], int]] = []
         self.last: dict[str, float] = {"restarts": float(restarts)}
+        self.last_progress = 0.0
         if self.run and restarts:
             self.run.log_metrics({"restarts": float(restarts)}, step=0)
 
@@ -297,8 +301,11 @@ class _RankZeroTracker:
         self.pending.append((record, step))
         if self.link and len(self.pending) >= self.link.log_every:
             self.flush()
-        with contextlib.suppress(Exception):  # a full queue only costs a progress update
-            self.progress.put_nowait({"step": step, **record})
+        now = time.monotonic()
+        if now - self.last_progress >= PROGRESS_INTERVAL_SECONDS:
+            self.last_progress = now
+            with contextlib.suppress(Exception):  # a full queue only costs an update
+                self.progress.put_nowait({"step": step, **record})
 
     def evaluation(self, metrics: dict[str, float]) -> None:
         step = int(metrics["step"])
@@ -313,6 +320,8 @@ class _RankZeroTracker:
         self.pending.clear()
 
     def summary(self, state: dict[str, Any]) -> dict[str, float]:
+        with contextlib.suppress(Exception):  # the bar shows the last step, throttled or not
+            self.progress.put_nowait({key: value for key, value in self.last.items()})
         return {**self.last, "step": float(state["step"])}
 
 
