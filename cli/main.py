@@ -199,8 +199,11 @@ def evaluate(
     from aigc.paths import ProjectPaths
     from aigc.train.stage import evaluate_stage
 
-    report = evaluate_stage(ProjectPaths.at(_root()), _params(params_file, overrides), model_uri)
+    report, run_id = evaluate_stage(
+        ProjectPaths.at(_root()), _params(params_file, overrides), model_uri
+    )
     _print_metrics(report.metrics)
+    console.print(f"recorded as MLflow run {run_id}")
     if out:
         out.write_text(report.to_json())
         console.print(f"report written to {out}")

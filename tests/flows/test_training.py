@@ -240,3 +240,22 @@ def test_lstm_family_trains_through_the_same_trainer(tmp_path, ray_cluster):
     # ln(320) = 5.77 at the start
     assert outcome.metrics["train_loss"] < 5.0 and outcome.metrics["val_loss"] < 5.0
     assert progress and progress[-1]["step"] == 40, "the driver sees rank 0's progress"
+
+
+def test_evaluate_reproduces_the_training_runs_figures(trained):
+    from aigc.train.stage import evaluate_stage
+
+    model, settings, params, tmp = trained
+    report, run_id = evaluate_stage(
+        ProjectPaths.at(tmp),
+        params,
+        model.model_uri,
+        dataset=Dataset(tmp / "labeled", model.data_version),
+    )
+    for key in ("test_bits_per_character", "bleu", "label_control_accuracy"):
+        assert report.metrics[key] == pytest.approx(model.metrics[key], rel=1e-6), key
+    run = settings.client().get_run(run_id)
+    assert run.data.tags["aigc.evaluated_model_uri"] == model.model_uri
+    assert run.data.metrics["test_bits_per_character"] == pytest.approx(
+        model.metrics["test_bits_per_character"], rel=1e-6
+    )

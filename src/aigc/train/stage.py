@@ -162,15 +162,16 @@ def train_stage(
     )
 
 
-def _log_reports(run: TrainingRun, report: EvaluationReport) -> None:
+def _log_reports(run: TrainingRun, report: EvaluationReport, loss_curve: bool = True) -> None:
     with tempfile.TemporaryDirectory() as directory:
         folder = Path(directory)
         (folder / "evaluation.json").write_text(report.to_json())
         report.per_document.to_csv(folder / "per_document.csv", index=False)
         run.log_artifact(folder / "evaluation.json", "evaluation")
         run.log_artifact(folder / "per_document.csv", "evaluation")
-        curve = write_loss_curve(run.client, run.run_id, folder / "loss_curve.png")
-        run.log_artifact(curve, "plots")
+        if loss_curve:
+            curve = write_loss_curve(run.client, run.run_id, folder / "loss_curve.png")
+            run.log_artifact(curve, "plots")
     run.log_text(format_samples(report.samples), "samples/samples_per_label.txt")
 
 
@@ -184,8 +185,11 @@ def format_samples(samples: dict[str, list[str]]) -> str:
 
 def evaluate_stage(
     paths: ProjectPaths, params: Params, model_uri: str, dataset: Dataset | None = None
-) -> EvaluationReport:
-    """Evaluate any logged model on the test split of a data version (default: current)."""
+) -> tuple[EvaluationReport, str]:
+    """Evaluate any logged model on the test split of a data version (default: current).
+
+    The figures go to an MLflow run of their own (tagged with the model and the data
+    version), beside the report returned; returns (report, run id)."""
     from aigc.tracking import load_generator
     from aigc.train.ray_runner import connect, evaluate_on_ray
 
@@ -197,9 +201,30 @@ def evaluate_stage(
     connect(params.train.ray)
     with tempfile.TemporaryDirectory() as directory:
         bundle = generator.save(Path(directory) / "bundle")
-        return evaluate_on_ray(
+        report = evaluate_on_ray(
             bundle, test, params.label, eval_settings(params), params.evaluate.shards, baseline
         )
+    tags = run_tags(
+        dataset.version,
+        git_commit(paths.root),
+        params.section_hash("evaluate"),
+        extra={"aigc.evaluated_model_uri": model_uri, "aigc.kind": "evaluation"},
+    )
+    with TrainingRun.start(
+        settings,
+        run_name=f"evaluate-{dataset.version[:8]}",
+        params=params.model_dump(mode="json", include={"evaluate"}),
+        tags=tags,
+        dataset=DatasetInfo(
+            name="labeled",
+            digest=f"{dataset.version}.dir",
+            source=str(dataset.path),
+            context="evaluation",
+        ),
+    ) as run:
+        run.log_metrics(report.metrics, step=0)
+        _log_reports(run, report, loss_curve=False)
+    return report, run.run_id
 
 
 def report_json(report: EvaluationReport) -> dict:
