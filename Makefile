@@ -16,11 +16,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-## The main job on the embedded defaults: the data flow (collect -> clean -> label ->
-## version), then training and evaluation on the new data version.
+## The main job on the embedded defaults: the whole pipeline, change-aware
+## (data refresh -> train -> evaluate -> register -> promote).
 run: $(STAMP)
-	$(BIN)/aigc data refresh
-	$(BIN)/aigc train
+	$(BIN)/aigc run
 
 ## The whole suite.
 test: $(STAMP)

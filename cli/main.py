@@ -9,6 +9,9 @@
     aigc train           train on the current data version (Ray), evaluate, track in MLflow
     aigc evaluate        evaluate a logged model on the test split
     aigc generate        sample text from a logged model
+    aigc run             the whole pipeline (change-aware), with a promotion decision
+    aigc schedule        serve `aigc run` as a Prefect deployment on a cron schedule
+    aigc registry show|history, aigc promote VERSION --reason, aigc rollback
 
 Every command takes `--params FILE` and repeatable `--set section.key=value`. Errors that
 a user can fix are printed as one message naming the input and the fix, exit code 2.
@@ -33,6 +36,10 @@ console = Console()
 app = typer.Typer(help="aigc: a training pipeline for generative models.", no_args_is_help=True)
 data_app = typer.Typer(help="The data half: collect, clean, label, version.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+registry_app = typer.Typer(
+    help="The model registry: versions, aliases, decisions.", no_args_is_help=True
+)
+app.add_typer(registry_app, name="registry")
 
 ParamsOption = Annotated[
     Path | None, typer.Option("--params", help="params file (default: ./params.yaml)")
@@ -238,6 +245,171 @@ def generate(
     for index, text in enumerate(texts):
         console.rule(f"sample {index} · {label or 'unconditioned'} · seed {seed}")
         console.print(prompt + text, highlight=False, markup=False)
+
+
+@app.command("run")
+def run(
+    force: Annotated[bool, typer.Option(help="retrain even when nothing changed")] = False,
+    params_file: ParamsOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """The whole pipeline: data refresh → train → evaluate → register → promote."""
+    from flows.retrain import retrain
+
+    _params(params_file, overrides)
+    summary = retrain(
+        root=str(_root()),
+        params_file=str(params_file) if params_file else None,
+        overrides=overrides or [],
+        force=force,
+    )
+    _print_summary(summary)
+
+
+@app.command("schedule")
+def schedule(
+    cron: Annotated[str, typer.Option(help='cron expression, e.g. "0 3 * * *"')],
+    timezone: Annotated[str, typer.Option(help="IANA time zone of the cron")] = "UTC",
+    name: Annotated[str, typer.Option(help="deployment name")] = "aigc-retrain",
+    params_file: ParamsOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """Serve the retrain flow as a Prefect deployment on a cron schedule (blocks)."""
+    from prefect.schedules import Cron
+
+    from flows.retrain import retrain
+
+    _params(params_file, overrides)
+    console.print(f"serving [bold]retrain/{name}[/] on cron {cron!r} ({timezone}); Ctrl-C stops")
+    retrain.serve(
+        name=name,
+        schedules=[Cron(cron, timezone=timezone)],
+        parameters={
+            "root": str(_root()),
+            "params_file": str(params_file) if params_file else None,
+            "overrides": overrides or [],
+        },
+    )
+
+
+@registry_app.command("show")
+def registry_show(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
+    """Every version of the registered model, its aliases, metrics and decision."""
+    from aigc.paths import ProjectPaths
+    from aigc.registry.registry import versions
+    from aigc.train.stage import tracking_settings
+
+    params = _params(params_file, overrides)
+    settings = tracking_settings(ProjectPaths.at(_root()), params)
+    table = Table(
+        "version",
+        "aliases",
+        "data version",
+        "test bits/char",
+        "label control",
+        "decision",
+        "run",
+        title=f"registered model {params.registry.model_name}",
+    )
+    for item in reversed(versions(settings, params.registry.model_name)):
+        metrics = item.metrics
+        table.add_row(
+            item.version,
+            ", ".join(item.aliases) or "-",
+            item.tags.get("aigc.data_version", "")[:12],
+            f"{metrics.get('test_bits_per_character', float('nan')):.3f}",
+            f"{metrics.get('label_control_accuracy', float('nan')):.3f}",
+            item.tags.get("aigc.decision", "(undecided)"),
+            item.run_id[:12],
+        )
+    console.print(table)
+
+
+@registry_app.command("history")
+def registry_history(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
+    """Every promotion decision, newest first, with its reasons."""
+    from aigc.paths import ProjectPaths
+    from aigc.registry.registry import history
+    from aigc.train.stage import tracking_settings
+
+    params = _params(params_file, overrides)
+    settings = tracking_settings(ProjectPaths.at(_root()), params)
+    for entry in history(settings, params.registry.model_name):
+        console.print(
+            f"[bold]{entry['when']}[/] {entry['kind']}: version {entry['version']} "
+            f"{entry['decision']} (champion before: {entry['champion_before'] or 'none'})"
+        )
+        for reason in entry["reasons"]:
+            console.print(f"    - {reason}", highlight=False, markup=False)
+
+
+@app.command("promote")
+def promote(
+    version: Annotated[str, typer.Argument(help="model version to make champion")],
+    reason: Annotated[str, typer.Option(help="why the gate is skipped (recorded)")],
+    params_file: ParamsOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """Make a version the champion by hand, skipping the gate (recorded as manual)."""
+    from aigc.paths import ProjectPaths
+    from aigc.registry.registry import promote_manually
+    from aigc.train.stage import tracking_settings
+
+    params = _params(params_file, overrides)
+    settings = tracking_settings(ProjectPaths.at(_root()), params)
+    promoted = promote_manually(settings, params.registry.model_name, version, reason)
+    console.print(f"version {promoted.version} is now the champion (manual promotion)")
+
+
+@app.command("rollback")
+def rollback(
+    reason: Annotated[str, typer.Option(help="why (recorded)")] = "",
+    params_file: ParamsOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """The champion returns to the version it replaced."""
+    from aigc.paths import ProjectPaths
+    from aigc.registry.registry import rollback as roll_back
+    from aigc.train.stage import tracking_settings
+
+    params = _params(params_file, overrides)
+    settings = tracking_settings(ProjectPaths.at(_root()), params)
+    restored = roll_back(settings, params.registry.model_name, reason)
+    console.print(f"version {restored.version} is the champion again")
+
+
+def _print_summary(summary) -> None:
+    colour = {"promoted": "green", "rejected": "yellow", "no change": "cyan"}[summary.status]
+    console.print(
+        f"\n[bold {colour}]{summary.status}[/] in {summary.seconds:.0f}s · data version "
+        f"{summary.data_version[:12]} · run {summary.run_id[:12]} · challenger version "
+        f"{summary.challenger_version} · champion version {summary.champion_version or '-'}"
+    )
+    keys = (
+        "test_bits_per_character",
+        "unigram_bits_per_character",
+        "test_perplexity",
+        "bleu",
+        "chrf",
+        "rougeL",
+        "distinct_2",
+        "label_control_accuracy",
+        "label_control_unconditioned_accuracy",
+    )
+    table = Table("metric", "challenger", "champion (same test split)")
+    for key in keys:
+        if key in summary.challenger_metrics:
+            champion = (summary.champion_metrics or {}).get(key)
+            table.add_row(
+                key,
+                f"{summary.challenger_metrics[key]:.4g}",
+                "-" if champion is None else f"{champion:.4g}",
+            )
+    console.print(table)
+    for reason in summary.reasons:
+        console.print(f"  - {reason}", highlight=False, markup=False)
+    for label, text in sorted(summary.samples.items()):
+        console.print(f"{label}: {text.strip()[:160]}", highlight=False, markup=False)
 
 
 def _training_progress(params: Params):

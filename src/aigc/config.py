@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from aigc.registry.decide import PromotionPolicy
+
 DEFAULT_PARAMS_FILE = "params.yaml"
 
 
@@ -264,6 +266,15 @@ class TrackingParams(Section):
     experiment: str = "aigc-text"
 
 
+class RegistryParams(Section):
+    model_name: str = "aigc-text"
+    policy: PromotionPolicy = PromotionPolicy()
+
+
+class RunParams(Section):
+    lock_timeout_minutes: float = Field(default=60.0, ge=0)
+
+
 class Params(Section):
     collect: CollectParams = CollectParams()
     clean: CleanParams = CleanParams()
@@ -273,6 +284,8 @@ class Params(Section):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     tracking: TrackingParams = TrackingParams()
+    registry: RegistryParams = RegistryParams()
+    run: RunParams = RunParams()
 
     def section_hash(self, *sections: str) -> str:
         """A stable hash of the named sections (all when none), for keys and tags."""

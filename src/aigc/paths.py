@@ -46,6 +46,10 @@ class ProjectPaths:
     def dvc_lock(self) -> Path:
         return self.root / "dvc.lock"
 
+    def evaluation(self, run_id: str) -> Path:
+        """Where a run's evaluation (metrics + per-document scores) is kept for decisions."""
+        return self.work / "evaluations" / run_id
+
     @property
     def work(self) -> Path:
         """Scratch space of aigc itself (git-ignored)."""

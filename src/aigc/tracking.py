@@ -510,16 +510,24 @@ def log_generator_model(
 
 
 def register_model(
-    settings: TrackingSettings, model_uri: str, name: str, alias: str | None = None
+    settings: TrackingSettings,
+    model_uri: str,
+    name: str,
+    alias: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> int:
-    """Register `model_uri` as a new version of registered model `name` (created if missing)
-    and, with `alias`, point `models:/<name>@<alias>` at it. Returns the version number."""
+    """Register `model_uri` as a new version of registered model `name` (created if missing),
+    with `tags` set at creation, and with `alias`, point `models:/<name>@<alias>` at it.
+    Returns the version number."""
     import mlflow
 
     client = settings.client()
     # The registry resolves models:/m-… sources with the process-wide tracking URI.
     with _global_tracking_uri(settings.tracking_uri):
-        version = int(mlflow.register_model(model_uri, name, await_registration_for=0).version)
+        registered = mlflow.register_model(
+            model_uri, name, await_registration_for=0, tags=dict(tags or {})
+        )
+        version = int(registered.version)
     if alias is not None:
         client.set_registered_model_alias(name, alias, str(version))
     return version

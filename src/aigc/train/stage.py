@@ -147,6 +147,7 @@ def train_stage(
             params.evaluate.shards,
             baseline,
         )
+        save_evaluation(paths.evaluation(run.run_id), report)
         final_step = int(outcome.metrics.get("step", 0))
         run.log_metrics(report.metrics | {"restarts": float(outcome.restarts)}, step=final_step)
         _log_reports(run, report)
@@ -173,6 +174,14 @@ def _log_reports(run: TrainingRun, report: EvaluationReport, loss_curve: bool = 
             curve = write_loss_curve(run.client, run.run_id, folder / "loss_curve.png")
             run.log_artifact(curve, "plots")
     run.log_text(format_samples(report.samples), "samples/samples_per_label.txt")
+
+
+def save_evaluation(folder: Path, report: EvaluationReport) -> Path:
+    """Metrics and per-document scores on local disk, for a promotion decision to read."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(report.metrics, indent=2, sort_keys=True))
+    report.per_document.to_parquet(folder / "per_document.parquet", index=False)
+    return folder
 
 
 def format_samples(samples: dict[str, list[str]]) -> str:
@@ -224,6 +233,7 @@ def evaluate_stage(
     ) as run:
         run.log_metrics(report.metrics, step=0)
         _log_reports(run, report, loss_curve=False)
+    save_evaluation(paths.evaluation(run.run_id), report)
     return report, run.run_id
 
 
