@@ -12,6 +12,7 @@
     aigc run             the whole pipeline (change-aware), with a promotion decision
     aigc schedule        serve `aigc run` as a Prefect deployment on a cron schedule
     aigc registry show|history, aigc promote VERSION --reason, aigc rollback
+    aigc reproduce NAME/VERSION   rebuild a model from its data version, compare the metrics
 
 Every command takes `--params FILE` and repeatable `--set section.key=value`. Errors that
 a user can fix are printed as one message naming the input and the fix, exit code 2.
@@ -290,6 +291,55 @@ def schedule(
             "overrides": overrides or [],
         },
     )
+
+
+@app.command("reproduce")
+def reproduce(
+    target: Annotated[str | None, typer.Argument(help="NAME/VERSION, e.g. aigc-text/3")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="a training run id")] = None,
+    tolerance: Annotated[float, typer.Option(help="relative tolerance per metric")] = 1e-6,
+    params_file: ParamsOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """Rebuild a model from its data version and prove the metrics match (exit 0 if so)."""
+    from aigc.paths import ProjectPaths
+    from aigc.reproduce import reproduce as run_reproduction
+
+    params = _params(params_file, overrides)
+    with _training_progress(params) as on_progress:
+        report = run_reproduction(
+            ProjectPaths.at(_root()), params, target, run_id, tolerance, on_progress=on_progress
+        )
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    table = Table(
+        "metric",
+        "original",
+        "reproduced",
+        "difference",
+        "ok",
+        title=f"reproduction of run {report.original_run_id[:12]} "
+        f"(data version {report.data_version[:12]})",
+    )
+    for row in report.metrics:
+        table.add_row(
+            row["metric"],
+            f"{row['original']:.6g}",
+            f"{row['reproduced']:.6g}",
+            f"{row['difference']:.2e}",
+            "yes" if row["ok"] else "[red]NO[/]",
+        )
+    console.print(table)
+    weights = report.weights
+    console.print(
+        f"weights sha256: {'identical' if weights['equal'] else 'DIFFERENT'} "
+        f"({weights['original']} vs {weights['reproduced']})"
+    )
+    console.print(f"reproduction run {report.reproduction_run_id} (tag reproduction_of)")
+    if not report.matches:
+        console.print("[bold red]the reproduction does not match[/]")
+        raise typer.Exit(1)
+    console.print("[bold green]the reproduction matches[/]")
 
 
 @registry_app.command("show")

@@ -208,6 +208,7 @@ class LoopParams(Section):
     weight_decay: float = Field(default=0.1, ge=0)
     betas: tuple[float, float] = (0.9, 0.95)
     warmup_steps: int = Field(default=50, ge=0)
+    lr_decay_steps: int | None = Field(default=None, gt=0)  # default: max_steps
     grad_clip: float = Field(default=1.0, ge=0)
     grad_accumulation: int = Field(default=1, ge=1)
     max_steps: int | None = Field(default=600, gt=0)

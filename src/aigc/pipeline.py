@@ -24,24 +24,14 @@ from pathlib import Path
 
 import pandas as pd
 
-import aigc
 from aigc.config import Params
 from aigc.evaluate import EvaluationReport
+from aigc.fingerprint import code_version
 from aigc.paths import ProjectPaths
 from aigc.registry.decide import Decision, Scorecard
 from aigc.registry.registry import CHAMPION, DECISION_TAG, ModelVersion, by_alias
 from aigc.tracking import TrackingSettings
 from aigc.train.stage import TrainedModel
-
-
-def code_version() -> str:
-    """A hash of every source file of the aigc package."""
-    package = Path(aigc.__file__).parent
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def training_key(data_version: str, params: Params) -> str:

@@ -8,17 +8,25 @@ while one holds the lock (→ a clear message, nothing written).
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from aigc.config import load_params
+from aigc.paths import ProjectPaths
 from aigc.pipeline import PipelineBusy, PipelineLock
 from aigc.registry.registry import CHALLENGER, CHAMPION, by_alias, history, rollback, versions
+from aigc.reproduce import ReproductionError, reproduce
 from aigc.tracking import TrackingSettings
 from tests.conftest import make_documents, write_documents
 
 pytestmark = pytest.mark.slow
+
+AIGC = str(Path(sys.executable).parent / "aigc")
 
 TINY = {
     "train": {
@@ -106,6 +114,44 @@ def test_champion_then_no_change_then_decision_then_rollback(pipeline_project, p
         assert rollback(settings, "aigc-text", "test").version == "1"
         assert aliases(settings)[CHAMPION] == "1"
         assert history(settings, "aigc-text")[0]["kind"] == "rollback"
+
+    # Reproduce version 1 after the data moved on: same metrics, same weights, exit 0.
+    result = subprocess.run(
+        [AIGC, "reproduce", "aigc-text/1"], cwd=root, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "the reproduction matches" in result.stdout and "identical" in result.stdout
+    runs = settings.client().search_runs(
+        [settings.client().get_experiment_by_name("aigc-text").experiment_id],
+        filter_string=f"tags.reproduction_of = '{first.run_id}'",
+    )
+    assert len(runs) == 1
+
+    # A tampered dataset in the DVC cache (and remote): a clear error, nothing trained.
+    manifest = json.loads(
+        next(
+            (root / ".dvc" / "cache" / "files" / "md5").rglob(first.data_version[2:] + ".dir")
+        ).read_bytes()
+    )
+    train_md5 = next(entry["md5"] for entry in manifest if entry["relpath"] == "train.parquet")
+    remote = Path(yaml.safe_load((root / "params.yaml").read_text())["version"]["remote_url"])
+    for store in (root / ".dvc" / "cache", remote):  # a damaged cache alone is repaired by DVC
+        damaged = store / "files" / "md5" / train_md5[:2] / train_md5[2:]
+        damaged.chmod(0o644)
+        damaged.write_bytes(damaged.read_bytes()[:-10] + b"tampered!!")
+    before = len(
+        settings.client().search_runs(
+            [settings.client().get_experiment_by_name("aigc-text").experiment_id]
+        )
+    )
+    with pytest.raises(ReproductionError, match="train.parquet does not match its recorded hash"):
+        reproduce(ProjectPaths.at(root), load_params(root / "params.yaml"), target="aigc-text/1")
+    after = len(
+        settings.client().search_runs(
+            [settings.client().get_experiment_by_name("aigc-text").experiment_id]
+        )
+    )
+    assert after == before, "nothing may be trained on a tampered dataset"
 
 
 def test_crash_between_register_and_decide_is_finished_by_the_next_run(pipeline_project, prefect):

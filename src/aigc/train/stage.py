@@ -24,6 +24,7 @@ import pandas as pd
 from aigc.config import Params
 from aigc.data.records import SPLITS
 from aigc.evaluate import EvalSettings, EvaluationReport
+from aigc.fingerprint import code_version
 from aigc.paths import ProjectPaths
 from aigc.text.dataset import unigram_bits_per_char
 from aigc.tracking import (
@@ -107,7 +108,11 @@ def train_stage(
         dataset.version,
         git_commit(paths.root),
         params.section_hash("train", "evaluate"),
-        extra={"aigc.family": params.train.family, **(extra_tags or {})},
+        extra={
+            "aigc.family": params.train.family,
+            "aigc.code_version": code_version(),
+            **(extra_tags or {}),
+        },
     )
     with TrainingRun.start(
         settings,
@@ -124,6 +129,7 @@ def train_stage(
             },
         ),
     ) as run:
+        run.log_dict(params.model_dump(mode="json"), "params.json")
         run.log_metrics(
             {
                 "unigram_bits_per_character": baseline,
@@ -152,7 +158,13 @@ def train_stage(
         run.log_metrics(report.metrics | {"restarts": float(outcome.restarts)}, step=final_step)
         _log_reports(run, report)
         model_uri = log_generator_model(run, outcome.bundle_dir, step=final_step)
-        run.set_tags({"aigc.model_uri": model_uri})
+        run.set_tags(
+            {
+                "aigc.model_uri": model_uri,
+                "aigc.steps": str(final_step),
+                "aigc.weights_sha256": weights_digest(outcome.bundle_dir),
+            }
+        )
     return TrainedModel(
         run_id=run.run_id,
         model_uri=model_uri,
@@ -174,6 +186,19 @@ def _log_reports(run: TrainingRun, report: EvaluationReport, loss_curve: bool = 
             curve = write_loss_curve(run.client, run.run_id, folder / "loss_curve.png")
             run.log_artifact(curve, "plots")
     run.log_text(format_samples(report.samples), "samples/samples_per_label.txt")
+
+
+def weights_digest(bundle_dir: Path) -> str:
+    """sha256 over the model's tensors (names, dtypes, shapes, bytes), in name order."""
+    import hashlib
+
+    from aigc.generator import TextGenerator
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(TextGenerator.load(bundle_dir).model.state_dict().items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_evaluation(folder: Path, report: EvaluationReport) -> Path:

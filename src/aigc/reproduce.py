@@ -1,0 +1,204 @@
+"""Data-versioned reproduction: rebuild a model from its data version and prove it matches.
+
+    report = reproduce(paths, params, target="aigc-text/3")      # or run_id="…"
+
+1. find the original training run (a registered version names it) and read what it
+   recorded: the data version, the full params (`params.json`), the steps it trained, the
+   code version and git commit, its metrics and the hash of its weights;
+2. restore that data version from DVC (cache, else remote; sources are never collected
+   again) into an isolated folder, and check every file against the DVC manifest, so a
+   tampered cache fails loudly instead of training on the wrong bytes;
+3. warn when the current code differs from the recorded code;
+4. retrain with the recorded params and seed in that folder, for exactly the recorded
+   number of steps (a time budget is not reproducible; the learning-rate schedule keeps
+   the original horizon), evaluate, and tag the new MLflow run `reproduction_of`;
+5. compare every metric within `tolerance` (relative) and, on CPU, the weights' hash.
+The report (JSON) says what matched; `matches` is what the CLI's exit code follows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from aigc.config import Params, TrackingParams
+from aigc.data.version import checkout_version
+from aigc.fingerprint import code_version
+from aigc.paths import ProjectPaths
+from aigc.registry.registry import get_version
+from aigc.tracking import TrackingSettings, TrainingRun, git_commit
+from aigc.train.stage import Dataset, tracking_settings, train_stage
+
+# Measurements of the machine, not of the model: never compared.
+UNCOMPARED_METRICS = frozenset({"tokens_per_second", "peak_memory_mb", "restarts"})
+
+
+class ReproductionError(RuntimeError):
+    pass
+
+
+@dataclass
+class ReproductionReport:
+    original_run_id: str
+    reproduction_run_id: str
+    data_version: str
+    tolerance: float
+    metrics: list[dict] = field(default_factory=list)
+    weights: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    matches: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+
+def resolve_run(settings: TrackingSettings, target: str | None, run_id: str | None) -> str:
+    if bool(target) == bool(run_id):
+        raise ReproductionError("give either NAME/VERSION or --run-id, not both or neither")
+    if run_id:
+        return run_id
+    name, sep, version = (target or "").rpartition("/")
+    if not sep or not name or not version:
+        raise ReproductionError(f"{target!r} is not NAME/VERSION (e.g. aigc-text/3)")
+    found = get_version(settings, name, version)
+    if not found.run_id:
+        raise ReproductionError(f"{target} names no training run; it cannot be reproduced")
+    return found.run_id
+
+
+def recorded_params(settings: TrackingSettings, run_id: str) -> Params:
+    with tempfile.TemporaryDirectory() as directory:
+        try:
+            path = settings.client().download_artifacts(run_id, "params.json", directory)
+        except Exception as error:  # MLflow raises several kinds for a missing artifact
+            raise ReproductionError(
+                f"run {run_id} has no params.json artifact (was it trained by aigc train?): "
+                f"{error}"
+            ) from None
+        return Params.model_validate(json.loads(Path(path).read_text()))
+
+
+def verify_dataset(root: Path, folder: Path, version: str) -> None:
+    """Every restored file must match the hash the DVC manifest of `version` records."""
+    manifest = root / ".dvc" / "cache" / "files" / "md5" / version[:2] / f"{version[2:]}.dir"
+    if not manifest.exists():
+        raise ReproductionError(f"DVC manifest of data version {version} is not in the cache")
+    data = manifest.read_bytes()
+    if hashlib.md5(data).hexdigest() != version:  # noqa: S324 (DVC's own content hash)
+        raise ReproductionError(
+            f"the DVC cache's manifest of data version {version} is corrupted (its content "
+            f"does not hash to {version}). Fix: delete {manifest} and run the reproduction "
+            "again, so that it is fetched from the remote."
+        )
+    for entry in json.loads(data):
+        path = folder / entry["relpath"]
+        actual = hashlib.md5(path.read_bytes()).hexdigest() if path.exists() else "missing"  # noqa: S324
+        if actual != entry["md5"]:
+            raise ReproductionError(
+                f"data version {version}: {entry['relpath']} does not match its recorded hash "
+                f"({actual} != {entry['md5']}). DVC repairs a damaged cache from the remote, "
+                "so the copy there is corrupted too. Nothing was trained. Fix: restore object "
+                f"files/md5/{entry['md5'][:2]}/{entry['md5'][2:]} from a good copy (another "
+                "clone's .dvc/cache or a backup of the remote), then run again."
+            )
+
+
+def reproduction_params(original: Params, steps: int, workdir: Path, root: Path) -> Params:
+    """The recorded params, made reproducible: exact steps, absolute tracking, own storage."""
+    loop = original.train.loop
+    horizon = loop.lr_decay_steps or loop.max_steps
+    loop = loop.model_copy(
+        update={
+            "max_steps": steps,
+            "max_minutes": None,
+            "max_tokens": None,
+            "lr_decay_steps": horizon,
+        }
+    )
+    ray = original.train.ray.model_copy(update={"storage_path": str(workdir / "ray")})
+    train = original.train.model_copy(update={"loop": loop, "ray": ray})
+    return original.model_copy(update={"train": train})
+
+
+def reproduce(
+    paths: ProjectPaths,
+    params: Params,
+    target: str | None = None,
+    run_id: str | None = None,
+    tolerance: float = 1e-6,
+    on_progress=None,
+) -> ReproductionReport:
+    settings = tracking_settings(paths, params)
+    run_id = resolve_run(settings, target, run_id)
+    client = settings.client()
+    original = client.get_run(run_id)
+    tags = original.data.tags
+    data_version = tags.get("aigc.data_version")
+    if not data_version or "aigc.steps" not in tags:
+        raise ReproductionError(f"run {run_id} lacks aigc.data_version or aigc.steps tags")
+    report = ReproductionReport(run_id, "", data_version, tolerance)
+    if tags.get("aigc.code_version") != code_version():
+        report.warnings.append(
+            f"the code differs from the recorded code (version {tags.get('aigc.code_version')}"
+            f", git {tags.get('aigc.git_commit')}; now {code_version()}, git "
+            f"{git_commit(paths.root)}): metrics may legitimately differ"
+        )
+
+    workdir = paths.work / "reproductions" / run_id
+    restored = checkout_version(paths.root, data_version, workdir / "labeled")
+    verify_dataset(paths.root, restored, data_version)
+
+    recorded = reproduction_params(
+        recorded_params(settings, run_id), int(tags["aigc.steps"]), workdir, paths.root
+    )
+    recorded = recorded.model_copy(
+        update={
+            "tracking": TrackingParams(
+                tracking_uri=settings.tracking_uri,
+                artifact_root=settings.artifact_root,
+                experiment=settings.experiment,
+            )
+        }
+    )
+    trained = train_stage(
+        ProjectPaths.at(workdir),
+        recorded,
+        dataset=Dataset(restored, data_version),
+        on_progress=on_progress,
+        extra_tags={"reproduction_of": run_id},
+    )
+    report.reproduction_run_id = trained.run_id
+    reproduced = client.get_run(trained.run_id)
+    for name, value in sorted(original.data.metrics.items()):
+        if name in UNCOMPARED_METRICS or name not in reproduced.data.metrics:
+            continue
+        again = reproduced.data.metrics[name]
+        ok = abs(again - value) <= tolerance * max(1.0, abs(value))
+        report.metrics.append(
+            {
+                "metric": name,
+                "original": value,
+                "reproduced": again,
+                "difference": again - value,
+                "ok": ok,
+            }
+        )
+    weights = (tags.get("aigc.weights_sha256"), reproduced.data.tags.get("aigc.weights_sha256"))
+    report.weights = {
+        "original": weights[0],
+        "reproduced": weights[1],
+        "equal": weights[0] == weights[1],
+        "compared": params.train.ray.use_gpu is not True,
+    }
+    report.matches = all(row["ok"] for row in report.metrics) and (
+        report.weights["equal"] or not report.weights["compared"]
+    )
+    (workdir / "report.json").write_text(report.to_json())
+    run = TrainingRun.resume(settings, trained.run_id)
+    run.log_artifact(workdir / "report.json", "reproduction")
+    run.set_tags({"aigc.reproduction_matches": str(report.matches).lower()})
+    run.end()
+    return report
