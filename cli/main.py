@@ -276,21 +276,21 @@ def schedule(
     overrides: SetOption = None,
 ) -> None:
     """Serve the retrain flow as a Prefect deployment on a cron schedule (blocks)."""
-    from prefect.schedules import Cron
+    from prefect import serve
 
-    from flows.retrain import retrain
+    from flows.retrain import scheduled_deployment
 
     _params(params_file, overrides)
-    console.print(f"serving [bold]retrain/{name}[/] on cron {cron!r} ({timezone}); Ctrl-C stops")
-    retrain.serve(
-        name=name,
-        schedules=[Cron(cron, timezone=timezone)],
-        parameters={
-            "root": str(_root()),
-            "params_file": str(params_file) if params_file else None,
-            "overrides": overrides or [],
-        },
+    deployment = scheduled_deployment(
+        str(_root()),
+        cron,
+        timezone,
+        name,
+        str(params_file) if params_file else None,
+        overrides or [],
     )
+    console.print(f"serving [bold]retrain/{name}[/] on cron {cron!r} ({timezone}); Ctrl-C stops")
+    serve(deployment)
 
 
 @app.command("reproduce")

@@ -51,3 +51,22 @@ def retrain(
         champion = evaluate_champion(paths.root, params, challenger, dataset)
         decision = promote(paths.root, params, challenger, dataset, champion)
         return retrain_summary(paths, params, challenger, decision, trained, key, started)
+
+
+def scheduled_deployment(
+    root: str,
+    cron: str,
+    timezone: str = "UTC",
+    name: str = "aigc-retrain",
+    params_file: str | None = None,
+    overrides: list[str] | None = None,
+):
+    """The retrain flow as a deployment on a cron schedule, one run at a time."""
+    from prefect.schedules import Cron
+
+    return retrain.to_deployment(
+        name=name,
+        schedules=[Cron(cron, timezone=timezone)],
+        parameters={"root": root, "params_file": params_file, "overrides": overrides or []},
+        concurrency_limit=1,
+    )
