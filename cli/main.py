@@ -429,25 +429,16 @@ def rollback(
 
 
 def _print_summary(summary) -> None:
+    from aigc.evaluate import HEADLINE_METRICS
+
     colour = {"promoted": "green", "rejected": "yellow", "no change": "cyan"}[summary.status]
     console.print(
         f"\n[bold {colour}]{summary.status}[/] in {summary.seconds:.0f}s · data version "
         f"{summary.data_version[:12]} · run {summary.run_id[:12]} · challenger version "
         f"{summary.challenger_version} · champion version {summary.champion_version or '-'}"
     )
-    keys = (
-        "test_bits_per_character",
-        "unigram_bits_per_character",
-        "test_perplexity",
-        "bleu",
-        "chrf",
-        "rougeL",
-        "distinct_2",
-        "label_control_accuracy",
-        "label_control_unconditioned_accuracy",
-    )
     table = Table("metric", "challenger", "champion (same test split)")
-    for key in keys:
+    for key in HEADLINE_METRICS:
         if key in summary.challenger_metrics:
             champion = (summary.champion_metrics or {}).get(key)
             table.add_row(
@@ -512,25 +503,13 @@ def _print_metrics(metrics: dict[str, float]) -> None:
 
 
 def _print_trained(trained) -> None:
+    from aigc.evaluate import HEADLINE_METRICS
+
     console.print(
         f"\n[bold green]trained[/] run {trained.run_id} on data version "
         f"{trained.data_version[:12]} in {trained.seconds:.0f}s\nmodel: {trained.model_uri}"
     )
-    keys = (
-        "test_bits_per_character",
-        "unigram_bits_per_character",
-        "test_perplexity",
-        "bleu",
-        "chrf",
-        "rougeL",
-        "distinct_1",
-        "distinct_2",
-        "label_control_accuracy",
-        "label_control_unconditioned_accuracy",
-        "val_loss",
-        "train_loss",
-        "restarts",
-    )
+    keys = (*HEADLINE_METRICS, "val_loss", "train_loss", "restarts")
     _print_metrics({key: trained.metrics[key] for key in keys if key in trained.metrics})
     for label, texts in sorted(trained.samples.items()):
         if texts:

@@ -7,23 +7,11 @@ from pathlib import Path
 from prefect import get_run_logger, task
 
 from aigc.config import Params
+from aigc.evaluate import HEADLINE_METRICS
 from aigc.paths import ProjectPaths
 from aigc.registry.registry import ModelVersion, register_challenger
 from aigc.tracking import git_commit
 from aigc.train.stage import TrainedModel, tracking_settings
-
-TAGGED_METRICS = (
-    "test_bits_per_character",
-    "test_perplexity",
-    "unigram_bits_per_character",
-    "bleu",
-    "chrf",
-    "rougeL",
-    "distinct_1",
-    "distinct_2",
-    "label_control_accuracy",
-    "label_control_unconditioned_accuracy",
-)
 
 
 @task(name="register")
@@ -41,7 +29,7 @@ def register(root: Path, params: Params, trained: TrainedModel, key: str) -> Mod
             "aigc.run_id": trained.run_id,
         },
         metrics={
-            name: trained.metrics[name] for name in TAGGED_METRICS if name in trained.metrics
+            name: trained.metrics[name] for name in HEADLINE_METRICS if name in trained.metrics
         },
     )
     get_run_logger().info("registered %s version %s as challenger", version.name, version.version)

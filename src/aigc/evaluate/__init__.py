@@ -27,6 +27,7 @@ from aigc.evaluate.label_control import (
 )
 from aigc.evaluate.language_model import document_nll, summarize_lm
 from aigc.evaluate.report import (
+    HEADLINE_METRICS,
     EvalSettings,
     EvaluationReport,
     EvaluationShard,
@@ -38,6 +39,7 @@ from aigc.evaluate.report import (
 )
 
 __all__ = [
+    "HEADLINE_METRICS",
     "EvalSettings",
     "EvaluationReport",
     "EvaluationShard",

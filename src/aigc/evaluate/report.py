@@ -58,6 +58,21 @@ DOCUMENT_COLUMNS = ["id", "label", "nll_nats", "tokens", "chars"]
 SCORE_COLUMNS = ["bleu", "chrf", "rougeL"]
 
 
+# The figures shown and tagged wherever a model is summarized (CLI, registry tags).
+HEADLINE_METRICS = (
+    "test_bits_per_character",
+    "unigram_bits_per_character",
+    "test_perplexity",
+    "bleu",
+    "chrf",
+    "rougeL",
+    "distinct_1",
+    "distinct_2",
+    "label_control_accuracy",
+    "label_control_unconditioned_accuracy",
+)
+
+
 @dataclass(frozen=True)
 class EvalSettings:
     """How much to evaluate and how to sample. The same settings and seed give the same report.
