@@ -41,7 +41,7 @@ def retrain(
         dataset = Dataset(paths.labeled, labeled.version)
         key, existing = check_changes(paths.root, params, labeled.version)
         if existing is not None and existing.decided and not force:
-            return no_change_summary(existing, labeled.version, key, started)
+            return no_change_summary(paths, params, existing, labeled.version, key, started)
         trained = None
         if existing is not None and not force:
             challenger = existing  # registered by a run that stopped before deciding

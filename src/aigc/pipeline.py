@@ -131,15 +131,22 @@ class RetrainSummary:
 
 
 def no_change_summary(
-    existing: ModelVersion, data_version: str, key: str, started: float
+    paths: ProjectPaths,
+    params: Params,
+    existing: ModelVersion,
+    data_version: str,
+    key: str,
+    started: float,
 ) -> RetrainSummary:
+    settings = TrackingSettings.from_params(params.tracking.model_dump()).resolve(paths.root)
+    champion = by_alias(settings, existing.name, CHAMPION)
     return RetrainSummary(
         status="no change",
         data_version=data_version,
         key=key,
         run_id=existing.run_id,
         challenger_version=existing.version,
-        champion_version="",
+        champion_version=champion.version if champion else "",
         challenger_metrics=existing.metrics,
         reasons=(
             f"data version {data_version[:12]}, code and training params are those of "
