@@ -11,8 +11,9 @@ numpy MinHash and with datasketch (MinHash.bulk + MinHashLSH), and says how ofte
 from __future__ import annotations
 
 import argparse
-import json
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,27 +26,14 @@ from aigc.data.clean import (
     minhash_signatures,
     near_duplicate_matches,
 )
-from aigc.data.records import RAW_COLUMNS, text_id
-from aigc.data.sources.builtin import read_builtin
+from aigc.data.collect import collect_sources
 
-COLLECTED_AT = "2026-11-23T00:00:00Z"
+COLLECTED_AT = datetime(2026, 11, 23, tzinfo=UTC)
 
 
 def builtin_raw_frame() -> pd.DataFrame:
-    rows = [
-        {
-            "id": text_id(record.text),
-            "text": record.text,
-            "source": "stdlib",
-            "source_type": "builtin",
-            "uri": record.uri,
-            "collected_at": COLLECTED_AT,
-            "meta": json.dumps(record.meta, sort_keys=True),
-            "flags": ",".join(record.flags),
-        }
-        for record in read_builtin(BuiltinSource(name="stdlib"))
-    ]
-    return pd.DataFrame(rows, columns=RAW_COLUMNS)
+    """The default corpus as the collect stage builds it."""
+    return collect_sources([BuiltinSource(name="stdlib")], Path("."), now=COLLECTED_AT).frame
 
 
 def numpy_near_duplicates(texts: pd.Series, rule: NearDuplicateRule) -> set[int]:

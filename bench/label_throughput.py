@@ -12,15 +12,17 @@ each kind of labeling function takes (best of the repeats, all LFs of that kind 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from aigc.config import BuiltinSource, CleanParams, load_params
 from aigc.data.clean import clean_records
+from aigc.data.collect import collect_sources
 from aigc.data.label import (
     LabelingFunction,
     accuracy_weights,
@@ -32,27 +34,15 @@ from aigc.data.label import (
     read_overrides,
     vote_matrix,
 )
-from aigc.data.records import CLEAN_SCHEMA, RAW_COLUMNS, check, text_id
-from aigc.data.sources.builtin import read_builtin
+from aigc.data.records import CLEAN_SCHEMA, check
 
-COLLECTED_AT = "2026-11-23T00:00:00Z"
+COLLECTED_AT = datetime(2026, 11, 23, tzinfo=UTC)
 
 
 def builtin_clean_frame() -> pd.DataFrame:
-    rows = [
-        {
-            "id": text_id(record.text),
-            "text": record.text,
-            "source": "stdlib",
-            "source_type": "builtin",
-            "uri": record.uri,
-            "collected_at": COLLECTED_AT,
-            "meta": json.dumps(record.meta, sort_keys=True),
-            "flags": ",".join(record.flags),
-        }
-        for record in read_builtin(BuiltinSource(name="stdlib"))
-    ]
-    return clean_records(pd.DataFrame(rows, columns=RAW_COLUMNS), CleanParams()).records
+    """The default corpus as the collect and clean stages build it."""
+    raw = collect_sources([BuiltinSource(name="stdlib")], Path("."), now=COLLECTED_AT).frame
+    return clean_records(raw, CleanParams()).records
 
 
 def best_time(action: Callable[[], object], repeats: int) -> float:
