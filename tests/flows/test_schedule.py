@@ -18,3 +18,12 @@ def test_deployment_carries_the_cron_timezone_project_and_concurrency_limit(tmp_
     }
     assert deployment.concurrency_limit == 1
     assert deployment.flow_name == retrain.name == "retrain"
+
+
+def test_the_installed_sqlalchemy_lets_prefects_scheduler_create_runs():
+    # With SQLAlchemy 2.1, Prefect 3.8.8's scheduler service fails on every tick ("Can't
+    # evaluate bulk DML statement") and a served schedule never runs; seen here by hand.
+    import sqlalchemy
+
+    major, minor = (int(part) for part in sqlalchemy.__version__.split(".")[:2])
+    assert (major, minor) < (2, 1), f"SQLAlchemy {sqlalchemy.__version__}: pin it below 2.1"
