@@ -29,10 +29,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F  # noqa: N812 (the usual name)
 from torch import nn
 
 # Targets equal to this are left out of the loss (PyTorch's default ignore index): padding.
 IGNORE_INDEX = -100
+
+
+def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of (B, T, V) logits against (B, T) targets; IGNORE_INDEX skipped.
+
+    Every family's forward uses it, so losses are comparable across families."""
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX
+    )
+
 
 # name -> "module:attribute" holding the family; imported on first use.
 _BUILTIN_FAMILIES: dict[str, str] = {

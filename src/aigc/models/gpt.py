@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aigc.models.base import IGNORE_INDEX, ModelFamily
+from aigc.models.base import ModelFamily, next_token_loss
 
 
 @dataclass
@@ -154,9 +154,7 @@ class GPT(nn.Module):
         logits = self.lm_head(x)  # (B, T, V)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(
-                logits.view(B * T, -1), targets.reshape(B * T), ignore_index=IGNORE_INDEX
-            )
+            loss = next_token_loss(logits, targets)  # scalar
         return logits, loss
 
 

@@ -21,10 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from aigc.models.base import IGNORE_INDEX, ModelFamily
+from aigc.models.base import ModelFamily, next_token_loss
 
 
 @dataclass
@@ -97,9 +96,7 @@ class LSTMLanguageModel(nn.Module):
         logits = self.decoder(hidden)  # (B, T, V)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(
-                logits.reshape(B * T, -1), targets.reshape(B * T), ignore_index=IGNORE_INDEX
-            )
+            loss = next_token_loss(logits, targets)  # scalar
         return logits, loss
 
 
