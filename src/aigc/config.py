@@ -20,12 +20,13 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from aigc.errors import UserError
 from aigc.registry.decide import PromotionPolicy
 
 DEFAULT_PARAMS_FILE = "params.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A params file or override that cannot be used; the message says which key and why."""
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from aigc.errors import UserError
+
 
 @dataclass(frozen=True)
 class SourceRecord:
@@ -19,7 +21,7 @@ class SourceRecord:
     flags: tuple[str, ...] = ()
 
 
-class SourceError(RuntimeError):
+class SourceError(UserError):
     """A source (or one file or URL of it) could not be collected."""
 
     def __init__(self, source: str, location: str, problem: str, fix: str = "") -> None:
