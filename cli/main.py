@@ -1,26 +1,28 @@
 """The `aigc` command line: the outermost layer (cli → flows → tasks → src/aigc).
 
-    aigc data collect    read the sources into a new raw snapshot (and `dvc add` it)
-    aigc data clean      the clean stage (what `dvc repro clean` runs)
-    aigc data label      the label stage (what `dvc repro label` runs)
-    aigc data refresh    the whole data flow in Prefect: collect → clean → label → version
+    aigc data collect|clean|label|version   one data stage (clean and label are what DVC runs)
+    aigc data refresh    the data flow in Prefect: collect → clean → label → version
     aigc data status     the current data version, its counts, and the earlier versions
     aigc data checkout   restore a data version from the DVC cache or remote
-    aigc train           train on the current data version (Ray), evaluate, track in MLflow
-    aigc evaluate        evaluate a logged model on the test split
+    aigc train           the train stage on the current data version (Ray), then evaluate
+    aigc evaluate        the evaluate stage: a logged model on the test split
+    aigc promote         the promote stage: the gate decides on the current challenger
     aigc generate        sample text from a logged model
     aigc run             the whole pipeline (change-aware), with a promotion decision
     aigc schedule        serve `aigc run` as a Prefect deployment on a cron schedule
-    aigc registry show|history, aigc promote VERSION --reason, aigc rollback
+    aigc registry show|history|promote|rollback   versions, decisions, manual overrides
     aigc reproduce NAME/VERSION   rebuild a model from its data version, compare the metrics
+    aigc params          print the effective configuration (params.yaml + --set + defaults)
 
-Every command takes `--params FILE` and repeatable `--set section.key=value`. Errors that
-a user can fix are printed as one message naming the input and the fix, exit code 2.
+Every command takes `--params FILE` and repeatable `--set section.key=value`; none writes
+params.yaml. Errors that a user can fix (`aigc.errors.UserError`) are printed as one message
+naming the input and the fix, exit code 2.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,7 +32,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from aigc.config import ConfigError, Params, load_params
+from aigc.config import Params, load_params
+from aigc.errors import UserError
 from aigc.settings import apply_offline_defaults
 
 console = Console()
@@ -62,12 +65,11 @@ def _root() -> Path:
 @data_app.command("collect")
 def data_collect(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
     """Read every configured source into a new immutable raw snapshot."""
-    from aigc.data.stages import collect_stage
-    from aigc.data.version import track_raw
     from aigc.paths import ProjectPaths
+    from aigc.stages.collect import collect
 
     params = _params(params_file, overrides)
-    collected = collect_stage(ProjectPaths.at(_root()), params)
+    collected = collect(ProjectPaths.at(_root()), params)
     table = Table("source", "type", "records", "flagged", "errors", "seconds")
     for source in collected.report["sources"]:
         flagged = ", ".join(f"{key} {value}" for key, value in source["flagged"].items())
@@ -85,17 +87,17 @@ def data_collect(params_file: ParamsOption = None, overrides: SetOption = None) 
         console.print(f"wrote [bold]{snapshot.path}[/] ({snapshot.records} records)")
     else:
         console.print(f"sources unchanged: newest snapshot {snapshot.path.name} still holds")
-    if (_root() / ".dvc").is_dir():
-        console.print(f"data/raw tracked by DVC: {track_raw(_root())}")
+    if collected.raw_hash:
+        console.print(f"data/raw tracked by DVC: {collected.raw_hash}")
 
 
 @data_app.command("clean")
 def data_clean(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
     """Clean the newest raw snapshot; every removed record goes to the quarantine."""
-    from aigc.data.stages import clean_stage
     from aigc.paths import ProjectPaths
+    from aigc.stages.clean import clean
 
-    cleaned = clean_stage(ProjectPaths.at(_root()), _params(params_file, overrides))
+    cleaned = clean(ProjectPaths.at(_root()), _params(params_file, overrides))
     console.print(
         f"clean: {cleaned.records} records kept, {cleaned.quarantined} quarantined"
         + "".join(f"\n  {rule}: {count}" for rule, count in cleaned.quarantined_by_rule.items())
@@ -105,11 +107,32 @@ def data_clean(params_file: ParamsOption = None, overrides: SetOption = None) ->
 @data_app.command("label")
 def data_label(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
     """Label the clean records by topic and split them into train/validation/test."""
-    from aigc.data.stages import label_stage
     from aigc.paths import ProjectPaths
+    from aigc.stages.label import label
 
-    labeled = label_stage(ProjectPaths.at(_root()), _params(params_file, overrides))
+    labeled = label(ProjectPaths.at(_root()), _params(params_file, overrides))
     _print_counts(labeled.counts)
+
+
+@data_app.command("version")
+def data_version(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
+    """Push the labeled dataset to the DVC remote and record it as a data version."""
+    from aigc.data.collect import latest_snapshot
+    from aigc.paths import ProjectPaths
+    from aigc.stages.label import labeled_dataset
+    from aigc.stages.version import version
+
+    paths = ProjectPaths.at(_root())
+    snapshot = latest_snapshot(paths.raw)
+    if snapshot is None or not (paths.reports / "label.json").exists():
+        raise UserError("nothing to version yet: run `aigc data refresh` first")
+    outcome = version(
+        paths, _params(params_file, overrides), snapshot.name, labeled_dataset(paths).counts
+    )
+    state = "new" if outcome.new else "unchanged"
+    console.print(f"data version [bold]{outcome.dataset.version}[/] ({state})")
+    if outcome.remote:
+        console.print(f"pushed to {outcome.remote}")
 
 
 @data_app.command("refresh")
@@ -118,16 +141,12 @@ def data_refresh(params_file: ParamsOption = None, overrides: SetOption = None) 
     from flows.data_refresh import data_refresh as flow
 
     started = time.perf_counter()
-    labeled = flow(
-        root=str(_root()),
-        params_file=str(params_file) if params_file else None,
-        overrides=overrides or [],
-    )
+    dataset = flow(root=str(_root()), params=_params(params_file, overrides))
     console.print(
-        f"\n[bold green]data version {labeled.version[:12]}[/] "
+        f"\n[bold green]data version {dataset.version[:12]}[/] "
         f"({time.perf_counter() - started:.0f}s)"
     )
-    _print_counts(labeled.counts)
+    _print_counts(dataset.counts)
 
 
 @data_app.command("status")
@@ -185,15 +204,30 @@ def data_checkout(
 
 
 @app.command("train")
-def train(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
-    """Train a generator on the current data version (Ray), evaluate it, track it in MLflow."""
+def train(
+    evaluate: Annotated[
+        bool, typer.Option(help="then run the evaluate stage into the same MLflow run")
+    ] = True,
+    params_file: ParamsOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """Train a generator on the current data version (Ray), tracked in MLflow; then evaluate."""
     from aigc.paths import ProjectPaths
-    from aigc.train.stage import train_stage
+    from aigc.stages.evaluate import evaluate as evaluate_stage
+    from aigc.stages.train import train as train_stage
+    from aigc.stages.version import current_dataset
 
     params = _params(params_file, overrides)
+    paths = ProjectPaths.at(_root())
+    dataset = current_dataset(paths)
     with _training_progress(params) as on_progress:
-        trained = train_stage(ProjectPaths.at(_root()), params, on_progress=on_progress)
+        trained = train_stage(paths, params, dataset, on_progress=on_progress)
     _print_trained(trained)
+    if evaluate:
+        evaluation = evaluate_stage(
+            paths, params, trained.model_uri, dataset, trained.run_id, trained.bundle_dir
+        )
+        _print_evaluation(evaluation)
 
 
 @app.command("evaluate")
@@ -205,16 +239,17 @@ def evaluate(
 ) -> None:
     """Evaluate a logged model on the test split of the current data version."""
     from aigc.paths import ProjectPaths
-    from aigc.train.stage import evaluate_stage
+    from aigc.stages.evaluate import evaluate as evaluate_stage
+    from aigc.stages.version import current_dataset
 
-    report, run_id = evaluate_stage(
-        ProjectPaths.at(_root()), _params(params_file, overrides), model_uri
+    paths = ProjectPaths.at(_root())
+    evaluation = evaluate_stage(
+        paths, _params(params_file, overrides), model_uri, current_dataset(paths)
     )
-    _print_metrics(report.metrics)
-    console.print(f"recorded as MLflow run {run_id}")
+    _print_evaluation(evaluation)
     if out:
-        out.write_text(report.to_json())
-        console.print(f"report written to {out}")
+        shutil.copytree(evaluation.folder, out, dirs_exist_ok=True)
+        console.print(f"metrics and per-document scores written to {out}/")
 
 
 @app.command("generate")
@@ -230,12 +265,10 @@ def generate(
     overrides: SetOption = None,
 ) -> None:
     """Generate text with a logged model."""
-    from aigc.paths import ProjectPaths
-    from aigc.tracking import load_generator
-    from aigc.train.stage import tracking_settings
+    from aigc.tracking import TrackingSettings, load_generator
 
     params = _params(params_file, overrides)
-    generator = load_generator(model_uri, tracking_settings(ProjectPaths.at(_root()), params))
+    generator = load_generator(model_uri, TrackingSettings.of(params.tracking, _root()))
     texts = generator.generate(
         [prompt] * count,
         [label] * count,
@@ -257,7 +290,7 @@ def run(
     """The whole pipeline: data refresh → train → evaluate → register → promote."""
     from flows.retrain import retrain
 
-    _params(params_file, overrides)
+    _params(params_file, overrides)  # a bad key fails here, before Prefect starts
     summary = retrain(
         root=str(_root()),
         params_file=str(params_file) if params_file else None,
@@ -345,12 +378,11 @@ def reproduce(
 @registry_app.command("show")
 def registry_show(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
     """Every version of the registered model, its aliases, metrics and decision."""
-    from aigc.paths import ProjectPaths
     from aigc.registry.registry import versions
-    from aigc.train.stage import tracking_settings
+    from aigc.tracking import TrackingSettings
 
     params = _params(params_file, overrides)
-    settings = tracking_settings(ProjectPaths.at(_root()), params)
+    settings = TrackingSettings.of(params.tracking, _root())
     table = Table(
         "version",
         "aliases",
@@ -378,12 +410,11 @@ def registry_show(params_file: ParamsOption = None, overrides: SetOption = None)
 @registry_app.command("history")
 def registry_history(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
     """Every promotion decision, newest first, with its reasons."""
-    from aigc.paths import ProjectPaths
     from aigc.registry.registry import history
-    from aigc.train.stage import tracking_settings
+    from aigc.tracking import TrackingSettings
 
     params = _params(params_file, overrides)
-    settings = tracking_settings(ProjectPaths.at(_root()), params)
+    settings = TrackingSettings.of(params.tracking, _root())
     for entry in history(settings, params.registry.model_name):
         console.print(
             f"[bold]{entry['when']}[/] {entry['kind']}: version {entry['version']} "
@@ -393,39 +424,85 @@ def registry_history(params_file: ParamsOption = None, overrides: SetOption = No
             console.print(f"    - {reason}", highlight=False, markup=False)
 
 
-@app.command("promote")
-def promote(
+@registry_app.command("promote")
+def registry_promote(
     version: Annotated[str, typer.Argument(help="model version to make champion")],
     reason: Annotated[str, typer.Option(help="why the gate is skipped (recorded)")],
     params_file: ParamsOption = None,
     overrides: SetOption = None,
 ) -> None:
     """Make a version the champion by hand, skipping the gate (recorded as manual)."""
-    from aigc.paths import ProjectPaths
     from aigc.registry.registry import promote_manually
-    from aigc.train.stage import tracking_settings
+    from aigc.tracking import TrackingSettings
 
     params = _params(params_file, overrides)
-    settings = tracking_settings(ProjectPaths.at(_root()), params)
+    settings = TrackingSettings.of(params.tracking, _root())
     promoted = promote_manually(settings, params.registry.model_name, version, reason)
     console.print(f"version {promoted.version} is now the champion (manual promotion)")
 
 
-@app.command("rollback")
-def rollback(
+@registry_app.command("rollback")
+def registry_rollback(
     reason: Annotated[str, typer.Option(help="why (recorded)")] = "",
     params_file: ParamsOption = None,
     overrides: SetOption = None,
 ) -> None:
     """The champion returns to the version it replaced."""
-    from aigc.paths import ProjectPaths
     from aigc.registry.registry import rollback as roll_back
-    from aigc.train.stage import tracking_settings
+    from aigc.tracking import TrackingSettings
 
     params = _params(params_file, overrides)
-    settings = tracking_settings(ProjectPaths.at(_root()), params)
+    settings = TrackingSettings.of(params.tracking, _root())
     restored = roll_back(settings, params.registry.model_name, reason)
     console.print(f"version {restored.version} is the champion again")
+
+
+@app.command("promote")
+def promote(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
+    """The gate on the current challenger: both evaluated on the current data, then decided."""
+    from aigc.paths import ProjectPaths
+    from aigc.registry.registry import CHALLENGER, by_alias
+    from aigc.stages.evaluate import evaluate as evaluate_stage
+    from aigc.stages.promote import current_champion, rival
+    from aigc.stages.promote import promote as promote_stage
+    from aigc.stages.version import current_dataset
+    from aigc.tracking import TrackingSettings
+
+    params = _params(params_file, overrides)
+    paths = ProjectPaths.at(_root())
+    name = params.registry.model_name
+    challenger = by_alias(TrackingSettings.of(params.tracking, paths.root), name, CHALLENGER)
+    if challenger is None:
+        raise UserError(f"registered model {name!r} has no challenger: run `aigc run` first")
+    dataset = current_dataset(paths)
+    evaluation = evaluate_stage(paths, params, challenger.uri, dataset)
+    champion = rival(current_champion(paths, params), challenger)
+    champion_evaluation = (
+        evaluate_stage(paths, params, champion.uri, dataset) if champion else None
+    )
+    decision = promote_stage(paths, params, challenger, evaluation, champion, champion_evaluation)
+    verdict = "promoted" if decision.promote else "kept the champion"
+    console.print(f"challenger version {challenger.version}: [bold]{verdict}[/]")
+    for reason in decision.reasons:
+        console.print(f"  - {reason}", highlight=False, markup=False)
+
+
+@app.command("params")
+def params_command(
+    write: Annotated[
+        bool, typer.Option(help="also write params.effective.yaml (what DVC's stages read)")
+    ] = False,
+    params_file: ParamsOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """Print the effective configuration: params.yaml, the overrides and every default."""
+    from aigc.config import effective_yaml, write_effective_params
+    from aigc.paths import ProjectPaths
+
+    params = _params(params_file, overrides)
+    console.print(effective_yaml(params), highlight=False, markup=False, end="")
+    if write:
+        write_effective_params(params, ProjectPaths.at(_root()).effective_params)
 
 
 def _print_summary(summary) -> None:
@@ -503,15 +580,22 @@ def _print_metrics(metrics: dict[str, float]) -> None:
 
 
 def _print_trained(trained) -> None:
-    from aigc.evaluate import HEADLINE_METRICS
-
     console.print(
         f"\n[bold green]trained[/] run {trained.run_id} on data version "
-        f"{trained.data_version[:12]} in {trained.seconds:.0f}s\nmodel: {trained.model_uri}"
+        f"{trained.data_version[:12]}: {trained.steps} steps in {trained.seconds:.0f}s\n"
+        f"model: {trained.model_uri}"
     )
-    keys = (*HEADLINE_METRICS, "val_loss", "train_loss", "restarts")
+    keys = ("train_loss", "val_loss", "restarts")
     _print_metrics({key: trained.metrics[key] for key in keys if key in trained.metrics})
-    for label, texts in sorted(trained.samples.items()):
+
+
+def _print_evaluation(evaluation) -> None:
+    from aigc.evaluate import HEADLINE_METRICS
+
+    metrics = evaluation.metrics
+    _print_metrics({key: metrics[key] for key in HEADLINE_METRICS if key in metrics})
+    console.print(f"recorded in MLflow run {evaluation.run_id}")
+    for label, texts in sorted(evaluation.samples.items()):
         if texts:
             console.print(f"{label}: {texts[0].strip()[:200]}", highlight=False, markup=False)
 
@@ -529,22 +613,9 @@ def _print_counts(counts: dict) -> None:
 
 def main() -> None:
     apply_offline_defaults()
-    from aigc.data.clean import AccountingError
-    from aigc.data.records import SchemaError
-    from aigc.data.sources.base import SourceError
-    from aigc.data.version import DvcError, VersionNotFound
-
     try:
         app()
-    except (
-        ConfigError,
-        SourceError,
-        SchemaError,
-        AccountingError,
-        DvcError,
-        VersionNotFound,
-        FileNotFoundError,
-    ) as error:
+    except UserError as error:
         if os.environ.get("AIGC_TRACEBACK"):
             raise
         console.print(f"[bold red]error:[/] {error}", highlight=False)

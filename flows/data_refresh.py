@@ -2,16 +2,17 @@
 
 Runs on Prefect's ephemeral local API with no server, or against a running `prefect server`
 (set PREFECT_API_URL) where it shows up in the UI. clean and label run through DVC, so a
-run leaves `dvc status` clean and skips what DVC knows is unchanged.
+run leaves `dvc status` clean and skips what DVC knows is unchanged. The run's configuration
+(params.yaml + overrides) is written to params.effective.yaml, which DVC's stages read.
 """
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
-from aigc.config import materialize_params
-from aigc.data.stages import LabeledDataset
+from aigc.config import Params, load_params, write_effective_params
 from aigc.paths import ProjectPaths
+from aigc.stages.version import Dataset
 from tasks.clean import clean
 from tasks.collect import collect
 from tasks.label import label
@@ -20,12 +21,14 @@ from tasks.version import version
 
 @flow(name="data-refresh", log_prints=True)
 def data_refresh(
-    root: str = ".", params_file: str | None = None, overrides: list[str] | None = None
-) -> LabeledDataset:
+    root: str = ".",
+    params_file: str | None = None,
+    overrides: list[str] | None = None,
+    params: Params | None = None,
+) -> Dataset:
     paths = ProjectPaths.at(root)
-    params, changed = materialize_params(paths.params, params_file, overrides or [])
-    if changed:
-        get_run_logger().info("params.yaml updated with the given configuration")
+    params = params or load_params(params_file or paths.params, overrides or [])
+    write_effective_params(params, paths.effective_params)
     collected = collect(paths.root, params)
     cleaned = clean(paths.root, wait_for=[collected])
     labeled = label(paths.root, wait_for=[cleaned])

@@ -1,26 +1,34 @@
-"""Prefect flow `retrain`: data refresh → train → evaluate → register → promote.
+"""Prefect flow `retrain`: data refresh → plan → train → evaluate → register → promote.
 
 The whole pipeline as its users run it, by hand (`aigc run`), on a schedule
 (`aigc schedule`, or `prefect deploy` with prefect.yaml) or from the Prefect UI. It is
-change-aware: when the data version, the code and the training params are those of a model
-version already registered and decided, it ends as "no change" without training (`force`
-retrains anyway). A version registered by a run that crashed before deciding is decided
-now rather than trained again. One run at a time per project (a file lock).
+change-aware (`aigc.retrain.plan_retrain`): when the data version, the code and the training
+params are those of a version already decided, it ends as "no change"; a version registered
+by a run that stopped before deciding is decided now. One run at a time per project.
 """
 
 from __future__ import annotations
 
 import time
 
-from prefect import flow
+from prefect import flow, get_run_logger
 
 from aigc.config import load_params
 from aigc.paths import ProjectPaths
-from aigc.pipeline import PipelineLock, RetrainSummary, no_change_summary, retrain_summary
-from aigc.train.stage import Dataset
+from aigc.retrain import (
+    NO_CHANGE,
+    TRAIN,
+    PipelineLock,
+    RetrainSummary,
+    decision_summary,
+    no_change_summary,
+)
+from aigc.stages.evaluate import load_evaluation
+from aigc.stages.promote import current_champion, rival
 from flows.data_refresh import data_refresh
-from tasks.changes import check_changes
-from tasks.promote import evaluate_champion, promote
+from tasks.evaluate import evaluate
+from tasks.plan import plan
+from tasks.promote import promote
 from tasks.register import register
 from tasks.train import train
 
@@ -34,23 +42,38 @@ def retrain(
 ) -> RetrainSummary:
     started = time.perf_counter()
     paths = ProjectPaths.at(root)
-    timeout = load_params(params_file or paths.params, overrides or []).run.lock_timeout_minutes
-    with PipelineLock(paths.root, timeout_seconds=60 * timeout):
-        labeled = data_refresh(str(paths.root), params_file, overrides)
-        params = load_params(paths.params)  # what data_refresh wrote for DVC
-        dataset = Dataset(paths.labeled, labeled.version)
-        key, existing = check_changes(paths.root, params, labeled.version)
-        if existing is not None and existing.decided and not force:
-            return no_change_summary(paths, params, existing, labeled.version, key, started)
-        trained = None
-        if existing is not None and not force:
-            challenger = existing  # registered by a run that stopped before deciding
-        else:
-            trained = train(paths.root, params, key)
-            challenger = register(paths.root, params, trained, key)
-        champion = evaluate_champion(paths.root, params, challenger, dataset)
-        decision = promote(paths.root, params, challenger, dataset, champion)
-        return retrain_summary(paths, params, challenger, decision, trained, key, started)
+    params = load_params(params_file or paths.params, overrides or [])
+    timeout = 60 * params.run.lock_timeout_minutes
+    with PipelineLock(paths.root, timeout, on_wait=get_run_logger().warning):
+        dataset = data_refresh(str(paths.root), params=params)
+        key, existing, decided = plan(paths.root, params, dataset.version, force)
+        if decided.action == NO_CHANGE:
+            champion = current_champion(paths, params)
+            return no_change_summary(existing, champion, dataset.version, key, decided, started)
+        if decided.action == TRAIN:
+            trained = train(paths.root, params, dataset, key)
+            evaluation = evaluate(
+                paths.root, params, trained.model_uri, dataset, trained.run_id, trained.bundle_dir
+            )
+            challenger = register(paths.root, params, trained, evaluation, key)
+        else:  # registered by a run that stopped before deciding
+            challenger = existing
+            evaluation = load_evaluation(paths, challenger.run_id, challenger.uri) or evaluate(
+                paths.root, params, challenger.uri, dataset
+            )
+        champion = rival(current_champion(paths, params), challenger)
+        champion_evaluation = None
+        if champion is not None:
+            champion_evaluation = evaluate.with_options(task_run_name="evaluate-champion")(
+                paths.root, params, champion.uri, dataset
+            )
+        decision = promote(
+            paths.root, params, challenger, evaluation, champion, champion_evaluation
+        )
+        champion_after = challenger if decision.promote else champion
+        return decision_summary(
+            challenger, champion_after, decision, evaluation.samples, key, started
+        )
 
 
 def scheduled_deployment(

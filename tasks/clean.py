@@ -6,17 +6,16 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from aigc.data.stages import CleanedDataset, cleaned_dataset
-from aigc.data.version import repro
 from aigc.paths import ProjectPaths
+from aigc.stages.clean import CleanedDataset, run_in_dvc
 
 
 @task(name="clean")
 def clean(root: Path) -> CleanedDataset:
     logger = get_run_logger()
-    for line in repro(Path(root), "clean"):
+    cleaned, dvc_lines = run_in_dvc(ProjectPaths.at(root))
+    for line in dvc_lines:
         logger.info("dvc: %s", line)
-    cleaned = cleaned_dataset(ProjectPaths.at(root))
     logger.info(
         "clean: %d records kept, %d quarantined %s",
         cleaned.records,

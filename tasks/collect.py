@@ -1,6 +1,7 @@
-"""Prefect task `collect`: read the sources into a new raw snapshot and version it with DVC.
+"""Prefect task `collect`: read the sources into a new raw snapshot and track it with DVC.
 
-The only data task that touches the network, so the only one with retries.
+No Prefect retries: the HTTP source retries its own transient failures, and nothing else
+that can fail here (a missing column, a DVC error, a bad config) passes on a second try.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from pathlib import Path
 from prefect import get_run_logger, task
 
 from aigc.config import Params
-from aigc.data.stages import CollectedSnapshot, collect_stage
-from aigc.data.version import track_raw
 from aigc.paths import ProjectPaths
+from aigc.stages.collect import CollectedSnapshot
+from aigc.stages.collect import collect as collect_stage
 
 
-@task(name="collect", retries=2, retry_delay_seconds=[5, 30])
+@task(name="collect")
 def collect(root: Path, params: Params) -> CollectedSnapshot:
     logger = get_run_logger()
     collected = collect_stage(ProjectPaths.at(root), params)
@@ -34,6 +35,5 @@ def collect(root: Path, params: Params) -> CollectedSnapshot:
     snapshot = collected.snapshot
     state = "new snapshot" if snapshot.new else "no change since"
     logger.info("%s %s: %d records", state, snapshot.path.name, snapshot.records)
-    raw_hash = track_raw(Path(root))
-    logger.info("data/raw tracked by DVC: %s", raw_hash)
+    logger.info("data/raw tracked by DVC: %s", collected.raw_hash)
     return collected

@@ -6,17 +6,16 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from aigc.data.stages import LabeledDataset, labeled_dataset
-from aigc.data.version import repro
 from aigc.paths import ProjectPaths
+from aigc.stages.label import LabeledDataset, run_in_dvc
 
 
 @task(name="label")
 def label(root: Path) -> LabeledDataset:
     logger = get_run_logger()
-    for line in repro(Path(root), "label"):
+    labeled, dvc_lines = run_in_dvc(ProjectPaths.at(root))
+    for line in dvc_lines:
         logger.info("dvc: %s", line)
-    labeled = labeled_dataset(ProjectPaths.at(root))
     logger.info("label: splits %s", labeled.counts["splits"])
     logger.info("label: labels %s", labeled.counts["labels"])
     return labeled

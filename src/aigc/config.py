@@ -1,8 +1,11 @@
 """Typed configuration: params.yaml, one section per stage, checked at the edge.
 
-`load_params(path, overrides)` reads the YAML file, applies `--set section.key=value`
-overrides and validates everything into frozen pydantic models. An unknown key or a wrong
-type raises `ConfigError` naming the key and the file, never a bare traceback.
+The pydantic sections below are the only definition of every setting and its default;
+params.yaml holds a project's own choices on top of them. `load_params(path, overrides)`
+reads the file, applies `--set section.key=value` overrides and validates everything into
+frozen models; an unknown key or a wrong type raises `ConfigError` naming the key. The
+user's file is never written: `write_effective_params` records a run's whole configuration
+in a generated file that DVC's stages read (`ProjectPaths.effective_params`).
 
 Overrides address list items by index or, where items have a `name`, by name:
 `--set collect.sources.inbox.path=/srv/inbox`.
@@ -12,15 +15,22 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import io
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from aigc.errors import UserError
+from aigc.models.configs import DEFAULT_FAMILY, FAMILY_CONFIGS, ModelConfig, with_default_family
 from aigc.registry.decide import PromotionPolicy
 
 DEFAULT_PARAMS_FILE = "params.yaml"
@@ -197,69 +207,79 @@ class VersionParams(Section):
 
 
 class TokenizerParams(Section):
-    vocab_size: int = Field(default=2048, ge=300)
+    vocab_size: int = Field(default=1024, ge=300)  # byte-level BPE, trained on the train split
     min_frequency: int = Field(default=2, ge=1)
 
 
 class LoopParams(Section):
-    """The training loop (aigc.train.loop.LoopConfig); a budget is required."""
+    """The training loop (aigc.train.loop): optimizer, schedule, budgets, checkpoints.
 
-    lr: float = Field(default=2e-3, gt=0)
-    min_lr: float = Field(default=2e-4, ge=0)
+    Budgets: training stops at the first of max_steps, max_tokens, max_minutes reached."""
+
+    lr: float = Field(default=3e-3, gt=0)
+    min_lr: float = Field(default=3e-4, ge=0)
     weight_decay: float = Field(default=0.1, ge=0)
     betas: tuple[float, float] = (0.9, 0.95)
     warmup_steps: int = Field(default=50, ge=0)
-    lr_decay_steps: int | None = Field(default=None, gt=0)  # default: max_steps
-    grad_clip: float = Field(default=1.0, ge=0)
-    grad_accumulation: int = Field(default=1, ge=1)
-    max_steps: int | None = Field(default=600, gt=0)
+    lr_decay_steps: int | None = Field(default=None, gt=0)  # None: max_steps
+    grad_clip: float = Field(default=1.0, ge=0)  # max global grad norm; 0 disables clipping
+    grad_accumulation: int = Field(default=1, ge=1)  # micro-batches per optimizer step
+    max_steps: int | None = Field(default=2000, gt=0)
     max_tokens: int | None = Field(default=None, gt=0)
-    max_minutes: float | None = Field(default=2.0, gt=0)
-    eval_every: int = Field(default=100, ge=0)
+    max_minutes: float | None = Field(default=1.6, gt=0)
+    eval_every: int = Field(default=100, ge=0)  # steps between validations; 0: at the end
     eval_batches: int = Field(default=10, ge=1)
-    checkpoint_every: int = Field(default=200, ge=0)
-    bf16: bool = True
-    compile: bool = False
+    checkpoint_every: int = Field(default=200, ge=0)  # steps between checkpoints; 0: at the end
+    bf16: bool = True  # CUDA only
+    compile: bool = False  # CUDA only
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LoopParams:
+        if self.max_steps is None and self.max_tokens is None and self.max_minutes is None:
+            raise ValueError("a budget is needed: set max_steps, max_tokens or max_minutes")
+        if not all(0 <= beta < 1 for beta in self.betas):
+            raise ValueError(f"betas={self.betas} must be two numbers in [0, 1)")
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr={self.min_lr} must not exceed lr={self.lr}")
+        return self
 
 
 class RayParams(Section):
     address: str | None = None  # None: start a local Ray; "auto" or ray://host:port: join
     num_workers: int = Field(default=2, ge=1)
-    use_gpu: bool | Literal["auto"] = "auto"
+    use_gpu: bool | Literal["auto"] = "auto"  # auto: GPUs when the cluster has them
     cpus_per_worker: float = Field(default=1.0, gt=0)
-    max_failures: int = Field(default=2, ge=-1)
-    storage_path: str = ".aigc/ray"
+    max_failures: int = Field(default=2, ge=-1)  # worker crashes survived (resume)
+    storage_path: str = ".aigc/ray"  # checkpoints; shared storage on a real cluster
 
 
 class TrainParams(Section):
-    family: str = "gpt"
-    model: dict[str, Any] = Field(
-        default_factory=lambda: {
-            "block_size": 128,
-            "n_layer": 3,
-            "n_head": 4,
-            "n_embd": 96,
-            "dropout": 0.0,
-        }
-    )
+    model: ModelConfig = Field(default_factory=lambda: FAMILY_CONFIGS[DEFAULT_FAMILY]())
     tokenizer: TokenizerParams = TokenizerParams()
-    batch_size: int = Field(default=16, ge=1)
+    batch_size: int = Field(default=16, ge=1)  # per worker
     seed: int = 1337
     loop: LoopParams = LoopParams()
     ray: RayParams = RayParams()
 
+    @field_validator("model", mode="before")
+    @classmethod
+    def _default_family(cls, value: Any) -> Any:
+        return with_default_family(value)
+
 
 class EvaluateParams(Section):
-    batch_size: int = Field(default=16, ge=1)
-    continuation_documents: int = Field(default=24, ge=0)
-    prompt_fraction: float = Field(default=0.5, gt=0, lt=1)
-    max_new_tokens: int = Field(default=64, ge=1)
-    samples_per_label: int = Field(default=10, ge=0)
-    sample_tokens: int = Field(default=96, ge=1)
-    temperature: float = Field(default=0.8, ge=0)
+    """Evaluation on the test split; the same settings and seed give the same report."""
+
+    batch_size: int = Field(default=16, ge=1)  # windows scored per forward pass
+    continuation_documents: int = Field(default=24, ge=0)  # 0 switches continuation off
+    prompt_fraction: float = Field(default=0.5, gt=0, lt=1)  # share of a document as prompt
+    max_new_tokens: int = Field(default=64, ge=1)  # cap on a continuation's length
+    samples_per_label: int = Field(default=10, ge=0)  # label control; 0 switches it off
+    sample_tokens: int = Field(default=96, ge=1)  # length of a label-control sample
+    temperature: float = Field(default=0.8, ge=0)  # 0: greedy
     top_k: int | None = Field(default=50, ge=1)
-    seed: int = 0
-    shards: int = Field(default=2, ge=1)
+    seed: int = 0  # the root of every sampling seed
+    shards: int = Field(default=2, ge=1)  # Ray tasks the evaluation is spread over
 
 
 class TrackingParams(Section):
@@ -341,10 +361,20 @@ def apply_override(data: dict, path: list[str], value: Any) -> None:
     node[_child_key(node, path[-1], dotted)] = value
 
 
+def _key_path(loc: tuple) -> list[str]:
+    """The key as the user writes it: pydantic puts a union's tag (the family) in the path."""
+    parts = [str(part) for part in loc]
+    return [
+        part
+        for index, part in enumerate(parts)
+        if not (index and parts[index - 1] == "model" and part in FAMILY_CONFIGS)
+    ]
+
+
 def _format_validation_error(error: ValidationError, origin: str) -> str:
     lines = [f"invalid configuration in {origin}:"]
     for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"])
+        location = ".".join(_key_path(item["loc"]))
         if item["type"] == "extra_forbidden":
             lines.append(f"  - unknown key {location!r}: remove it or check its spelling")
         else:
@@ -387,33 +417,28 @@ def load_params(
         raise ConfigError(_format_validation_error(error, origin)) from None
 
 
-def materialize_params(
-    params_path: Path, source: Path | str | None, overrides: list[str] | tuple[str, ...]
-) -> tuple[Params, bool]:
-    """Make `params_path` hold the effective configuration; return it and whether it changed.
+EFFECTIVE_HEADER = (
+    "# Generated by aigc for each run: params.yaml with the run's --set overrides and every\n"
+    "# default filled in. DVC's stages read it, so dvc.lock and `dvc params diff` show what\n"
+    "# ran. Do not edit: change params.yaml or pass --set.\n"
+)
 
-    Stages run by DVC read params.yaml, and DVC records what it holds; so when a flow is
-    given another file or `--set` overrides, they are written there first, as
-    `dvc exp run --set-param` does. Comments in params.yaml survive an override.
-    """
-    params = load_params(source if source is not None else params_path, overrides)
-    same_file = source is None or Path(source).resolve() == params_path.resolve()
-    if same_file and not overrides:
-        return params, False
-    from ruamel.yaml import YAML
 
-    round_trip = YAML()
-    if same_file and params_path.exists():
-        data = round_trip.load(params_path.read_text(encoding="utf-8")) or {}
-    else:
-        data = round_trip.load(Path(source).read_text(encoding="utf-8")) if source else {}
-    for text in overrides:
-        keys, value = parse_override(text)
-        apply_override(data, keys, value)
-    before = params_path.read_text(encoding="utf-8") if params_path.exists() else ""
-    buffer = io.StringIO()
-    round_trip.dump(data, buffer)
-    if buffer.getvalue() == before:
-        return params, False
-    params_path.write_text(buffer.getvalue(), encoding="utf-8")
-    return params, True
+def effective_yaml(params: Params) -> str:
+    """The whole configuration as YAML, every default included."""
+    data = params.model_dump(mode="json")
+    return EFFECTIVE_HEADER + yaml.safe_dump(data, sort_keys=False, width=1000)
+
+
+def write_effective_params(params: Params, path: Path) -> bool:
+    """Record `params` where the DVC stages read them; False when the file already held them.
+
+    The user's params.yaml is never written: a run's overrides live here only."""
+    text = effective_yaml(params)
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+    return True

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from aigc.models.base import generate as sample_tokens
 from aigc.models.checkpoint import load_model, save_checkpoint
+from aigc.models.configs import ModelConfigBase
 from aigc.text.tokenizer import TextTokenizer
 
 MODEL_FILE = "model.pt"
@@ -31,23 +31,24 @@ TOKENIZER_FILE = "tokenizer.json"
 class TextGenerator:
     model: nn.Module
     tokenizer: TextTokenizer
-    family: str
-    config: Any
+    config: ModelConfigBase
     extra: dict = field(default_factory=dict)
+
+    @property
+    def family(self) -> str:
+        return self.config.family
 
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu") -> TextGenerator:
         directory = Path(directory)
-        model, family, config, extra = load_model(directory / MODEL_FILE, map_location=device)
+        model, _, config, extra = load_model(directory / MODEL_FILE, map_location=device)
         tokenizer = TextTokenizer.load(directory / TOKENIZER_FILE)
-        return cls(
-            model=model.eval(), tokenizer=tokenizer, family=family, config=config, extra=extra
-        )
+        return cls(model=model.eval(), tokenizer=tokenizer, config=config, extra=extra)
 
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(directory / MODEL_FILE, self.model, self.family, self.config, self.extra)
+        save_checkpoint(directory / MODEL_FILE, self.model, self.config, self.extra)
         self.tokenizer.save(directory / TOKENIZER_FILE)
         return directory
 

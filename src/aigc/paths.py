@@ -23,6 +23,11 @@ class ProjectPaths:
         return self.root / "params.yaml"
 
     @property
+    def effective_params(self) -> Path:
+        """The run's whole configuration (params.yaml + overrides + defaults), git-ignored."""
+        return self.root / "params.effective.yaml"
+
+    @property
     def raw(self) -> Path:
         return self.root / "data" / "raw"
 

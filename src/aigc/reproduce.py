@@ -26,17 +26,20 @@ from pathlib import Path
 
 from aigc.config import Params, TrackingParams
 from aigc.data.version import checkout_version
+from aigc.errors import UserError
 from aigc.fingerprint import code_version
 from aigc.paths import ProjectPaths
 from aigc.registry.registry import get_version
+from aigc.stages.evaluate import evaluate
+from aigc.stages.train import train
+from aigc.stages.version import Dataset
 from aigc.tracking import TrackingSettings, TrainingRun, git_commit
-from aigc.train.stage import Dataset, tracking_settings, train_stage
 
 # Measurements of the machine, not of the model: never compared.
 UNCOMPARED_METRICS = frozenset({"tokens_per_second", "peak_memory_mb", "restarts"})
 
 
-class ReproductionError(RuntimeError):
+class ReproductionError(UserError):
     pass
 
 
@@ -131,7 +134,7 @@ def reproduce(
     tolerance: float = 1e-6,
     on_progress=None,
 ) -> ReproductionReport:
-    settings = tracking_settings(paths, params)
+    settings = TrackingSettings.of(params.tracking, paths.root)
     run_id = resolve_run(settings, target, run_id)
     client = settings.client()
     original = client.get_run(run_id)
@@ -163,12 +166,22 @@ def reproduce(
             )
         }
     )
-    trained = train_stage(
-        ProjectPaths.at(workdir),
+    dataset = Dataset(restored, data_version)
+    workpaths = ProjectPaths.at(workdir)
+    trained = train(
+        workpaths,
         recorded,
-        dataset=Dataset(restored, data_version),
+        dataset,
         on_progress=on_progress,
         extra_tags={"reproduction_of": run_id},
+    )
+    evaluate(
+        workpaths,
+        recorded,
+        trained.model_uri,
+        dataset,
+        record_in=trained.run_id,
+        bundle_dir=trained.bundle_dir,
     )
     report.reproduction_run_id = trained.run_id
     reproduced = client.get_run(trained.run_id)

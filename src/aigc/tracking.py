@@ -4,7 +4,7 @@ A run is opened through an `MlflowClient` bound to explicit settings, never thro
 global "active run", so it works the same in a Ray rank-0 worker, in a driver, and with several
 runs in one process:
 
-    settings = TrackingSettings().resolve(project_root)    # absolute store and artifact paths
+    settings = TrackingSettings.of(params.tracking, project_root)   # absolute paths
     dataset = DatasetInfo("labeled", digest=dvc_hash, source="data/labeled")
     with TrainingRun.start(settings, "gpt-small", params, run_tags(...), dataset) as run:
         run.log_metrics({"train.loss": 2.3}, step=100)
@@ -42,11 +42,9 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import DatasetInput, Run
 
+    from aigc.config import TrackingParams
     from aigc.generator import TextGenerator
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"
-DEFAULT_ARTIFACT_ROOT = "mlflow/artifacts"
-DEFAULT_EXPERIMENT = "aigc-text"
 SQLITE_PREFIX = "sqlite:///"
 REMOTE_SCHEMES = ("http", "https", "databricks")
 # MLflow's limits on one log_batch call and on a param value.
@@ -60,22 +58,16 @@ def _has_scheme(location: str) -> bool:
 
 @dataclass(frozen=True)
 class TrackingSettings:
-    """Where runs go. Relative paths are relative to a project root, see `resolve`."""
+    """Where runs go: the `tracking` params section with paths made absolute (`of`)."""
 
-    tracking_uri: str = DEFAULT_TRACKING_URI
-    artifact_root: str | None = DEFAULT_ARTIFACT_ROOT
-    experiment: str = DEFAULT_EXPERIMENT
+    tracking_uri: str
+    artifact_root: str | None
+    experiment: str
 
     @classmethod
-    def from_params(cls, section: Mapping[str, Any]) -> TrackingSettings:
-        """Settings from a params.yaml section; unknown keys and non-strings are errors."""
-        known = {"tracking_uri", "artifact_root", "experiment"}
-        for key, value in section.items():
-            if key not in known:
-                raise ValueError(f"tracking: unknown key {key!r}; known keys: {sorted(known)}")
-            if not isinstance(value, str) and not (key == "artifact_root" and value is None):
-                raise ValueError(f"tracking.{key} must be a string, got {value!r}")
-        return cls(**section)
+    def of(cls, params: TrackingParams, root: str | Path) -> TrackingSettings:
+        """The settings of a project's `tracking` section, relative paths taken from `root`."""
+        return cls(params.tracking_uri, params.artifact_root, params.experiment).resolve(root)
 
     def resolve(self, root: str | Path) -> TrackingSettings:
         """The same settings with absolute paths, so workers in any cwd share one store.

@@ -26,6 +26,8 @@ import unicodedata
 import pandas as pd
 import pandera.pandas as pa
 
+from aigc.errors import UserError
+
 RAW_COLUMNS = ["id", "text", "source", "source_type", "uri", "collected_at", "meta", "flags"]
 QUARANTINE_COLUMNS = [*RAW_COLUMNS, "rule", "detail", "duplicate_of"]
 LABEL_COLUMNS = ["label", "label_confidence", "labeling_functions"]
@@ -50,7 +52,7 @@ def text_id(text: str) -> str:
     return hashlib.sha256(normalize_text(text).encode("utf-8")).hexdigest()[:16]
 
 
-class SchemaError(ValueError):
+class SchemaError(UserError, ValueError):
     """A stage's input does not have the shape the stage needs."""
 
 

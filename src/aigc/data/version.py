@@ -28,17 +28,18 @@ from pathlib import Path
 
 import yaml
 
+from aigc.errors import UserError
 from aigc.paths import ProjectPaths
 from aigc.settings import OFFLINE_ENVIRONMENT
 
 LABEL_STAGE = "label"
 
 
-class DvcError(RuntimeError):
+class DvcError(UserError):
     """A DVC command failed; the message holds the command and DVC's own words."""
 
 
-class VersionNotFound(LookupError):
+class VersionNotFound(UserError):
     pass
 
 
@@ -96,7 +97,7 @@ def configure_remote(root: Path, name: str, url: str) -> str:
 
 def track_raw(root: Path) -> str:
     """`dvc add data/raw`; returns the raw directory's DVC hash."""
-    dvc(root, "add", "--quiet", "data/raw")
+    dvc(root, "add", "data/raw")
     entry = yaml.safe_load((root / "data" / "raw.dvc").read_text())["outs"][0]
     return entry["md5"].removesuffix(".dir")
 
@@ -114,7 +115,7 @@ def status(root: Path) -> dict:
 
 
 def push(root: Path, remote: str | None = None) -> None:
-    dvc(root, "push", "--quiet", *(["--remote", remote] if remote else []))
+    dvc(root, "push", *(["--remote", remote] if remote else []))
 
 
 def locked_out_hash(root: Path, stage: str, out_path: str) -> str:
@@ -186,7 +187,7 @@ def checkout_version(root: Path, version: str, dest: Path) -> Path:
         (scratch / "dataset.dvc").write_text(
             yaml.safe_dump({"outs": [{"md5": f"{full}.dir", "hash": "md5", "path": "dataset"}]})
         )
-        result = dvc(root, "pull", "--quiet", str(scratch / "dataset.dvc"), check=False)
+        result = dvc(root, "pull", str(scratch / "dataset.dvc"), check=False)
         restored = scratch / "dataset"
         if result.returncode != 0 or not restored.is_dir():
             raise VersionNotFound(

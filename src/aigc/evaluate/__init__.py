@@ -1,7 +1,7 @@
 """Evaluation of a trained conditional text generator on the test split of a data version.
 
-    from aigc.evaluate import EvalSettings, evaluate_generator
-    report = evaluate_generator(generator, test_frame, params.label, EvalSettings(seed=0),
+    from aigc.evaluate import evaluate_generator
+    report = evaluate_generator(generator, test_frame, params.label, params.evaluate,
                                 train_texts=train_frame["text"])
 
 The parts, each usable alone and each returning per-document (or per-sample) rows plus a
@@ -11,7 +11,7 @@ summarize function, so a caller can spread shards over workers and merge:
     continuation    prompt with a document's start, score the rest: BLEU, chrF, ROUGE-L
     diversity       distinct-n of generated text
     label_control   does asking for a topic give that topic (judged by the labeling functions)
-    report          all of the above, `EvalSettings`, `EvaluationReport`, shard merge
+    report          all of the above, `EvaluationReport`, shard merge
 
 A pure library: no Ray, MLflow or Prefect here; the training flow's evaluate task calls it.
 """
@@ -28,7 +28,6 @@ from aigc.evaluate.label_control import (
 from aigc.evaluate.language_model import document_nll, summarize_lm
 from aigc.evaluate.report import (
     HEADLINE_METRICS,
-    EvalSettings,
     EvaluationReport,
     EvaluationShard,
     continuation_ids,
@@ -40,7 +39,6 @@ from aigc.evaluate.report import (
 
 __all__ = [
     "HEADLINE_METRICS",
-    "EvalSettings",
     "EvaluationReport",
     "EvaluationShard",
     "classify_samples",

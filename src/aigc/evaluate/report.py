@@ -2,16 +2,16 @@
 
 One process:
 
-    report = evaluate_generator(generator, test_frame, params.label, EvalSettings(seed=0),
+    report = evaluate_generator(generator, test_frame, params.label, params.evaluate,
                                 train_texts=train_frame["text"])
     report.metrics["test_bits_per_character"]; report.per_document; report.to_json()
 
 Spread over workers (Ray or anything else): the driver picks the continuation documents and
 the labels, each worker evaluates its share, the driver merges and summarizes:
 
-    picked = continuation_ids(test_frame, settings.continuation_documents)
+    picked = continuation_ids(test_frame, params.evaluate.continuation_documents)
     labels = control_labels(generator, params.label)
-    shards = [evaluate_shard(generator, part, params.label, settings,
+    shards = [evaluate_shard(generator, part, params.label, params.evaluate,
                              continuation_ids=picked, labels=labels[i::n])
               for i, part in enumerate(parts)]            # on n workers
     report = summarize(merge_shards(shards), unigram_bits_per_character=baseline)
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from aigc.config import LabelParams
+from aigc.config import EvaluateParams, LabelParams
 from aigc.evaluate.continuation import (
     CONTINUATION_COLUMNS,
     score_continuations,
@@ -71,50 +71,6 @@ HEADLINE_METRICS = (
     "label_control_accuracy",
     "label_control_unconditioned_accuracy",
 )
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    """How much to evaluate and how to sample. The same settings and seed give the same report.
-
-    batch_size: windows scored per forward pass (likelihood).
-    continuation_documents: test documents to continue (N); 0 switches continuation off.
-    prompt_fraction: share of a document's characters given as the prompt.
-    max_new_tokens: cap on a continuation's length in tokens.
-    samples_per_label: label-control samples per label and mode (K); 0 switches it off.
-    sample_tokens: length of a label-control sample in tokens.
-    temperature, top_k: sampling, for continuations and samples (temperature 0 is greedy).
-    seed: the root of every sampling seed.
-    """
-
-    batch_size: int = 16
-    continuation_documents: int = 20
-    prompt_fraction: float = 0.5
-    max_new_tokens: int = 64
-    samples_per_label: int = 4
-    sample_tokens: int = 64
-    temperature: float = 0.8
-    top_k: int | None = 50
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("batch_size", "max_new_tokens", "sample_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"EvalSettings.{name}={getattr(self, name)} must be at least 1")
-        for name in ("continuation_documents", "samples_per_label"):
-            if getattr(self, name) < 0:
-                raise ValueError(
-                    f"EvalSettings.{name}={getattr(self, name)} must be 0 (off) or more"
-                )
-        if not 0 < self.prompt_fraction < 1:
-            raise ValueError(
-                f"EvalSettings.prompt_fraction={self.prompt_fraction} must be strictly between "
-                "0 and 1"
-            )
-        if self.temperature < 0:
-            raise ValueError(f"EvalSettings.temperature={self.temperature} must be >= 0")
-        if self.top_k is not None and self.top_k < 1:
-            raise ValueError(f"EvalSettings.top_k={self.top_k} must be at least 1, or None")
 
 
 @dataclass(frozen=True)
@@ -191,7 +147,7 @@ def evaluate_shard(
     generator: TextGenerator,
     documents: pd.DataFrame,
     label_params: LabelParams,
-    settings: EvalSettings,
+    settings: EvaluateParams,
     *,
     continuation_ids: Collection[str] = (),
     labels: Sequence[str] = (),
@@ -322,7 +278,7 @@ def evaluate_generator(
     generator: TextGenerator,
     test_frame: pd.DataFrame,
     label_params: LabelParams,
-    settings: EvalSettings,
+    settings: EvaluateParams,
     train_texts: Sequence[str] | None = None,
 ) -> EvaluationReport:
     """Every part of the evaluation in this process: likelihood of all test documents,

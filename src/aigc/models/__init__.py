@@ -1,8 +1,9 @@
 """Generative models, grouped in families a trainer reaches only through the registry.
 
-`base` holds the registry (`build_model("gpt", config_dict)`), the forward contract and the
-shared `generate`; `gpt` and `lstm` are the text families; `checkpoint` saves a model with its
-family and config so it reloads without the params file. Families are imported on first use.
+`configs` holds each family's config (the schema of `train.model`), `base` the registry
+(`build_model(config)`), the forward contract and the shared `generate`; `gpt` and `lstm` are
+the text families; `checkpoint` saves a model with its config so it reloads without the params
+file. Families are imported on first use.
 """
 
 from aigc.models.base import (

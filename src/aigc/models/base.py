@@ -1,8 +1,9 @@
 """Model families: what a trainer may know about a model, and the registry that names them.
 
-A family is a name, a config dataclass and an `nn.Module` class built from that config:
+A family is a name, a config (a pydantic model in `aigc.models.configs`) and an `nn.Module`
+class built from that config:
 
-    model = build_model("gpt", {"vocab_size": 512, "block_size": 64, ...}, seed=0)
+    model = build_model(GPTConfig(vocab_size=512, block_size=64), seed=0)
     logits, loss = model(idx, targets)          # the only call a trainer makes
     ids = generate(model, prompt, max_new_tokens=100, temperature=0.8, top_k=50, generator=g)
 
@@ -13,24 +14,23 @@ The contract every module follows:
   loss | None)`, the loss being mean cross-entropy over targets that are not `IGNORE_INDEX`;
 - `config.block_size`: the longest context `forward` accepts.
 
-A trainer uses only the registry, the config dict and forward/loss, so adding a family means
-adding a module that defines `FAMILY = ModelFamily(...)` and either listing it in
-`_BUILTIN_FAMILIES` below or calling `register_family(FAMILY)`; no trainer changes. The built-in
-families are imported lazily, when first asked for, so importing this module does no work.
+A trainer uses only the registry, the config and forward/loss, so adding a family means adding
+its config to `aigc.models.configs` and a module that defines `FAMILY = ModelFamily(...)`,
+listed in `_BUILTIN_FAMILIES` below (or passed to `register_family`); no trainer changes.
+The built-in families are imported lazily, when first asked for, so importing this module
+does no work.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-import types
-import typing
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812 (the usual name)
 from torch import nn
+
+from aigc.models.configs import DEFAULT_FAMILY, ModelConfigBase
 
 # Targets equal to this are left out of the loss (PyTorch's default ignore index): padding.
 IGNORE_INDEX = -100
@@ -55,24 +55,22 @@ _REGISTRY: dict[str, ModelFamily] = {}
 
 @dataclass(frozen=True)
 class ModelFamily:
-    """A kind of model: its name, its config dataclass and the module class it configures."""
+    """A kind of model: its name, its config class and the module class it configures."""
 
     name: str
-    config_class: type
+    config_class: type[ModelConfigBase]
     model_class: type[nn.Module]
 
-    def config_from_dict(self, values: dict[str, Any]) -> Any:
-        """The config dataclass from a plain dict, each key and type checked (nanoGPT-style)."""
-        return config_from_dict(self.config_class, values, self.name)
-
-    def build(self, config: Any) -> nn.Module:
+    def build(self, config: ModelConfigBase) -> nn.Module:
+        if config.vocab_size is None:
+            raise ValueError(f"{self.name}: config.vocab_size is not set (the tokenizer sets it)")
         return self.model_class(config)
 
 
 def register_family(family: ModelFamily) -> ModelFamily:
     """Make `family` available by name; re-registering the same family is harmless."""
-    if not dataclasses.is_dataclass(family.config_class):
-        raise TypeError(f"family {family.name!r}: config_class must be a dataclass")
+    if not issubclass(family.config_class, ModelConfigBase):
+        raise TypeError(f"family {family.name!r}: config_class must derive ModelConfigBase")
     existing = _REGISTRY.get(family.name)
     if existing is not None and existing != family:
         raise ValueError(f"a different model family is already registered as {family.name!r}")
@@ -97,65 +95,21 @@ def get_family(name: str) -> ModelFamily:
         ) from None
 
 
-def build_model(family_name: str, config: dict[str, Any], seed: int | None = None) -> nn.Module:
-    """A freshly initialised model of `family_name` configured by `config`.
+def build_model(config: ModelConfigBase | dict, seed: int | None = None) -> nn.Module:
+    """A freshly initialised model of `config.family` (a config, or a mapping checked as one).
 
     With `seed`, initialisation uses that seed without disturbing the global RNG, so the same
-    (family, config, seed) always gives the same weights.
+    (config, seed) always gives the same weights.
     """
-    family = get_family(family_name)
-    config_object = family.config_from_dict(config)
+    if isinstance(config, dict):
+        family = get_family(config.get("family", DEFAULT_FAMILY))
+        config = family.config_class.model_validate({**config, "family": family.name})
+    family = get_family(config.family)
     if seed is None:
-        return family.build(config_object)
+        return family.build(config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return family.build(config_object)
-
-
-def config_from_dict(config_class: type, values: dict[str, Any], family_name: str = "") -> Any:
-    """Build `config_class` from `values`, naming the bad key and the fix on any mistake."""
-    where = f"model family {family_name!r}" if family_name else config_class.__name__
-    fields = {field.name: field for field in dataclasses.fields(config_class)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ValueError(f"{where}: unknown config keys {unknown}; valid keys: {sorted(fields)}")
-    hints = typing.get_type_hints(config_class)
-    for key, value in values.items():
-        expected = hints[key]
-        if not _value_matches(value, expected):
-            raise TypeError(
-                f"{where}: config key {key!r} must be {_type_name(expected)}, "
-                f"got {value!r} ({type(value).__name__})"
-            )
-    return config_class(**values)
-
-
-def _value_matches(value: Any, expected: Any) -> bool:
-    if expected is Any:
-        return True
-    origin = typing.get_origin(expected)
-    if origin in (typing.Union, types.UnionType):
-        return any(_value_matches(value, option) for option in typing.get_args(expected))
-    if expected is type(None):
-        return value is None
-    if expected is bool:
-        return isinstance(value, bool)
-    if expected is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if expected is float:  # an int is a fine float (lr: 1 in YAML)
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if origin is not None:
-        return isinstance(value, origin)
-    return isinstance(value, expected)
-
-
-def _type_name(expected: Any) -> str:
-    return getattr(expected, "__name__", str(expected))
-
-
-def config_to_dict(config: Any) -> dict[str, Any]:
-    """The plain-dict form of a config dataclass, as stored in checkpoints."""
-    return dataclasses.asdict(config)
+        return family.build(config)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

@@ -2,7 +2,7 @@
 
 Usage:
 
-    save_checkpoint("model.pt", model, "gpt", model.config, extra={"tokenizer": tok.to_json()})
+    save_checkpoint("model.pt", model, model.config, extra={"tokenizer": tok.to_json()})
     model, family, config, extra = load_model("model.pt")
 
 A checkpoint is a `torch.save`d dict of plain values and tensors:
@@ -21,7 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from aigc.models.base import config_to_dict, get_family, unwrap_model
+from aigc.models.base import get_family, unwrap_model
+from aigc.models.configs import ModelConfigBase
 
 CHECKPOINT_FORMAT = "aigc-model-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -30,20 +31,18 @@ CHECKPOINT_VERSION = 1
 def save_checkpoint(
     path: str | Path,
     model: nn.Module,
-    family: str,
-    config: Any,
+    config: ModelConfigBase,
     extra: dict[str, Any] | None = None,
 ) -> None:
     """Write `model`'s weights with its family and config to `path`, atomically."""
-    get_family(family)  # fail now, not at load time, on a family nobody can rebuild
-    config_dict = config if isinstance(config, dict) else config_to_dict(config)
+    family = get_family(config.family).name  # fail now on a family nobody can rebuild
     # Weights saved from a compiled or DDP-wrapped model load into a plain one.
     state = {key: value.detach().cpu() for key, value in unwrap_model(model).state_dict().items()}
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "family": family,
-        "config": dict(config_dict),
+        "config": config.model_dump(mode="json"),
         "model": state,
         "extra": dict(extra or {}),
     }
@@ -58,7 +57,7 @@ def save_checkpoint(
 def load_model(
     path: str | Path, map_location: str | torch.device = "cpu"
 ) -> tuple[nn.Module, str, Any, dict[str, Any]]:
-    """(model in eval mode, family name, config dataclass, extra) from a checkpoint file."""
+    """(model in eval mode, family name, config, extra) from a checkpoint file."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
@@ -76,7 +75,7 @@ def load_model(
             f"{path}: checkpoint version {payload.get('version')!r} is not {CHECKPOINT_VERSION}"
         )
     family = get_family(payload["family"])
-    config = family.config_from_dict(payload["config"])
+    config = family.config_class.model_validate({**payload["config"], "family": family.name})
     model = family.build(config)
     model.load_state_dict(payload["model"])
     model.to(map_location)

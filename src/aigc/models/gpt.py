@@ -2,8 +2,8 @@
 
 Usage:
 
-    model = build_model("gpt", {"vocab_size": 4096, "block_size": 256, "n_layer": 6,
-                                "n_head": 6, "n_embd": 384})
+    model = build_model(GPTConfig(vocab_size=4096, block_size=256, n_layer=6, n_head=6,
+                                  n_embd=384))
     logits, loss = model(idx, targets)   # idx, targets: (B, T) token ids
 
 Pre-norm residual blocks (LayerNorm → attention / MLP → add), causal self-attention through
@@ -17,35 +17,13 @@ grow with depth.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from aigc.models.base import ModelFamily, next_token_loss
-
-
-@dataclass
-class GPTConfig:
-    vocab_size: int = 4096
-    block_size: int = 256
-    n_layer: int = 6
-    n_head: int = 6
-    n_embd: int = 384
-    dropout: float = 0.0
-    bias: bool = True  # biases in Linear layers and LayerNorms; False is a little faster
-
-    def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"GPTConfig.{name}={getattr(self, name)} must be at least 1")
-        if self.n_embd % self.n_head != 0:
-            raise ValueError(
-                f"GPTConfig: n_embd={self.n_embd} must be a multiple of n_head={self.n_head}"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"GPTConfig.dropout={self.dropout} must be in [0, 1)")
+from aigc.models.configs import GPTConfig
 
 
 class CausalSelfAttention(nn.Module):

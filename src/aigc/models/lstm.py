@@ -2,8 +2,7 @@
 
 Usage:
 
-    model = build_model("lstm", {"vocab_size": 4096, "block_size": 256, "n_embd": 256,
-                                 "hidden_size": 512, "n_layer": 2})
+    model = build_model(LSTMConfig(vocab_size=4096, n_embd=256, hidden_size=512, n_layer=2))
     logits, loss = model(idx, targets)   # same contract as the GPT
 
 It is here to tell us whether the transformer earns its cost: same tokens, same loop, same
@@ -18,30 +17,11 @@ Embeddings are scaled by sqrt(n_embd) on the way in; `_init_weights` says why.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from aigc.models.base import ModelFamily, next_token_loss
-
-
-@dataclass
-class LSTMConfig:
-    vocab_size: int = 4096
-    block_size: int = 256
-    n_embd: int = 256
-    hidden_size: int = 512
-    n_layer: int = 2
-    dropout: float = 0.0
-    tie_weights: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_embd", "hidden_size", "n_layer"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"LSTMConfig.{name}={getattr(self, name)} must be at least 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"LSTMConfig.dropout={self.dropout} must be in [0, 1)")
+from aigc.models.configs import LSTMConfig
 
 
 class LSTMLanguageModel(nn.Module):

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from aigc.errors import UserError
 from aigc.tracking import TrackingSettings, TrainingRun, register_model
 
 CHAMPION = "champion"
@@ -37,7 +38,7 @@ PREVIOUS_CHAMPION_TAG = "aigc.previous_champion"
 TAG_VALUE_LIMIT = 5000
 
 
-class RegistryError(RuntimeError):
+class RegistryError(UserError):
     pass
 
 
@@ -213,7 +214,7 @@ def rollback(settings: TrackingSettings, name: str, reason: str = "") -> ModelVe
     if not previous:
         raise RegistryError(
             f"champion {name} version {champion.version} replaced no earlier champion; "
-            "nothing to roll back to (use `aigc promote VERSION --reason …`)"
+            "nothing to roll back to (use `aigc registry promote VERSION --reason …`)"
         )
     target = get_version(settings, name, previous)
     reasons = [

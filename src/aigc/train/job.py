@@ -1,8 +1,7 @@
 """A training job: everything a worker needs, prepared once on the driver, no Ray in sight.
 
     job = prepare_job(train_frame, validation_frame, params.train)   # tokenizer + tokens
-    model, train_loader, val_loader, loop = build_components(job, rank=0, world_size=1)
-    result = train_loop(model, train_loader, val_loader, loop)       # single process
+    model, result = train_single_process(job)                        # single process
 
 `TrainJob` is a plain picklable value (the tokenizer travels as JSON, the token streams as
 int32 tensors), so the Ray runner ships it to every worker, and the same job runs in one
@@ -13,7 +12,7 @@ process sees.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -21,36 +20,40 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from aigc.config import TrainParams
+from aigc.config import LoopParams, TrainParams
 from aigc.models.base import build_model
+from aigc.models.configs import ModelConfigBase
 from aigc.text.dataset import BlockDataset, encode_corpus
 from aigc.text.tokenizer import TextTokenizer
-from aigc.train.loop import LoopConfig, LoopHooks, LoopResult, train_loop
+from aigc.train.loop import LoopHooks, LoopResult, train_loop
 
 
 @dataclass(frozen=True)
 class TrainJob:
-    family: str
-    model_config: dict[str, Any]  # the family's config, vocab_size included
+    model: ModelConfigBase  # the family's config, vocab_size set from the tokenizer
     tokenizer_json: str
     train_tokens: torch.Tensor  # (N,) int32
     val_tokens: torch.Tensor  # (M,) int32
     batch_size: int
     seed: int
-    loop: dict[str, Any] = field(default_factory=dict)  # LoopConfig fields
+    loop: LoopParams
     device: str = "cpu"
 
     @property
+    def family(self) -> str:
+        return self.model.family
+
+    @property
     def block_size(self) -> int:
-        return int(self.model_config["block_size"])
+        return self.model.block_size
 
     def tokenizer(self) -> TextTokenizer:
         return TextTokenizer.from_json(self.tokenizer_json)
 
-    def loop_config(self, rank: int = 0) -> LoopConfig:
+    def seed_for(self, rank: int) -> int:
         # Each rank draws its own dropout masks; rank 0 of any world size matches a single
         # process, so one Ray worker reproduces the single-process run exactly.
-        return LoopConfig.from_dict({**self.loop, "seed": self.seed + rank, "device": self.device})
+        return self.seed + rank
 
 
 def prepare_job(
@@ -67,27 +70,25 @@ def prepare_job(
     encode = lambda frame: encode_corpus(  # noqa: E731
         frame["text"].tolist(), frame["label"].tolist(), tokenizer
     ).to(torch.int32)
-    model_config = {**params.model, "vocab_size": tokenizer.vocab_size}
     return TrainJob(
-        family=params.family,
-        model_config=model_config,
+        model=params.model.with_vocab(tokenizer.vocab_size),
         tokenizer_json=tokenizer.to_json(),
         train_tokens=encode(train),
         val_tokens=encode(validation),
         batch_size=params.batch_size,
         seed=params.seed,
-        loop=params.loop.model_dump(),
+        loop=params.loop,
         device=device,
     )
 
 
 def with_loop(job: TrainJob, **changes: Any) -> TrainJob:
     """The same job with some loop settings changed (budgets in tests and benchmarks)."""
-    return replace(job, loop={**job.loop, **changes})
+    return replace(job, loop=LoopParams.model_validate(job.loop.model_dump() | changes))
 
 
 def build_model_for(job: TrainJob) -> nn.Module:
-    return build_model(job.family, job.model_config, seed=job.seed)
+    return build_model(job.model, seed=job.seed)
 
 
 def build_loaders(job: TrainJob, rank: int, world_size: int) -> tuple[DataLoader, DataLoader]:
@@ -122,5 +123,14 @@ def train_single_process(
     """The whole job in this process: the path tests and GPU benchmarks take."""
     model = build_model_for(job)
     train_loader, val_loader = build_loaders(job, rank=0, world_size=1)
-    result = train_loop(model, train_loader, val_loader, job.loop_config(), hooks, resume_state)
+    result = train_loop(
+        model,
+        train_loader,
+        val_loader,
+        job.loop,
+        hooks,
+        resume_state,
+        seed=job.seed_for(0),
+        device=job.device,
+    )
     return model, result

@@ -2,7 +2,7 @@
 
 Usage:
 
-    result = train_loop(model, train_loader, val_loader, LoopConfig(max_steps=1000, lr=3e-4))
+    result = train_loop(model, train_loader, val_loader, params.train.loop, seed=0)
 
 The loop needs only `loss = model(x, y)[1]` and batches of `(x, y)`, so it trains any family
 of `aigc.models`. It knows nothing of Ray, MLflow or files. A wrapper (the Ray TorchTrainer
@@ -49,62 +49,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from aigc.models.base import config_from_dict, unwrap_model
+from aigc.config import LoopParams
+from aigc.models.base import unwrap_model
 
 STATE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class LoopConfig:
-    lr: float = 3e-4
-    min_lr: float = 3e-5
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.95)
-    warmup_steps: int = 100
-    lr_decay_steps: int | None = None  # default: max_steps
-    grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
-    grad_accumulation: int = 1  # micro-batches per optimizer step
-    max_steps: int | None = None
-    max_tokens: int | None = None
-    max_minutes: float | None = None
-    eval_every: int = 0  # steps between evaluations; 0: only at the end
-    eval_batches: int = 20  # validation batches per evaluation
-    checkpoint_every: int = 0  # steps between save_checkpoint calls; 0: only at the end
-    seed: int = 0
-    device: str = "cpu"
-    bf16: bool = True  # CUDA only
-    compile: bool = False  # CUDA only
-
-    def __post_init__(self) -> None:
-        positive = ("lr", "grad_accumulation", "eval_batches")
-        non_negative = ("min_lr", "weight_decay", "warmup_steps", "grad_clip", "eval_every")
-        non_negative += ("checkpoint_every",)
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"LoopConfig.{name}={getattr(self, name)} must be positive")
-        for name in non_negative:
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"LoopConfig.{name}={getattr(self, name)} must be >= 0")
-        for name in ("max_steps", "max_tokens", "max_minutes", "lr_decay_steps"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"LoopConfig.{name}={value} must be positive or None")
-        if self.max_steps is None and self.max_tokens is None and self.max_minutes is None:
-            raise ValueError("LoopConfig needs a budget: set max_steps, max_tokens or max_minutes")
-        if len(self.betas) != 2 or not all(0 <= beta < 1 for beta in self.betas):
-            raise ValueError(f"LoopConfig.betas={self.betas} must be two numbers in [0, 1)")
-        if self.min_lr > self.lr:
-            raise ValueError(f"LoopConfig.min_lr={self.min_lr} must not exceed lr={self.lr}")
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise ValueError(f"LoopConfig.device={self.device!r} must be 'cpu' or 'cuda[:N]'")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> LoopConfig:
-        """From a params section: an unknown key or a wrong type is named, not ignored."""
-        values = dict(values)
-        if isinstance(values.get("betas"), list):  # YAML has no tuples
-            values["betas"] = tuple(values["betas"])
-        return config_from_dict(cls, values)
 
 
 @dataclass
@@ -134,7 +82,7 @@ class LoopResult:
     evaluations: list[dict[str, float]] = field(default_factory=list)
 
 
-def learning_rate(step: int, config: LoopConfig) -> float:
+def learning_rate(step: int, config: LoopParams) -> float:
     """The rate for optimizer step `step` (0-based): warmup, cosine decay, then `min_lr`."""
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
@@ -148,7 +96,7 @@ def learning_rate(step: int, config: LoopConfig) -> float:
     return config.min_lr + cosine * (config.lr - config.min_lr)
 
 
-def make_optimizer(model: nn.Module, config: LoopConfig) -> torch.optim.AdamW:
+def make_optimizer(model: nn.Module, config: LoopParams) -> torch.optim.AdamW:
     """AdamW with weight decay on 2-D+ parameters only (see the module docstring)."""
     parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
     decay = [parameter for parameter in parameters if parameter.dim() >= 2]
@@ -192,19 +140,23 @@ def train_loop(
     model: nn.Module,
     train_loader: Any,
     val_loader: Any | None,
-    config: LoopConfig,
+    config: LoopParams,
     hooks: LoopHooks | None = None,
     resume_state: dict[str, Any] | None = None,
+    *,
+    seed: int,
+    device: str = "cpu",
 ) -> LoopResult:
     """Train `model` in place until a budget in `config` is reached; see the module docstring.
 
     `train_loader` and `val_loader` are iterables of (x, y) batches (DataLoaders, typically);
-    `resume_state` is a state previously given to `hooks.save_checkpoint`.
+    `resume_state` is a state previously given to `hooks.save_checkpoint`; `seed` seeds the
+    training RNG stream (dropout); `device` is "cpu" or "cuda[:N]".
     """
     hooks = hooks or LoopHooks()
-    device = torch.device(config.device)
+    device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("LoopConfig.device is 'cuda' but no CUDA device is visible; use 'cpu'")
+        raise RuntimeError(f"device {device} was asked for but no CUDA device is visible")
     module = unwrap_model(model)
     model.to(device)
     optimizer = make_optimizer(module, config)
@@ -217,7 +169,7 @@ def train_loop(
         return contextlib.nullcontext()
 
     step, tokens_seen, epoch, batches_done, elapsed_before = 0, 0, 0, 0, 0.0
-    torch.manual_seed(config.seed)
+    torch.manual_seed(seed)
     if resume_state is not None:
         step, tokens_seen, epoch, batches_done, elapsed_before = _restore(
             resume_state, module, optimizer
@@ -308,7 +260,7 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def _budget_reached(config: LoopConfig, step: int, tokens_seen: int, elapsed: float) -> str:
+def _budget_reached(config: LoopParams, step: int, tokens_seen: int, elapsed: float) -> str:
     if config.max_steps is not None and step >= config.max_steps:
         return "max_steps"
     if config.max_tokens is not None and tokens_seen >= config.max_tokens:

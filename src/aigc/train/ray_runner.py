@@ -206,7 +206,7 @@ def _worker(config: dict[str, Any]) -> None:
     def agree_to_stop(stop: bool) -> bool:
         # Step and token budgets end every rank at the same step; only a time budget can
         # make ranks disagree, so only then is the decision shared (an all-reduce a step).
-        if world_size == 1 or not dist.is_initialized() or job.loop.get("max_minutes") is None:
+        if world_size == 1 or not dist.is_initialized() or job.loop.max_minutes is None:
             return stop
         flag = torch.tensor([1.0 if stop else 0.0], device=job.device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
@@ -233,7 +233,16 @@ def _worker(config: dict[str, Any]) -> None:
         agree_to_stop=agree_to_stop,
     )
     try:
-        train_loop(model, train_loader, val_loader, job.loop_config(rank), hooks, resume_state)
+        train_loop(
+            model,
+            train_loader,
+            val_loader,
+            job.loop,
+            hooks,
+            resume_state,
+            seed=job.seed_for(rank),
+            device=job.device,
+        )
     finally:
         if tracker:
             tracker.flush()
@@ -262,11 +271,9 @@ def _fault_step(rank: int) -> int | None:
 
 
 def _bundle(job: TrainJob, model) -> TextGenerator:
-    from aigc.models.base import get_family, unwrap_model
+    from aigc.models.base import unwrap_model
 
-    module = unwrap_model(model)
-    config = get_family(job.family).config_from_dict(job.model_config)
-    return TextGenerator(model=module, tokenizer=job.tokenizer(), family=job.family, config=config)
+    return TextGenerator(model=unwrap_model(model), tokenizer=job.tokenizer(), config=job.model)
 
 
 class _RankZeroTracker:

@@ -1,75 +1,110 @@
-"""What the retrain job needs beyond the stages: its change key, its lock, its scorecards.
+"""The retrain job's own logic, beside the stages: its change key, its plan, its lock, its summary.
 
-- `training_key(data_version, params)`: one key from the data version, the code version
-  (a hash of aigc's own source files, so uncommitted edits count) and the training params.
-  A registered model version carrying the same key means there is nothing new to train.
-- `PipelineLock`: one retrain at a time per project. A second run waits for the first
-  (up to a timeout), then ends with a message naming the holder; `data/` and the registry
-  are never written by two runs at once. An advisory `flock`, released by the kernel if
-  the holder dies, so a crash never leaves a stale lock.
-- `load_scorecard` / `scorecard`: the evaluation a promotion decision reads (the training
-  run keeps it under `.aigc/evaluations/<run id>/`).
+    key = training_key(dataset.version, params)        # data + code + training params
+    plan = plan_retrain(existing, force)                # pure: "no change" | "train" | "decide"
+    with PipelineLock(root, timeout_seconds, on_wait=print):   # one run at a time per project
+        ...
+
+The lock is an advisory `flock`, released by the kernel if its holder dies, so a crash never
+leaves a stale lock; a second run waits (saying so, with the holder) and then ends clearly.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-
-import pandas as pd
+from typing import Literal
 
 from aigc.config import Params
-from aigc.evaluate import EvaluationReport
+from aigc.errors import UserError
 from aigc.fingerprint import code_version
-from aigc.paths import ProjectPaths
-from aigc.registry.decide import Decision, Scorecard
-from aigc.registry.registry import CHAMPION, DECISION_TAG, ModelVersion, by_alias
-from aigc.tracking import TrackingSettings
-from aigc.train.stage import TrainedModel
+from aigc.registry.decide import Decision
+from aigc.registry.registry import DECISION_TAG, ModelVersion
+
+NO_CHANGE, TRAIN, DECIDE = "no change", "train", "decide"
 
 
 def training_key(data_version: str, params: Params) -> str:
+    """One key from the data version, the code version and the training params."""
     parts = [data_version, code_version(), params.section_hash("train")]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
 
 
-class PipelineBusy(RuntimeError):
+@dataclass(frozen=True)
+class Plan:
+    action: Literal["no change", "train", "decide"]
+    reason: str
+
+
+def plan_retrain(existing: ModelVersion | None, force: bool) -> Plan:
+    """What a run does, given the version already trained from its key (if any)."""
+    if force:
+        return Plan(TRAIN, "--force: retrain whatever changed")
+    if existing is None:
+        return Plan(TRAIN, "the training key is new: data, code or params changed")
+    if existing.decided:
+        return Plan(
+            NO_CHANGE,
+            f"version {existing.version} was trained from this key and decided "
+            f"({existing.tags.get(DECISION_TAG)}); nothing to train (use --force to retrain)",
+        )
+    return Plan(
+        DECIDE,
+        f"version {existing.version} was trained from this key by a run that stopped before "
+        "deciding; deciding it now instead of training again",
+    )
+
+
+class PipelineBusy(UserError):
     pass
 
 
 class PipelineLock:
     """`with PipelineLock(root, timeout_seconds):` — exclusive across processes."""
 
-    def __init__(self, root: Path, timeout_seconds: float = 3600.0, poll: float = 1.0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        timeout_seconds: float = 3600.0,
+        poll: float = 1.0,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
         self.path = Path(root) / ".aigc" / "pipeline.lock"
         self.timeout_seconds = timeout_seconds
         self.poll = poll
+        self.on_wait = on_wait
         self.handle = None
 
     def __enter__(self) -> PipelineLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+")  # noqa: SIM115 (held until __exit__)
         deadline = time.monotonic() + self.timeout_seconds
+        announced = False
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                holder = self._holder(handle)
                 if time.monotonic() >= deadline:
-                    handle.seek(0)
-                    holder = handle.read().strip() or "unknown"
                     handle.close()
                     raise PipelineBusy(
                         f"another aigc run holds {self.path} ({holder}); waited "
                         f"{self.timeout_seconds:.0f}s. Let it finish, or raise "
                         "`run.lock_timeout_minutes`."
                     ) from None
+                if not announced and self.on_wait is not None:
+                    self.on_wait(
+                        f"waiting up to {self.timeout_seconds:.0f}s for another aigc run "
+                        f"({holder}) to release {self.path}"
+                    )
+                    announced = True
                 time.sleep(self.poll)
         handle.seek(0)
         handle.truncate()
@@ -79,38 +114,16 @@ class PipelineLock:
         self.handle = handle
         return self
 
+    @staticmethod
+    def _holder(handle) -> str:
+        handle.seek(0)
+        return handle.read().strip() or "unknown"
+
     def __exit__(self, *exc) -> None:
         if self.handle is not None:
             fcntl.flock(self.handle, fcntl.LOCK_UN)
             self.handle.close()
             self.handle = None
-
-
-def load_scorecard(
-    folder: Path, name: str, version: str | None, run_id: str | None
-) -> Scorecard | None:
-    """The scorecard a training or evaluation run saved (train.stage.save_evaluation)."""
-    if not (folder / "metrics.json").exists():
-        return None
-    return Scorecard(
-        metrics=json.loads((folder / "metrics.json").read_text()),
-        per_document=pd.read_parquet(folder / "per_document.parquet"),
-        name=name,
-        version=version,
-        run_id=run_id,
-    )
-
-
-def scorecard(
-    report: EvaluationReport, name: str, version: str | None, run_id: str | None
-) -> Scorecard:
-    return Scorecard(
-        metrics=dict(report.metrics),
-        per_document=report.per_document,
-        name=name,
-        version=version,
-        run_id=run_id,
-    )
 
 
 @dataclass(frozen=True)
@@ -131,46 +144,34 @@ class RetrainSummary:
 
 
 def no_change_summary(
-    paths: ProjectPaths,
-    params: Params,
     existing: ModelVersion,
+    champion: ModelVersion | None,
     data_version: str,
     key: str,
+    plan: Plan,
     started: float,
 ) -> RetrainSummary:
-    settings = TrackingSettings.from_params(params.tracking.model_dump()).resolve(paths.root)
-    champion = by_alias(settings, existing.name, CHAMPION)
     return RetrainSummary(
-        status="no change",
+        status=NO_CHANGE,
         data_version=data_version,
         key=key,
         run_id=existing.run_id,
         challenger_version=existing.version,
         champion_version=champion.version if champion else "",
         challenger_metrics=existing.metrics,
-        reasons=(
-            f"data version {data_version[:12]}, code and training params are those of "
-            f"version {existing.version} (key {key}), already decided: "
-            f"{existing.tags.get(DECISION_TAG)}; nothing to train (use --force to retrain)",
-        ),
+        reasons=(f"data version {data_version[:12]}, code and training params: {plan.reason}",),
         seconds=time.perf_counter() - started,
     )
 
 
-def retrain_summary(
-    paths: ProjectPaths,
-    params: Params,
+def decision_summary(
     challenger: ModelVersion,
+    champion: ModelVersion | None,
     decision: Decision,
-    trained: TrainedModel | None,
+    samples: dict[str, list[str]],
     key: str,
     started: float,
 ) -> RetrainSummary:
-    settings = TrackingSettings.from_params(params.tracking.model_dump()).resolve(paths.root)
-    champion = by_alias(settings, challenger.name, CHAMPION)
-    samples = {
-        label: texts[0] for label, texts in (trained.samples if trained else {}).items() if texts
-    }
     return RetrainSummary(
         status="promoted" if decision.promote else "rejected",
         data_version=challenger.tags.get("aigc.data_version", ""),
@@ -181,6 +182,6 @@ def retrain_summary(
         challenger_metrics=dict(decision.challenger_metrics),
         champion_metrics=dict(decision.champion_metrics) if decision.champion_metrics else None,
         reasons=tuple(decision.reasons),
-        samples=samples,
+        samples={label: texts[0] for label, texts in samples.items() if texts},
         seconds=time.perf_counter() - started,
     )

@@ -1,0 +1,149 @@
+"""The `evaluate` stage: a model on the test split of a data version, evaluated on Ray.
+
+    evaluation = evaluate(paths, params, trained.model_uri, dataset, record_in=trained.run_id)
+    evaluation = evaluate(paths, params, champion.uri, dataset)     # an evaluation run of its own
+    card = evaluation.scorecard(name, version)                      # what the gate reads
+
+The figures (bits per character against the unigram baseline, continuation scores,
+diversity, label control) go to MLflow: into the training run that made the model
+(`record_in`), or into a new run tagged with the model and the data version. Metrics and
+per-document scores are also kept under .aigc/evaluations/<run id>/ for the promotion gate.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from aigc.config import Params
+from aigc.evaluate import EvaluationReport
+from aigc.paths import ProjectPaths
+from aigc.registry.decide import Scorecard
+from aigc.stages.version import Dataset
+from aigc.text.dataset import unigram_bits_per_char
+from aigc.tracking import DatasetInfo, TrackingSettings, TrainingRun, git_commit, run_tags
+from aigc.train.plots import write_loss_curve
+
+METRICS_FILE, SCORES_FILE = "metrics.json", "per_document.parquet"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    run_id: str  # the MLflow run holding the figures
+    model_uri: str
+    data_version: str
+    folder: Path  # metrics.json + per_document.parquet
+    metrics: dict[str, float]
+    samples: dict[str, list[str]]
+
+    def scorecard(self, name: str, version: str | None) -> Scorecard:
+        return Scorecard(
+            metrics=self.metrics,
+            per_document=pd.read_parquet(self.folder / SCORES_FILE),
+            name=name,
+            version=version,
+            run_id=self.run_id,
+        )
+
+
+def evaluate(
+    paths: ProjectPaths,
+    params: Params,
+    model_uri: str,
+    dataset: Dataset,
+    record_in: str | None = None,
+    bundle_dir: Path | None = None,
+) -> Evaluation:
+    """Evaluate the model at `model_uri` (or its local copy `bundle_dir`) on `dataset`."""
+    from aigc.train.ray_runner import connect, evaluate_on_ray
+
+    settings = TrackingSettings.of(params.tracking, paths.root)
+    train, test = dataset.split("train"), dataset.split("test")
+    baseline = unigram_bits_per_char(train["text"].tolist(), test["text"].tolist())
+    connect(params.train.ray)
+    with tempfile.TemporaryDirectory() as directory:
+        if bundle_dir is None:
+            from aigc.tracking import load_generator
+
+            bundle_dir = load_generator(model_uri, settings).save(Path(directory) / "bundle")
+        report = evaluate_on_ray(
+            bundle_dir, test, params.label, params.evaluate, params.evaluate.shards, baseline
+        )
+    if record_in is not None:
+        with TrainingRun.resume(settings, record_in) as run:
+            steps = int(run.client.get_run(record_in).data.tags.get("aigc.steps", 0))
+            run.log_metrics(report.metrics, step=steps)
+            _log_reports(run, report, loss_curve=True)
+        run_id = record_in
+    else:
+        run_id = _evaluation_run(paths, params, settings, model_uri, dataset, report)
+    folder = save_evaluation(paths.evaluation(run_id), report)
+    return Evaluation(
+        run_id, model_uri, dataset.version, folder, dict(report.metrics), report.samples
+    )
+
+
+def load_evaluation(paths: ProjectPaths, run_id: str, model_uri: str) -> Evaluation | None:
+    """An evaluation saved earlier on this machine (None if there is none)."""
+    folder = paths.evaluation(run_id)
+    if not (folder / METRICS_FILE).exists():
+        return None
+    metrics = json.loads((folder / METRICS_FILE).read_text())
+    return Evaluation(run_id, model_uri, "", folder, metrics, {})
+
+
+def _evaluation_run(paths, params, settings, model_uri, dataset, report) -> str:
+    tags = run_tags(
+        dataset.version,
+        git_commit(paths.root),
+        params.section_hash("evaluate"),
+        extra={"aigc.evaluated_model_uri": model_uri, "aigc.kind": "evaluation"},
+    )
+    with TrainingRun.start(
+        settings,
+        run_name=f"evaluate-{dataset.version[:8]}",
+        params=params.model_dump(mode="json", include={"evaluate"}),
+        tags=tags,
+        dataset=DatasetInfo(
+            name="labeled",
+            digest=f"{dataset.version}.dir",
+            source=str(dataset.path),
+            context="evaluation",
+        ),
+    ) as run:
+        run.log_metrics(report.metrics, step=0)
+        _log_reports(run, report, loss_curve=False)
+    return run.run_id
+
+
+def _log_reports(run: TrainingRun, report: EvaluationReport, loss_curve: bool) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        folder = Path(directory)
+        (folder / "evaluation.json").write_text(report.to_json())
+        report.per_document.to_csv(folder / "per_document.csv", index=False)
+        run.log_artifact(folder / "evaluation.json", "evaluation")
+        run.log_artifact(folder / "per_document.csv", "evaluation")
+        if loss_curve:
+            curve = write_loss_curve(run.client, run.run_id, folder / "loss_curve.png")
+            run.log_artifact(curve, "plots")
+    run.log_text(format_samples(report.samples), "samples/samples_per_label.txt")
+
+
+def save_evaluation(folder: Path, report: EvaluationReport) -> Path:
+    """Metrics and per-document scores on local disk, for a promotion decision to read."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / METRICS_FILE).write_text(json.dumps(report.metrics, indent=2, sort_keys=True))
+    report.per_document.to_parquet(folder / SCORES_FILE, index=False)
+    return folder
+
+
+def format_samples(samples: dict[str, list[str]]) -> str:
+    blocks = []
+    for label, texts in sorted(samples.items()):
+        body = "\n\n".join(f"[{index}] {text.strip()}" for index, text in enumerate(texts))
+        blocks.append(f"=== {label} ===\n{body}")
+    return "\n\n".join(blocks) + "\n"

@@ -1,0 +1,124 @@
+"""The `train` stage: a data version -> a trained generator in an MLflow run, trained on Ray.
+
+    trained = train(paths, params, dataset)
+
+In order: train the tokenizer and encode the splits (driver), open the MLflow run (the
+effective params, tags: data version, git commit, code version, params hash; the dataset as
+an input with the DVC hash as digest), train on Ray (rank 0 logs the curves), then log the
+model as a pyfunc, the steps and the weights' hash, and close the run. Evaluation is the
+next stage (`aigc.stages.evaluate`), which records its figures in the same run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aigc.config import Params
+from aigc.data.records import SPLITS
+from aigc.fingerprint import code_version
+from aigc.paths import ProjectPaths
+from aigc.stages.version import Dataset
+from aigc.tracking import (
+    DatasetInfo,
+    TrackingSettings,
+    TrainingRun,
+    git_commit,
+    log_generator_model,
+    run_tags,
+)
+from aigc.train.job import prepare_job
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    run_id: str
+    model_uri: str
+    data_version: str
+    steps: int
+    metrics: dict[str, float]  # the training curves' last values (train/val loss, ...)
+    bundle_dir: Path  # the final model on this machine (a TextGenerator folder)
+    seconds: float
+
+
+def train(
+    paths: ProjectPaths,
+    params: Params,
+    dataset: Dataset,
+    on_progress: Callable[[dict[str, float]], None] | None = None,
+    extra_tags: dict[str, str] | None = None,
+) -> TrainedModel:
+    from aigc.train.ray_runner import RunLink, train_on_ray
+
+    started = time.perf_counter()
+    train_frame, validation, test = dataset.splits()
+    job = prepare_job(train_frame, validation, params.train)
+    settings = TrackingSettings.of(params.tracking, paths.root)
+    tags = run_tags(
+        dataset.version,
+        git_commit(paths.root),
+        params.section_hash("train", "evaluate"),
+        extra={
+            "aigc.family": params.train.model.family,
+            "aigc.code_version": code_version(),
+            **(extra_tags or {}),
+        },
+    )
+    with TrainingRun.start(
+        settings,
+        run_name=f"{params.train.model.family}-{dataset.version[:8]}",
+        params=params.model_dump(mode="json", include={"train", "evaluate", "split"}),
+        tags=tags,
+        dataset=DatasetInfo(
+            name="labeled",
+            digest=f"{dataset.version}.dir",
+            source=str(dataset.path),
+            profile={
+                split: len(frame)
+                for split, frame in zip(SPLITS, (train_frame, validation, test), strict=True)
+            },
+        ),
+    ) as run:
+        run.log_dict(params.model_dump(mode="json"), "params.json")
+        run.log_metrics({"train_tokens": float(job.train_tokens.numel())}, step=0)
+        outcome = train_on_ray(
+            job,
+            params.train.ray,
+            RunLink(settings, run.run_id),
+            storage=paths.root / params.train.ray.storage_path,
+            name=run.run_id,
+            on_progress=on_progress,
+        )
+        steps = int(outcome.metrics.get("step", 0))
+        run.log_metrics({"restarts": float(outcome.restarts)}, step=steps)
+        model_uri = log_generator_model(run, outcome.bundle_dir, step=steps)
+        run.set_tags(
+            {
+                "aigc.model_uri": model_uri,
+                "aigc.steps": str(steps),
+                "aigc.weights_sha256": weights_digest(outcome.bundle_dir),
+            }
+        )
+    return TrainedModel(
+        run_id=run.run_id,
+        model_uri=model_uri,
+        data_version=dataset.version,
+        steps=steps,
+        metrics=dict(outcome.metrics) | {"restarts": float(outcome.restarts)},
+        bundle_dir=outcome.bundle_dir,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def weights_digest(bundle_dir: Path) -> str:
+    """sha256 over the model's tensors (names, dtypes, shapes, bytes), in name order."""
+    from aigc.generator import TextGenerator
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(TextGenerator.load(bundle_dir).model.state_dict().items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,37 @@
+"""Prefect task `evaluate`: a model on the test split of the run's data version (Ray)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import get_run_logger, task
+
+from aigc.config import Params
+from aigc.paths import ProjectPaths
+from aigc.stages.evaluate import Evaluation
+from aigc.stages.evaluate import evaluate as evaluate_stage
+from aigc.stages.version import Dataset
+
+
+@task(name="evaluate")
+def evaluate(
+    root: Path,
+    params: Params,
+    model_uri: str,
+    dataset: Dataset,
+    record_in: str | None = None,
+    bundle_dir: Path | None = None,
+) -> Evaluation:
+    evaluation = evaluate_stage(
+        ProjectPaths.at(root), params, model_uri, dataset, record_in, bundle_dir
+    )
+    metrics = evaluation.metrics
+    get_run_logger().info(
+        "%s on data version %s: test bits/char %.3f (unigram %.3f), recorded in run %s",
+        model_uri,
+        dataset.version[:12],
+        metrics["test_bits_per_character"],
+        metrics.get("unigram_bits_per_character", float("nan")),
+        evaluation.run_id,
+    )
+    return evaluation
