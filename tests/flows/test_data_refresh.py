@@ -7,12 +7,14 @@ byte-identical outputs); new inbox data makes a new version; the old one checks 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from aigc.data.version import configure_remote, current_version, dvc, history, status
 from tests.conftest import git, make_documents, write_documents
@@ -63,6 +65,7 @@ def test_data_flow_versions_reproduces_and_restores(project: Path, prefect, tmp_
     git(tmp_path, "clone", "-q", str(project), str(clone))
     configure_remote(clone, "storage", str(tmp_path / "remote"))
     dvc(clone, "pull", "--quiet", "data/raw.dvc")
+    subprocess.run([AIGC, "params", "--write"], cwd=clone, check=True, capture_output=True)
     assert "Running stage 'label'" in dvc(clone, "repro").stdout
     assert git(clone, "status", "--porcelain", "dvc.lock") == "", "outputs differ in the clone"
     assert files_bytes(clone / "data" / "labeled") == first_bytes
@@ -111,3 +114,40 @@ def test_unknown_version_is_a_clear_error(project: Path):
     assert result.returncode == 2
     assert "no data version starts with 'abc123'" in result.stdout
     assert "aigc data status" in result.stdout
+
+
+def test_set_on_data_refresh_is_used_recorded_and_never_written_to_params_yaml(project: Path):
+    """`--set` reaches DVC through params.effective.yaml; params.yaml keeps its bytes."""
+    short = {
+        f"short-{n}.txt": f"A short note number {n} about sockets and servers." for n in "abc"
+    }
+    write_documents(project / "data" / "inbox", short)  # 49 characters: kept at 40, not at 100
+    before = (project / "params.yaml").read_bytes()
+    run = subprocess.run(
+        [AIGC, "data", "refresh", "--set", "clean.length.min_chars=100"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (project / "params.yaml").read_bytes() == before
+    effective = yaml.safe_load((project / "params.effective.yaml").read_text())
+    assert effective["clean"]["length"]["min_chars"] == 100
+    report = json.loads((project / "data" / "reports" / "clean.json").read_text())
+    assert report["quarantined_by_rule"].get("length", 0) == 3, "the override was applied"
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    assert (
+        lock["stages"]["clean"]["params"]["params.effective.yaml"]["clean"]["length"]["min_chars"]
+        == 100
+    )
+    diff = dvc(project, "params", "diff", "--json").stdout
+    assert json.loads(diff)["params.effective.yaml"]["clean.length.min_chars"]["new"] == 100
+
+    # The next run without --set goes back to params.yaml's value, and DVC re-runs clean.
+    plain = subprocess.run([AIGC, "data", "refresh"], cwd=project, capture_output=True, text=True)
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    effective = yaml.safe_load((project / "params.effective.yaml").read_text())
+    assert effective["clean"]["length"]["min_chars"] == 40
+    report = json.loads((project / "data" / "reports" / "clean.json").read_text())
+    assert report["quarantined_by_rule"].get("length", 0) == 0
+    assert (project / "params.yaml").read_bytes() == before

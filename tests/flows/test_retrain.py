@@ -1,9 +1,10 @@
 """The three jobs' core on real Prefect, Ray, MLflow (sqlite) and DVC, with tiny configs.
 
-One project lives through: a first run (→ champion), an unchanged rerun (→ "no change"),
-new inbox data (→ new data version → challenger → a decision with reasons), a rollback, a
-crash between register and decide (→ the next run finishes the decision), and a second run
-while one holds the lock (→ a clear message, nothing written).
+Each outcome is forced, so each always runs: a first run from the CLI with `--set`
+(→ champion; params.yaml untouched), an unchanged rerun (→ "no change"), new inbox data and a
+longer budget (→ a better challenger → promoted), a rollback, a reproduction, a challenger
+with a tiny budget (→ rejected), a crash between register and decide (→ the next run finishes
+the decision), and a second run while one holds the lock (→ a clear message, nothing written).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import yaml
 
 from aigc.config import load_params
 from aigc.paths import ProjectPaths
-from aigc.pipeline import PipelineBusy, PipelineLock
-from aigc.registry.registry import CHALLENGER, CHAMPION, by_alias, history, rollback, versions
+from aigc.registry.registry import CHALLENGER, CHAMPION, by_alias, history, versions
 from aigc.reproduce import ReproductionError, reproduce
+from aigc.retrain import PipelineBusy, PipelineLock
 from aigc.tracking import TrackingSettings
-from tests.conftest import make_documents, write_documents
+from tests.conftest import git, make_documents, write_documents
 
 pytestmark = pytest.mark.slow
 
@@ -30,8 +31,7 @@ AIGC = str(Path(sys.executable).parent / "aigc")
 
 TINY = {
     "train": {
-        "family": "gpt",
-        "model": {"block_size": 32, "n_layer": 1, "n_head": 2, "n_embd": 32, "dropout": 0.0},
+        "model": {"block_size": 32, "n_layer": 1, "n_head": 2, "n_embd": 32},
         "tokenizer": {"vocab_size": 320, "min_frequency": 1},
         "batch_size": 8,
         "loop": {
@@ -73,8 +73,9 @@ def pipeline_project(project: Path, tmp_path: Path) -> tuple[Path, TrackingSetti
     }
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     settings = TrackingSettings(
-        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_root=str(tmp_path / "artifacts")
+        f"sqlite:///{tmp_path}/mlflow.db", str(tmp_path / "artifacts"), "aigc-text"
     ).resolve(project)
+    git(project, "commit", "-qam", "tiny training config")
     return project, settings
 
 
@@ -85,35 +86,49 @@ def aliases(settings: TrackingSettings) -> dict[str, str | None]:
     }
 
 
-def test_champion_then_no_change_then_decision_then_rollback(pipeline_project, prefect):
+def test_champion_no_change_promotion_rollback_and_reproduction(pipeline_project, prefect):
     from flows.retrain import retrain
 
     root, settings = pipeline_project
-    first = retrain(root=str(root))
-    assert first.status == "promoted", first.reasons
-    assert any("unigram" in reason for reason in first.reasons)
+    params_before = (root / "params.yaml").read_bytes()
+    first_run = subprocess.run(
+        [AIGC, "run", "--set", "train.loop.max_steps=30", "--set", "train.model.n_embd=32"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert first_run.returncode == 0, first_run.stdout + first_run.stderr
+    assert "promoted" in first_run.stdout
+    assert (root / "params.yaml").read_bytes() == params_before, "a run never writes params.yaml"
+    (first,) = versions(settings, "aigc-text")
     assert aliases(settings) == {CHAMPION: "1", CHALLENGER: "1"}
+    recorded = settings.client().get_run(first.run_id).data.params
+    assert recorded["train.loop.max_steps"] == "30", "MLflow holds the effective values"
 
-    again = retrain(root=str(root))
+    again = retrain(root=str(root), overrides=["train.loop.max_steps=30"])
     assert again.status == "no change" and again.challenger_version == "1"
     assert len(versions(settings, "aigc-text")) == 1, "no change must not train or register"
-    assert again.seconds < first.seconds / 2
 
+    # New data and four times the budget: a clearly better challenger, always promoted.
     write_documents(root / "data" / "inbox", make_documents(30, seed=11, prefix="new"))
-    third = retrain(root=str(root))
-    assert third.data_version != first.data_version
-    assert third.challenger_version == "2" and third.status in ("promoted", "rejected")
-    assert third.champion_metrics is not None, "the champion is re-evaluated on the same split"
-    assert any("bootstrap" in reason for reason in third.reasons)
-    expected_champion = "2" if third.status == "promoted" else "1"
-    assert aliases(settings) == {CHAMPION: expected_champion, CHALLENGER: "2"}
+    better = retrain(root=str(root), overrides=["train.loop.max_steps=120"])
+    assert better.data_version != again.data_version
+    assert better.challenger_version == "2" and better.status == "promoted", better.reasons
+    assert better.champion_metrics is not None, "the champion is re-evaluated on the same split"
+    assert any("bootstrap" in reason for reason in better.reasons)
+    assert aliases(settings) == {CHAMPION: "2", CHALLENGER: "2"}
     decided = {entry["version"]: entry["decision"] for entry in history(settings, "aigc-text")}
-    assert decided == {"1": "promoted", "2": third.status}
+    assert decided == {"1": "promoted", "2": "promoted"}
 
-    if third.status == "promoted":
-        assert rollback(settings, "aigc-text", "test").version == "1"
-        assert aliases(settings)[CHAMPION] == "1"
-        assert history(settings, "aigc-text")[0]["kind"] == "rollback"
+    rolled_back = subprocess.run(
+        [AIGC, "registry", "rollback", "--reason", "test"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert rolled_back.returncode == 0, rolled_back.stdout + rolled_back.stderr
+    assert aliases(settings)[CHAMPION] == "1"
+    assert history(settings, "aigc-text")[0]["kind"] == "rollback"
 
     # Reproduce version 1 after the data moved on: same metrics, same weights, exit 0.
     result = subprocess.run(
@@ -128,9 +143,10 @@ def test_champion_then_no_change_then_decision_then_rollback(pipeline_project, p
     assert len(runs) == 1
 
     # A tampered dataset in the DVC cache (and remote): a clear error, nothing trained.
+    first_data = first.tags["aigc.data_version"]
     manifest = json.loads(
         next(
-            (root / ".dvc" / "cache" / "files" / "md5").rglob(first.data_version[2:] + ".dir")
+            (root / ".dvc" / "cache" / "files" / "md5").rglob(first_data[2:] + ".dir")
         ).read_bytes()
     )
     train_md5 = next(entry["md5"] for entry in manifest if entry["relpath"] == "train.parquet")
@@ -154,23 +170,38 @@ def test_champion_then_no_change_then_decision_then_rollback(pipeline_project, p
     assert after == before, "nothing may be trained on a tampered dataset"
 
 
+def test_a_worse_challenger_is_rejected_with_reasons(pipeline_project, prefect):
+    from flows.retrain import retrain
+
+    root, settings = pipeline_project
+    champion = retrain(root=str(root))
+    assert champion.status == "promoted", champion.reasons
+    worse = retrain(root=str(root), overrides=["train.loop.max_steps=3"])
+    assert worse.status == "rejected" and worse.challenger_version == "2"
+    assert any("test_bits_per_character" in reason for reason in worse.reasons), worse.reasons
+    assert aliases(settings) == {CHAMPION: "1", CHALLENGER: "2"}
+    decided = {entry["version"]: entry["decision"] for entry in history(settings, "aigc-text")}
+    assert decided == {"1": "promoted", "2": "rejected"}
+
+
 def test_crash_between_register_and_decide_is_finished_by_the_next_run(pipeline_project, prefect):
     from prefect.logging import disable_run_logger
 
-    from aigc.config import load_params
-    from aigc.pipeline import training_key
+    from aigc.retrain import training_key
     from flows.data_refresh import data_refresh
     from flows.retrain import retrain
+    from tasks.evaluate import evaluate
     from tasks.register import register
     from tasks.train import train
 
     root, settings = pipeline_project
-    labeled = data_refresh(root=str(root))
+    dataset = data_refresh(root=str(root))
     params = load_params(root / "params.yaml")
-    key = training_key(labeled.version, params)
+    key = training_key(dataset.version, params)
     with disable_run_logger():
-        trained = train.fn(root, params, key)
-        register.fn(root, params, trained, key)  # ... and the process dies here
+        trained = train.fn(root, params, dataset, key)
+        evaluation = evaluate.fn(root, params, trained.model_uri, dataset, trained.run_id)
+        register.fn(root, params, trained, evaluation, key)  # ... and the process dies here
     assert aliases(settings) == {CHAMPION: None, CHALLENGER: "1"}
 
     summary = retrain(root=str(root))
@@ -183,10 +214,7 @@ def test_a_second_run_waits_for_the_lock_then_ends_clearly(pipeline_project, pre
     from flows.retrain import retrain
 
     root, settings = pipeline_project
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["run"] = {"lock_timeout_minutes": 0.02}
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     with PipelineLock(root), pytest.raises(PipelineBusy, match="another aigc run holds"):
-        retrain(root=str(root))
+        retrain(root=str(root), overrides=["run.lock_timeout_minutes=0.02"])
     assert not (root / "data" / "raw").exists(), "the waiting run must not touch data/"
     assert versions(settings, "aigc-text") == []

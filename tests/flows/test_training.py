@@ -17,11 +17,14 @@ import torch
 
 from aigc.config import Params, RayParams, load_params
 from aigc.generator import TextGenerator
+from aigc.models.configs import LSTMConfig
 from aigc.paths import ProjectPaths
+from aigc.stages.evaluate import evaluate
+from aigc.stages.train import train
+from aigc.stages.version import Dataset
 from aigc.tracking import TrackingSettings
 from aigc.train.job import prepare_job, with_loop
 from aigc.train.ray_runner import train_on_ray
-from aigc.train.stage import Dataset, train_stage
 from tests.conftest import REPO, TOPIC_WORDS, make_documents
 
 pytestmark = pytest.mark.slow
@@ -90,13 +93,16 @@ def trained(tmp_path_factory, ray_cluster):
     tmp = tmp_path_factory.mktemp("training")
     dataset = write_dataset(tmp / "labeled")
     params = tiny_params(tmp)
-    model = train_stage(ProjectPaths.at(tmp), params, dataset=dataset)
-    settings = TrackingSettings.from_params(params.tracking.model_dump()).resolve(tmp)
-    return model, settings, params, tmp
+    model = train(ProjectPaths.at(tmp), params, dataset)
+    evaluation = evaluate(
+        ProjectPaths.at(tmp), params, model.model_uri, dataset, model.run_id, model.bundle_dir
+    )
+    settings = TrackingSettings.of(params.tracking, tmp)
+    return model, settings, params, tmp, evaluation
 
 
 def test_loss_falls_with_two_workers(trained):
-    model, settings, _, _ = trained
+    model, settings, _, _, evaluation = trained
     client = settings.client()
     train_loss = [
         m.value
@@ -111,17 +117,21 @@ def test_loss_falls_with_two_workers(trained):
     assert len(train_loss) == 40 and len(val_loss) == 4
     assert sum(train_loss[-5:]) / 5 < sum(train_loss[:5]) / 5 - 0.5
     assert val_loss[-1] < val_loss[0]
-    assert model.metrics["test_bits_per_character"] < model.metrics["unigram_bits_per_character"]
+    metrics = evaluation.metrics
+    assert metrics["test_bits_per_character"] < metrics["unigram_bits_per_character"]
 
 
 def test_run_records_everything_a_reader_needs(trained):
-    model, settings, _, _ = trained
+    """The training run holds training and evaluation: params, tags, dataset, all figures."""
+    model, settings, _, _, evaluation = trained
+    assert evaluation.run_id == model.run_id
     client = settings.client()
     run = client.get_run(model.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["aigc.data_version"] == model.data_version
     assert run.data.tags["aigc.git_commit"] and run.data.tags["aigc.params_hash"]
-    assert run.data.params["train.family"] == "gpt"
+    assert run.data.params["train.model.family"] == "gpt"
+    assert run.data.params["train.model.n_layer"] == "1", "the effective (overridden) value"
     (dataset_input,) = run.inputs.dataset_inputs
     assert dataset_input.dataset.digest == f"{model.data_version}.dir"
     for key in (
@@ -149,7 +159,7 @@ def test_run_records_everything_a_reader_needs(trained):
 
 
 def test_generate_cli_loads_the_logged_model(trained):
-    model, _, params, tmp = trained
+    model, _, params, tmp, _ = trained
     command = [
         AIGC,
         "generate",
@@ -216,14 +226,7 @@ def test_lstm_family_trains_through_the_same_trainer(tmp_path, ray_cluster):
         dataset.split("validation"),
         params.train.model_copy(
             update={
-                "family": "lstm",
-                "model": {
-                    "block_size": 32,
-                    "n_embd": 32,
-                    "hidden_size": 64,
-                    "n_layer": 1,
-                    "dropout": 0.0,
-                },
+                "model": LSTMConfig(block_size=32, n_embd=32, hidden_size=64, n_layer=1),
             }
         ),
     )
@@ -243,19 +246,16 @@ def test_lstm_family_trains_through_the_same_trainer(tmp_path, ray_cluster):
 
 
 def test_evaluate_reproduces_the_training_runs_figures(trained):
-    from aigc.train.stage import evaluate_stage
-
-    model, settings, params, tmp = trained
-    report, run_id = evaluate_stage(
-        ProjectPaths.at(tmp),
-        params,
-        model.model_uri,
-        dataset=Dataset(tmp / "labeled", model.data_version),
+    """The logged model, evaluated again from MLflow into a run of its own, gives the same."""
+    model, settings, params, tmp, evaluation = trained
+    again = evaluate(
+        ProjectPaths.at(tmp), params, model.model_uri, Dataset(tmp / "labeled", model.data_version)
     )
+    assert again.run_id != model.run_id
     for key in ("test_bits_per_character", "bleu", "label_control_accuracy"):
-        assert report.metrics[key] == pytest.approx(model.metrics[key], rel=1e-6), key
-    run = settings.client().get_run(run_id)
+        assert again.metrics[key] == pytest.approx(evaluation.metrics[key], rel=1e-6), key
+    run = settings.client().get_run(again.run_id)
     assert run.data.tags["aigc.evaluated_model_uri"] == model.model_uri
     assert run.data.metrics["test_bits_per_character"] == pytest.approx(
-        model.metrics["test_bits_per_character"], rel=1e-6
+        evaluation.metrics["test_bits_per_character"], rel=1e-6
     )

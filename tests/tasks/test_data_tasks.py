@@ -16,7 +16,7 @@ from prefect.logging import disable_run_logger
 
 from aigc.config import load_params
 from aigc.data.sources.base import SourceError
-from aigc.data.stages import clean_stage
+from aigc.stages.clean import clean as clean_stage
 from aigc.paths import ProjectPaths
 from tasks.collect import collect
 from tests.http_fixture import ScriptedServer

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from aigc.config import ConfigError, FolderSource, load_params, materialize_params
+from aigc.config import (
+    ConfigError,
+    FolderSource,
+    Params,
+    load_params,
+    write_effective_params,
+)
 from tests.conftest import REPO
 
 
@@ -62,11 +68,50 @@ def test_missing_params_file_is_an_error(tmp_path):
         load_params(tmp_path / "nope.yaml")
 
 
-def test_materialize_writes_overrides_keeping_comments(tmp_path):
-    path = tmp_path / "params.yaml"
-    path.write_text("# the rules\nclean:\n  length:\n    min_chars: 10  # short\n")
-    params, changed = materialize_params(path, None, ["clean.length.min_chars=20"])
-    assert changed and params.clean.length.min_chars == 20
-    text = path.read_text()
-    assert "# the rules" in text and "min_chars: 20" in text
-    assert materialize_params(path, None, ["clean.length.min_chars=20"])[1] is False
+def test_a_wrong_model_key_is_named_before_anything_runs(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key 'train.model.n_layr'"):
+        load_params(REPO / "params.yaml", ["train.model.n_layr=3"])
+    with pytest.raises(ConfigError, match=r"train.model.n_head"):
+        load_params(REPO / "params.yaml", ["train.model.family=lstm", "train.model.n_head=2"])
+    with pytest.raises(ConfigError, match=r"train.model.n_layer.*'three'"):
+        load_params(REPO / "params.yaml", ["train.model.n_layer=three"])
+
+
+def test_model_config_is_typed_per_family():
+    params = load_params(REPO / "params.yaml", ["train.model.family=lstm"])
+    assert params.train.model.family == "lstm" and params.train.model.hidden_size > 0
+    assert load_params(REPO / "params.yaml").train.model.family == "gpt"
+
+
+def test_effective_params_round_trip_and_leave_the_users_file_alone(tmp_path):
+    """The shipped params.yaml + overrides -> the effective file -> the same Params."""
+    before = (REPO / "params.yaml").read_bytes()
+    params = load_params(REPO / "params.yaml", ["train.loop.max_minutes=0.2"])
+    effective = tmp_path / "params.effective.yaml"
+    assert write_effective_params(params, effective) is True
+    assert write_effective_params(params, effective) is False, "unchanged: not rewritten"
+    assert load_params(effective) == params
+    assert yaml.safe_load(effective.read_text())["train"]["loop"]["max_minutes"] == 0.2
+    assert (REPO / "params.yaml").read_bytes() == before
+
+
+def _leaves(data, prefix=()):
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from _leaves(value, (*prefix, key))
+    else:
+        yield prefix, data
+
+
+def test_params_yaml_restates_no_default():
+    """Each default is written once, in the schema: params.yaml holds only real choices."""
+    shipped = yaml.safe_load((REPO / "params.yaml").read_text())
+    defaults = Params().model_dump(mode="json")
+    restated = []
+    for path, value in _leaves(shipped):
+        node = defaults
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node == value or (isinstance(value, list) and node == list(value)):
+            restated.append(".".join(path))
+    assert restated == []

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 import torch
+from pydantic import ValidationError
 from torch import nn
 
-from aigc.config import load_params
+from aigc.config import EvaluateParams, load_params
 from aigc.data.records import text_id
 from aigc.evaluate import (
-    EvalSettings,
     continuation_ids,
     control_labels,
     distinct_n,
@@ -95,19 +95,20 @@ def label_params():
 
 
 def generator_with(model: nn.Module, tokenizer: TextTokenizer) -> TextGenerator:
-    return TextGenerator(model=model, tokenizer=tokenizer, family="test", config=model.config)
+    return TextGenerator(model=model, tokenizer=tokenizer, config=model.config)
 
 
 @pytest.fixture(scope="module")
 def tiny_gpt(tokenizer: TextTokenizer) -> TextGenerator:
     config = {
+        "family": "gpt",
         "vocab_size": tokenizer.vocab_size,
         "block_size": 32,
         "n_layer": 1,
         "n_head": 2,
         "n_embd": 16,
     }
-    return generator_with(build_model("gpt", config, seed=0).eval(), tokenizer)
+    return generator_with(build_model(config, seed=0).eval(), tokenizer)
 
 
 # --- language model -------------------------------------------------------------------------
@@ -323,7 +324,7 @@ def test_control_labels_needs_a_shared_label(label_params):
 
 # --- the report -----------------------------------------------------------------------------
 
-SETTINGS = EvalSettings(
+SETTINGS = EvaluateParams(
     batch_size=8,
     continuation_documents=4,
     max_new_tokens=12,
@@ -367,7 +368,7 @@ def test_evaluate_generator_reports_every_metric_deterministically(
 
     again = evaluate_generator(tiny_gpt, documents, label_params, SETTINGS, train_texts)
     assert again.to_json() == report.to_json()
-    reseeded = EvalSettings(**{**SETTINGS.__dict__, "seed": 6})
+    reseeded = SETTINGS.model_copy(update={"seed": 6})
     other = evaluate_generator(tiny_gpt, documents, label_params, reseeded, train_texts)
     assert other.samples != report.samples
     assert other.metrics["test_bits_per_character"] == report.metrics["test_bits_per_character"]
@@ -396,7 +397,7 @@ def test_shards_merge_to_the_single_process_report(tiny_gpt, documents, label_pa
 
 
 def test_switched_off_parts_leave_their_metrics_out(tiny_gpt, documents, label_params):
-    settings = EvalSettings(continuation_documents=0, samples_per_label=0)
+    settings = EvaluateParams(continuation_documents=0, samples_per_label=0)
     report = evaluate_generator(tiny_gpt, documents.iloc[:3], label_params, settings)
     assert set(report.metrics) == {
         "test_bits_per_character",
@@ -410,10 +411,10 @@ def test_switched_off_parts_leave_their_metrics_out(tiny_gpt, documents, label_p
 
 
 def test_bad_settings_and_frames_are_named(tiny_gpt, documents, label_params):
-    with pytest.raises(ValueError, match="prompt_fraction"):
-        EvalSettings(prompt_fraction=0.0)
-    with pytest.raises(ValueError, match="samples_per_label"):
-        EvalSettings(samples_per_label=-1)
+    with pytest.raises(ValidationError, match="prompt_fraction"):
+        EvaluateParams(prompt_fraction=0.0)
+    with pytest.raises(ValidationError, match="samples_per_label"):
+        EvaluateParams(samples_per_label=-1)
     with pytest.raises(ValueError, match="'label'"):
         evaluate_generator(tiny_gpt, documents.drop(columns="label"), label_params, SETTINGS)
     doubled = pd.concat([documents.iloc[:2], documents.iloc[:1]])

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Literal
 
 import pytest
 import torch
 import torch.nn.functional as F
+from pydantic import ValidationError
 from torch import nn
 
 from aigc.models import (
@@ -19,6 +20,7 @@ from aigc.models import (
     register_family,
     save_checkpoint,
 )
+from aigc.models.configs import ModelConfigBase
 
 VOCAB = 64
 BLOCK = 32
@@ -36,7 +38,7 @@ FAMILIES = sorted(CONFIGS)
 
 
 def tiny(family: str, seed: int = 0, **overrides) -> nn.Module:
-    return build_model(family, {**CONFIGS[family], **overrides}, seed=seed)
+    return build_model({"family": family, **CONFIGS[family], **overrides}, seed=seed)
 
 
 def repetitive_batch(batch_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -147,17 +149,16 @@ def test_generate_crops_context_to_block_size_and_stops_at_eos() -> None:
 def test_registry_checks_config_at_the_edge() -> None:
     with pytest.raises(KeyError, match="known: .*'gpt'"):
         get_family("diffusion")
-    with pytest.raises(ValueError, match="n_embed"):
-        build_model("gpt", {**CONFIGS["gpt"], "n_embed": 32})
-    with pytest.raises(TypeError, match="'n_layer' must be int"):
-        build_model("gpt", {**CONFIGS["gpt"], "n_layer": "2"})
+    with pytest.raises(ValidationError, match="n_embed"):
+        build_model({"family": "gpt", **CONFIGS["gpt"], "n_embed": 32})
+    with pytest.raises(ValidationError, match=r"n_layer\n.*valid integer"):
+        build_model({"family": "gpt", **CONFIGS["gpt"], "n_layer": "two"})
     with pytest.raises(ValueError, match="multiple of n_head"):
-        build_model("gpt", {**CONFIGS["gpt"], "n_head": 3})
+        build_model({"family": "gpt", **CONFIGS["gpt"], "n_head": 3})
 
 
-@dataclass
-class BigramConfig:
-    vocab_size: int = 16
+class BigramConfig(ModelConfigBase):
+    family: Literal["test-bigram"] = "test-bigram"
     block_size: int = 8
 
 
@@ -177,10 +178,10 @@ class Bigram(nn.Module):
 
 def test_a_new_family_plugs_in_without_touching_shared_code(tmp_path) -> None:
     register_family(ModelFamily("test-bigram", BigramConfig, Bigram))
-    model = build_model("test-bigram", {"vocab_size": 16}, seed=0)
+    model = build_model({"family": "test-bigram", "vocab_size": 16}, seed=0)
     out = generate(model, torch.tensor([[1]]), 4, generator=torch.Generator().manual_seed(0))
     assert out.shape == (1, 5)
-    save_checkpoint(tmp_path / "bigram.pt", model, "test-bigram", model.config)
+    save_checkpoint(tmp_path / "bigram.pt", model, model.config)
     loaded, family, config, _ = load_model(tmp_path / "bigram.pt")
     assert (family, config) == ("test-bigram", BigramConfig(vocab_size=16))
     assert torch.equal(loaded.table.weight, model.table.weight)
@@ -191,7 +192,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(family: str, tmp_path) ->
     model = tiny(family, dropout=0.1)
     extra = {"step": 12, "tokenizer": '{"labels": ["networking"]}', "scores": [1.5, 2.0]}
     path = tmp_path / "nested" / "model.pt"
-    save_checkpoint(path, model, family, model.config, extra)
+    save_checkpoint(path, model, model.config, extra)
     loaded, loaded_family, config, loaded_extra = load_model(path)
     assert (loaded_family, config, loaded_extra) == (family, model.config, extra)
     assert type(loaded) is type(model)

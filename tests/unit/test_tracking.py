@@ -20,7 +20,9 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
+from pydantic import ValidationError
 
+from aigc.config import TrackingParams
 from aigc.generator import TextGenerator
 from aigc.models import build_model
 from aigc.serving.pyfunc import generate_frame
@@ -59,12 +61,12 @@ def generator() -> TextGenerator:
     ]
     tokenizer = TextTokenizer.train(texts, labels=LABELS, vocab_size=300, min_frequency=1)
     config = {"vocab_size": 300, "block_size": 32, "n_layer": 1, "n_head": 2, "n_embd": 16}
-    model = build_model("gpt", config, seed=0).eval()
-    return TextGenerator(model=model, tokenizer=tokenizer, family="gpt", config=model.config)
+    model = build_model({"family": "gpt", **config}, seed=0).eval()
+    return TextGenerator(model=model, tokenizer=tokenizer, config=model.config)
 
 
 def store(root: Path) -> TrackingSettings:
-    return TrackingSettings().resolve(root)
+    return TrackingSettings.of(TrackingParams(), root)
 
 
 def dataset() -> DatasetInfo:
@@ -103,7 +105,7 @@ def logged(tmp_path_factory, generator: TextGenerator) -> dict:
 
 
 def test_resolve_makes_paths_absolute_and_creates_the_store_folder(tmp_path: Path) -> None:
-    settings = TrackingSettings()
+    settings = TrackingSettings("sqlite:///mlflow/mlflow.db", "mlflow/artifacts", "aigc-text")
     assert not settings.is_resolved
     with pytest.raises(ValueError, match="resolve"):
         settings.client()
@@ -116,17 +118,19 @@ def test_resolve_makes_paths_absolute_and_creates_the_store_folder(tmp_path: Pat
 
 
 def test_remote_uri_is_unchanged_and_leaves_artifacts_to_the_server(tmp_path: Path) -> None:
-    remote = TrackingSettings(tracking_uri="http://127.0.0.1:5000").resolve(tmp_path)
+    relative_artifacts = TrackingSettings("http://127.0.0.1:5000", "mlflow/artifacts", "aigc-text")
+    remote = relative_artifacts.resolve(tmp_path)
     assert remote.tracking_uri == "http://127.0.0.1:5000"
     assert remote.artifact_root is None and remote.is_resolved
-    explicit = TrackingSettings("http://127.0.0.1:5000", "s3://bucket/aigc").resolve(tmp_path)
+    s3_artifacts = TrackingSettings("http://127.0.0.1:5000", "s3://bucket/aigc", "aigc-text")
+    explicit = s3_artifacts.resolve(tmp_path)
     assert explicit.artifact_root == "s3://bucket/aigc"
 
 
-def test_from_params_names_the_bad_key() -> None:
-    assert TrackingSettings.from_params({"experiment": "x"}).experiment == "x"
-    with pytest.raises(ValueError, match="'tracking_url'"):
-        TrackingSettings.from_params({"tracking_url": "sqlite:///x.db"})
+def test_settings_of_params_names_the_bad_key(tmp_path: Path) -> None:
+    assert TrackingSettings.of(TrackingParams(experiment="x"), tmp_path).experiment == "x"
+    with pytest.raises(ValidationError, match="tracking_url"):
+        TrackingParams(tracking_url="sqlite:///x.db")
 
 
 def test_dataset_digest_longer_than_mlflow_allows_is_refused() -> None:
