@@ -37,7 +37,15 @@ format: $(STAMP)
 	$(BIN)/ruff format src cli tasks flows tests bench
 	$(BIN)/ruff check --fix src cli tasks flows tests bench
 
+## Speed and default-run figures; the tables go to bench/RESULTS.md, which the README quotes.
 bench: $(STAMP)
-	$(BIN)/python bench/clean_throughput.py
-	$(BIN)/python bench/label_throughput.py
-	$(BIN)/python bench/train_throughput.py
+	@{ echo "# Benchmark results"; echo; \
+	  echo "Written by \`make bench\` on $$(date -u +%Y-%m-%d), $$(nproc) cores, $$(uname -m)."; \
+	  echo "Each block is one script's output."; } > bench/RESULTS.md.tmp
+	@for script in clean_throughput label_throughput train_throughput pipeline; do \
+	  echo "running bench/$$script.py"; \
+	  { echo; echo "## bench/$$script.py"; echo; echo '```'; \
+	    $(BIN)/python bench/$$script.py || exit 1; echo '```'; } >> bench/RESULTS.md.tmp || exit 1; \
+	done
+	@mv bench/RESULTS.md.tmp bench/RESULTS.md
+	@cat bench/RESULTS.md

@@ -90,7 +90,7 @@ def main() -> None:
 
     print(
         f"\n{args.steps} steps, batch {job.batch_size} x block {job.block_size} per worker, "
-        f"{params.train.family} {job.model_config}"
+        f"{job.model!r}"
     )
     header = f"{'path':<18}{'workers':>8}{'tokens/s':>11}{'vs single':>11}{'wall s':>9}"
     print(header + f"{'peak MB':>10}{'start-up s':>12}")
