@@ -16,8 +16,8 @@ from prefect.logging import disable_run_logger
 
 from aigc.config import load_params
 from aigc.data.sources.base import SourceError
-from aigc.stages.clean import clean as clean_stage
 from aigc.paths import ProjectPaths
+from aigc.stages.clean import clean as clean_stage
 from tasks.collect import collect
 from tests.http_fixture import ScriptedServer
 
