@@ -500,7 +500,7 @@ def params_command(
     from aigc.paths import ProjectPaths
 
     params = _params(params_file, overrides)
-    console.print(effective_yaml(params), highlight=False, markup=False, end="")
+    sys.stdout.write(effective_yaml(params))  # plain: rich would wrap the YAML
     if write:
         write_effective_params(params, ProjectPaths.at(_root()).effective_params)
 
