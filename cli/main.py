@@ -259,8 +259,12 @@ def generate(
     prompt: Annotated[str, typer.Option(help="text to continue")] = "",
     count: Annotated[int, typer.Option("-n", help="how many samples")] = 3,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
-    max_new_tokens: Annotated[int, typer.Option(help="length of each sample")] = 96,
-    temperature: Annotated[float, typer.Option(help="0: greedy")] = 0.8,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="length of each sample [default: evaluate.sample_tokens]")
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option(help="0: greedy [default: evaluate.temperature]")
+    ] = None,
     params_file: ParamsOption = None,
     overrides: SetOption = None,
 ) -> None:
@@ -272,8 +276,9 @@ def generate(
     texts = generator.generate(
         [prompt] * count,
         [label] * count,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
+        max_new_tokens=params.evaluate.sample_tokens if max_new_tokens is None else max_new_tokens,
+        temperature=params.evaluate.temperature if temperature is None else temperature,
+        top_k=params.evaluate.top_k,
         seed=seed,
     )
     for index, text in enumerate(texts):

@@ -18,12 +18,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from aigc.config import EvaluateParams
 from aigc.models.base import generate as sample_tokens
 from aigc.models.checkpoint import load_model, save_checkpoint
 from aigc.models.configs import ModelConfigBase
 from aigc.text.tokenizer import TextTokenizer
 
 MODEL_FILE = "model.pt"
+_SAMPLING = EvaluateParams()  # sampling defaults: the evaluate section's, defined there once
 TOKENIZER_FILE = "tokenizer.json"
 
 
@@ -75,10 +77,10 @@ class TextGenerator:
         self,
         prompts: list[str],
         labels: list[str | None],
-        max_new_tokens: int = 64,
-        temperature: float = 0.8,
-        top_k: int | None = 50,
-        seed: int = 0,
+        max_new_tokens: int = _SAMPLING.max_new_tokens,
+        temperature: float = _SAMPLING.temperature,
+        top_k: int | None = _SAMPLING.top_k,
+        seed: int = _SAMPLING.seed,
     ) -> list[str]:
         """The continuation of each prompt (without the prompt), stopped at end of document.
 
