@@ -20,7 +20,7 @@ def test_deployment_carries_the_cron_timezone_project_and_concurrency_limit(tmp_
     assert deployment.flow_name == retrain.name == "retrain"
 
 
-def test_the_installed_sqlalchemy_lets_prefects_scheduler_create_runs():
+def test_sqlalchemy_is_pinned_below_2_1_which_breaks_prefects_scheduler():
     # With SQLAlchemy 2.1, Prefect 3.8.8's scheduler service fails on every tick ("Can't
     # evaluate bulk DML statement") and a served schedule never runs; seen here by hand.
     import sqlalchemy
