@@ -111,9 +111,15 @@ def test_champion_no_change_promotion_rollback_and_reproduction(pipeline_project
 
     # New data and four times the budget: a clearly better challenger, always promoted.
     write_documents(root / "data" / "inbox", make_documents(30, seed=11, prefix="new"))
-    better = retrain(root=str(root), overrides=["train.loop.max_steps=120"])
+    # (Guards off: with 2 samples per label, label control is noise; decide's tests cover them.)
+    better = retrain(
+        root=str(root),
+        overrides=["train.loop.max_steps=120", "registry.policy.guard_metrics={}"],
+    )
     assert better.data_version != again.data_version
-    assert better.challenger_version == "2" and better.status == "promoted", better.reasons
+    assert better.challenger_version == "2" and better.status == "promoted", "\n".join(
+        better.reasons
+    )
     assert better.champion_metrics is not None, "the champion is re-evaluated on the same split"
     assert any("bootstrap" in reason for reason in better.reasons)
     assert aliases(settings) == {CHAMPION: "2", CHALLENGER: "2"}
