@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -11,7 +12,7 @@ from aigc.data.sources.base import SourceError
 from aigc.data.sources.builtin import read_builtin, split_sections
 from aigc.data.sources.folder import list_files, read_file
 from aigc.data.sources.http import read_http
-from tests.http_fixture import ScriptedServer
+from tests.http_fixture import Reply, ScriptedServer
 
 
 def no_sleep(seconds: float) -> None:
@@ -150,7 +151,7 @@ def test_http_404_fails_at_once_naming_source_and_url():
             list(read_http(source, sleep=no_sleep))
     assert len(server.requests) == 1
     assert "'api'" in str(error.value) and "/missing?page=1" in str(error.value)
-    assert "HTTP 404" in str(error.value)
+    assert "HTTP 404" in str(error.value) and "after 1 attempt" in str(error.value)
 
 
 def test_http_gives_up_after_retries_with_the_last_problem():
@@ -179,3 +180,84 @@ def test_http_cursor_pagination_follows_the_cursor():
         server.route("/c?cursor=xyz", (200, page([{"text": "b"}], next_cursor=None)))
         source = HttpSource(name="c", url=server.url + "/c", pagination="cursor")
         assert [record.text for record in read_http(source, sleep=no_sleep)] == ["a", "b"]
+
+
+def test_http_always_500_gets_exactly_retries_plus_one_requests():
+    with ScriptedServer() as server:
+        server.route("/down", (500, b"broken"))
+        source = HttpSource(name="api", url=server.url + "/down", pagination="none")
+        assert source.retries == 1  # one retry by default: retries live here, at one level
+        with pytest.raises(SourceError, match="gave up after 2 attempts; last: HTTP 500"):
+            list(read_http(source, sleep=no_sleep))
+    assert len(server.requests) == 2
+
+
+def test_http_error_after_a_retry_says_how_many_attempts_were_made():
+    with ScriptedServer() as server:
+        server.route("/api", (503, b"busy"), (403, b"forbidden"))
+        source = HttpSource(name="api", url=server.url + "/api", pagination="none")
+        with pytest.raises(SourceError, match="HTTP 403 .*after 2 attempts"):
+            list(read_http(source, sleep=no_sleep))
+    assert len(server.requests) == 2
+
+
+def test_http_cut_off_body_is_retried_then_read():
+    body = page([{"text": "whole"}])
+    with ScriptedServer() as server:
+        server.route("/api", Reply(body=body[:10], content_length=len(body)), (200, body))
+        source = HttpSource(name="api", url=server.url + "/api", pagination="none")
+        records = list(read_http(source, sleep=no_sleep))
+    assert [record.text for record in records] == ["whole"]
+    assert len(server.requests) == 2
+
+
+def test_http_body_always_cut_off_is_a_source_error_naming_source_and_url():
+    body = page([{"text": "whole"}])
+    with ScriptedServer() as server:
+        server.route("/api", Reply(body=body[:10], content_length=len(body)))
+        source = HttpSource(name="api", url=server.url + "/api", pagination="none")
+        with pytest.raises(SourceError) as error:
+            list(read_http(source, sleep=no_sleep))
+    message = str(error.value)
+    assert "'api'" in message and server.url + "/api" in message
+    assert "gave up after 2 attempts" in message and "cut off" in message
+    assert len(server.requests) == 2
+
+
+def test_http_timeout_bounds_the_whole_request_not_each_read():
+    body = page([{"text": "x" * 200}])  # about 220 bytes at 20 per second: 11 s in all
+    with ScriptedServer() as server:
+        server.route("/slow", Reply(body=body, drip_seconds=0.05))
+        source = HttpSource(
+            name="slow", url=server.url + "/slow", pagination="none", timeout_seconds=1
+        )
+        started = time.monotonic()
+        with pytest.raises(SourceError) as error:
+            list(read_http(source, sleep=no_sleep))
+        elapsed = time.monotonic() - started
+    attempts = source.retries + 1
+    assert len(server.requests) == attempts  # a time-out is transient: retried
+    assert elapsed < 3 * source.timeout_seconds * attempts
+    assert "timeout_seconds=1" in str(error.value) and "'slow'" in str(error.value)
+
+
+def test_http_cursor_cycle_stops_naming_the_repeated_cursor():
+    with ScriptedServer() as server:
+        server.route("/c", (200, page([{"text": "a"}], next_cursor="one")))
+        server.route("/c?cursor=one", (200, page([{"text": "b"}], next_cursor="two")))
+        server.route("/c?cursor=two", (200, page([{"text": "c"}], next_cursor="one")))
+        source = HttpSource(name="c", url=server.url + "/c", pagination="cursor", max_pages=50)
+        with pytest.raises(SourceError) as error:
+            list(read_http(source, sleep=no_sleep))
+    assert len(server.requests) == 3
+    assert "'c'" in str(error.value) and "cursor 'one'" in str(error.value)
+
+
+def test_http_page_parameter_ignored_by_the_api_stops_at_the_first_repeat():
+    with ScriptedServer() as server:
+        server.route("/same", (200, page([{"text": "always the same"}])))  # any ?page=N
+        source = HttpSource(name="same", url=server.url + "/same", max_pages=50)
+        with pytest.raises(SourceError) as error:
+            list(read_http(source, sleep=no_sleep))
+    assert len(server.requests) == 2
+    assert "'same'" in str(error.value) and "same records as" in str(error.value)
