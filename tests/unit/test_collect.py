@@ -76,3 +76,20 @@ def test_failing_source_with_skip_goes_on_and_reports(tmp_path):
     inbox, http = collection.report["sources"]
     assert inbox["records"] == 1 and "t.csv" in inbox["errors"][0]
     assert http["records"] == 0 and "'dead'" in http["errors"][0]
+
+
+def test_links_out_of_a_folder_are_refused_and_reported_not_collected(tmp_path):
+    (tmp_path / "private.txt").write_text("a private file outside the inbox")
+    source = inbox_with(tmp_path, **{"a.txt": "a document in the inbox"})
+    (tmp_path / "inbox" / "x.txt").symlink_to(tmp_path / "private.txt")
+    collection = collect_sources([source], tmp_path, now=T1)
+    assert collection.frame["text"].tolist() == ["a document in the inbox"]
+    (report,) = collection.report["sources"]
+    assert report["records"] == 1
+    assert report["refused"] == [
+        {
+            "path": str((tmp_path / "inbox").resolve() / "x.txt"),
+            "reason": f"symbolic link to {(tmp_path / 'private.txt').resolve()}, "
+            "outside the folder",
+        }
+    ]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -55,7 +57,7 @@ def test_folder_reads_text_markdown_jsonl_and_csv(tmp_path):
     (inbox / "e.bin").write_bytes(b"not a listed extension")
     source = folder_source()
     records = [
-        record for path in list_files(source, tmp_path) for record in read_file(source, path)
+        record for path in list_files(source, tmp_path).files for record in read_file(source, path)
     ]
     texts = sorted(record.text for record in records)
     assert texts == sorted(
@@ -77,7 +79,7 @@ def test_folder_flags_binary_invalid_utf8_and_keeps_empty_and_huge_files(tmp_pat
     source = folder_source()
     records = {
         record.uri.rsplit("/", 1)[-1]: record
-        for path in list_files(source, tmp_path)
+        for path in list_files(source, tmp_path).files
         for record in read_file(source, path)
     }
     assert records["binary.txt"].flags == ("binary",)
@@ -109,8 +111,72 @@ def test_csv_without_the_column_is_a_clear_error(tmp_path):
     assert "csv_column" in message
 
 
+def test_folder_refuses_links_that_lead_outside_it_and_says_why(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("a secret outside the inbox")
+    inbox = tmp_path / "inbox"
+    (inbox / "sub").mkdir(parents=True)
+    (inbox / "real.txt").write_text("a document in the inbox")
+    (inbox / "absolute.txt").symlink_to(outside / "secret.txt")
+    (inbox / "sub" / "relative.txt").symlink_to(Path("..") / ".." / "outside" / "secret.txt")
+    (inbox / "linked-dir").symlink_to(outside, target_is_directory=True)
+    (inbox / "broken.txt").symlink_to(tmp_path / "nowhere.txt")
+    if Path("/etc/passwd").is_file():
+        (inbox / "passwd.txt").symlink_to("/etc/passwd")
+    source = folder_source()
+    listing = list_files(source, tmp_path)
+    texts = [record.text for path in listing.files for record in read_file(source, path)]
+    assert texts == ["a document in the inbox"]
+    refused = {
+        Path(item["path"]).relative_to(inbox.resolve()).as_posix(): item["reason"]
+        for item in listing.refused
+    }
+    expected = {"absolute.txt", "broken.txt", "linked-dir", "sub/relative.txt"}
+    assert set(refused) == expected | ({"passwd.txt"} if "passwd.txt" in refused else set())
+    secret = str((outside / "secret.txt").resolve())
+    assert (
+        secret in refused["sub/relative.txt"] and "outside the folder" in refused["absolute.txt"]
+    )
+    assert str(outside.resolve()) in refused["linked-dir"]
+    assert "broken" in refused["broken.txt"]
+
+
+def test_folder_reads_a_file_linked_inside_it_once_under_its_real_path(tmp_path):
+    inbox = tmp_path / "inbox"
+    (inbox / "sub").mkdir(parents=True)
+    (inbox / ".drafts").mkdir()
+    (inbox / "a.txt").write_text("document a")
+    (inbox / "alias.txt").symlink_to("a.txt")
+    (inbox / "sub" / "b.txt").write_text("document b")
+    (inbox / "sub-again").symlink_to("sub", target_is_directory=True)
+    (inbox / "loop").symlink_to(".", target_is_directory=True)
+    (inbox / ".drafts" / "c.txt").write_text("document c, published through a link")
+    (inbox / "c.txt").symlink_to(Path(".drafts") / "c.txt")
+    listing = list_files(folder_source(), tmp_path)
+    real = inbox.resolve()
+    assert [path.relative_to(real).as_posix() for path in listing.files] == [
+        ".drafts/c.txt",
+        "a.txt",
+        "sub/b.txt",
+    ]
+    assert listing.refused == []
+
+
+def test_folder_reads_a_listed_file_without_following_a_link_put_there_later(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.txt").write_text("document a")
+    (tmp_path / "secret.txt").write_text("secret")
+    (path,) = list_files(folder_source(), tmp_path).files
+    os.replace(inbox / "a.txt", tmp_path / "a.txt")
+    path.symlink_to(tmp_path / "secret.txt")  # swapped between listing and reading
+    with pytest.raises(OSError):
+        list(read_file(folder_source(), path))
+
+
 def test_missing_folder_is_empty_unless_required(tmp_path):
-    assert list_files(folder_source(), tmp_path) == []
+    assert list_files(folder_source(), tmp_path).files == []
     with pytest.raises(SourceError, match="is not a directory"):
         list_files(folder_source(missing_ok=False), tmp_path)
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 
@@ -32,6 +33,7 @@ from aigc.data.sources.folder import list_files, read_file
 from aigc.data.sources.http import read_http
 
 SNAPSHOT_GLOB = "snapshot-*.parquet"
+T = TypeVar("T")
 
 
 @dataclass
@@ -41,6 +43,7 @@ class SourceOutcome:
     records: int = 0
     flagged: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    refused: list[dict[str, str]] = field(default_factory=list)  # folder: links out, with why
     seconds: float = 0.0
 
 
@@ -97,8 +100,11 @@ def collect_sources(
 def _read_source(source, root: Path, outcome: SourceOutcome) -> Iterator[SourceRecord]:
     """The records of one source, applying its on_error policy to failures."""
     if isinstance(source, FolderSource):
-        files = _guarded(source, outcome, lambda: list_files(source, root))
-        for path in files or []:
+        listing = _guarded(source, outcome, lambda: list_files(source, root))
+        if listing is None:
+            return
+        outcome.refused = listing.refused
+        for path in listing.files:
             records = _guarded(source, outcome, lambda path=path: list(read_file(source, path)))
             yield from records or []
         return
@@ -106,7 +112,7 @@ def _read_source(source, root: Path, outcome: SourceOutcome) -> Iterator[SourceR
     yield from _guarded(source, outcome, lambda: list(reader(source))) or []
 
 
-def _guarded(source, outcome: SourceOutcome, read: Callable[[], list]) -> list | None:
+def _guarded(source, outcome: SourceOutcome, read: Callable[[], T]) -> T | None:
     try:
         return read()
     except SourceError as error:
