@@ -48,18 +48,25 @@ def test_bad_folder_files_become_quarantine_rows(project: Path):
     (inbox / "mangled.txt").write_bytes(bytes(range(128, 256)) * 8)
     (inbox / "empty.md").write_text("")
     (inbox / "one-line.txt").write_text("word " * (1024 * 1024))
+    (inbox / "latin1.txt").write_bytes(("Un caf\u00e9 cr\u00e8me. " + GOOD).encode("latin-1"))
     configure(project, [{"name": "bad", "type": "folder", "path": "data/bad"}])
     with disable_run_logger():
         collected = collect.fn(project, load_params(project / "params.yaml"))
-    assert collected.snapshot.records == 5
-    by_file = {row.uri.rsplit("/", 1)[-1]: row.rule for row in fates(project).itertuples()}
+    assert collected.snapshot.records == 6
+    result = fates(project)
+    by_file = {row.uri.rsplit("/", 1)[-1]: row.rule for row in result.itertuples()}
     assert by_file == {
         "good.txt": "clean",
         "image.txt": "flagged",
-        "mangled.txt": "garbled",
+        "mangled.txt": "flagged",  # invalid UTF-8: U+FFFD never reaches the training text
+        "latin1.txt": "flagged",
         "empty.md": "length",
         "one-line.txt": "length",
     }
+    details = result.set_index("uri")["detail"].dropna()
+    assert {uri.rsplit("/", 1)[-1]: detail for uri, detail in details.items()}["latin1.txt"] == (
+        "invalid_utf8"
+    )
     assert (project / "data" / "raw.dvc").exists(), "collect must version the raw data"
 
 

@@ -89,6 +89,17 @@ def test_folder_flags_binary_invalid_utf8_and_keeps_empty_and_huge_files(tmp_pat
     assert len(records["huge.txt"].text) == 5 * 1024 * 1024
 
 
+def test_invalid_utf8_flags_only_the_records_holding_a_replaced_byte(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    lines = ['{"text": "clean line"}', '{"text": "caf\u00e9 latin-1"}', '{"text": "also clean"}']
+    data = "\n".join(lines).encode("utf-8").replace("caf\u00e9".encode(), b"caf\xe9")
+    (inbox / "feed.jsonl").write_bytes(data)
+    records = list(read_file(folder_source(), inbox / "feed.jsonl"))
+    assert [record.flags for record in records] == [(), ("invalid_utf8",), ()]
+    assert records[1].text == "caf\ufffd latin-1"
+
+
 def test_folder_keeps_malformed_json_lines_as_flagged_records(tmp_path):
     inbox = tmp_path / "inbox"
     inbox.mkdir()

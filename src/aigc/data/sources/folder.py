@@ -14,9 +14,10 @@ read anyway, or outside it and refused), so a link cannot make a cycle. Hidden f
 skipped. Files are opened without following a link swapped in after listing.
 
 Nothing is dropped silently. A file that is not text (NUL bytes) becomes a record flagged
-`binary`; invalid UTF-8 is replaced and the record flagged `invalid_utf8`; a JSON line that
-does not parse, or lacks the field, becomes a record flagged `malformed_json` or
-`missing_field` holding the raw line. The clean stage quarantines these with their reason.
+`binary`; invalid UTF-8 is replaced (U+FFFD) and the records whose text holds a replaced byte
+are flagged `invalid_utf8` (one bad line does not flag the rest of a .jsonl or .csv file); a
+JSON line that does not parse, or lacks the field, becomes a record flagged `malformed_json`
+or `missing_field` holding the raw line. The clean stage quarantines these with their reason.
 A CSV without the configured column cannot be read row by row: it raises `SourceError`
 naming the file, the columns it has and the setting to change.
 """
@@ -137,6 +138,16 @@ def decode(data: bytes) -> tuple[str, tuple[str, ...]]:
         return data.decode("utf-8", errors="replace"), ("invalid_utf8",)
 
 
+def record_flags(text: str, flags: tuple[str, ...]) -> tuple[str, ...]:
+    """The flags of a whole file or page that apply to one record cut from it.
+
+    `invalid_utf8` only applies where the record's text holds a replaced byte (U+FFFD).
+    """
+    if "invalid_utf8" in flags and "\ufffd" not in text:
+        return tuple(flag for flag in flags if flag != "invalid_utf8")
+    return flags
+
+
 def _jsonl_records(
     source: FolderSource, text: str, uri: str, meta: dict, flags: tuple[str, ...]
 ) -> Iterator[SourceRecord]:
@@ -154,7 +165,8 @@ def json_line_record(
         item = json.loads(line)
     except json.JSONDecodeError as error:
         detail = {**meta, "error": f"invalid JSON: {error.msg} at column {error.colno}"}
-        return SourceRecord(text=line, uri=uri, meta=detail, flags=(*flags, "malformed_json"))
+        flags = (*record_flags(line, flags), "malformed_json")
+        return SourceRecord(text=line, uri=uri, meta=detail, flags=flags)
     return json_item_record(item, uri, field, meta, flags, raw=line)
 
 
@@ -165,15 +177,17 @@ def json_item_record(
     raw = raw or json.dumps(item, ensure_ascii=False)
     if not isinstance(item, dict) or not isinstance(item.get(field), str):
         problem = "not an object" if not isinstance(item, dict) else f"no string field {field!r}"
-        return SourceRecord(
-            text=raw, uri=uri, meta={**meta, "error": problem}, flags=(*flags, "missing_field")
-        )
+        flags = (*record_flags(raw, flags), "missing_field")
+        return SourceRecord(text=raw, uri=uri, meta={**meta, "error": problem}, flags=flags)
     extra = {
         key: value
         for key, value in item.items()
         if key != field and isinstance(value, str | int | float | bool)
     }
-    return SourceRecord(text=item[field], uri=uri, meta={**meta, **extra}, flags=flags)
+    text = item[field]
+    return SourceRecord(
+        text=text, uri=uri, meta={**meta, **extra}, flags=record_flags(text, flags)
+    )
 
 
 def _csv_records(
@@ -193,5 +207,8 @@ def _csv_records(
         text_value = row.get(source.csv_column) or ""
         extra = {key: value for key, value in row.items() if key and key != source.csv_column}
         yield SourceRecord(
-            text=text_value, uri=f"{uri}#L{number}", meta={**meta, **extra}, flags=flags
+            text=text_value,
+            uri=f"{uri}#L{number}",
+            meta={**meta, **extra},
+            flags=record_flags(text_value, flags),
         )
