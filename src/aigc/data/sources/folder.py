@@ -72,9 +72,9 @@ def list_files(source: FolderSource, root: Path) -> Listing:
         directories[:] = sorted(name for name in directories if not name.startswith("."))
         for name in directories:
             if (here / name).is_symlink():
-                target, problem = _target(here / name, folder)
+                _, problem = _target(here / name, folder, "directory ")
                 if problem:
-                    refused.append({"path": str(here / name), "reason": f"{problem} directory"})
+                    refused.append({"path": str(here / name), "reason": problem})
         for name in sorted(names):
             path = here / name
             if name.startswith(".") or path.suffix.lower() not in extensions:
@@ -90,7 +90,7 @@ def list_files(source: FolderSource, root: Path) -> Listing:
     return Listing(files=sorted(files), refused=refused)
 
 
-def _target(path: Path, folder: Path) -> tuple[Path, str]:
+def _target(path: Path, folder: Path, kind: str = "") -> tuple[Path, str]:
     """(real path, "") for an entry inside `folder`, else (path, why it is refused)."""
     try:
         target = path.resolve(strict=True)
@@ -100,7 +100,7 @@ def _target(path: Path, folder: Path) -> tuple[Path, str]:
         except OSError:
             return path, "disappeared while the folder was listed"
     if not target.is_relative_to(folder):
-        return path, f"symbolic link to {target}, outside the folder"
+        return path, f"symbolic link to {kind}{target}, outside the folder"
     return target, ""
 
 
