@@ -1,19 +1,33 @@
 """A real HTTP server on 127.0.0.1 that answers from a script, for the http source's tests.
 
-Each route maps to a list of responses (status, body, headers) served in order; the last one
-repeats. Every request is recorded, so tests can assert what was retried.
+Each route maps to a list of responses served in order; the last one repeats. A response is
+a tuple (status, body[, headers]) or a `Reply`, which can also misbehave: announce a longer
+body than it sends (a cut-off body) or send its body one byte at a time (a dripping server).
+Every request is recorded, so tests can assert what was retried.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    headers: dict = field(default_factory=dict)
+    content_length: int | None = None  # announced length; more than len(body) cuts it off
+    drip_seconds: float = 0.0  # pause before each byte of the body
+
+
 class ScriptedServer:
     def __init__(self) -> None:
-        self.routes: dict[str, list[tuple[int, bytes, dict]]] = {}
+        self.routes: dict[str, list[Reply]] = {}
         self.requests: list[str] = []
         server = self
 
@@ -21,14 +35,26 @@ class ScriptedServer:
             def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
                 server.requests.append(self.path)
                 key = self.path if self.path in server.routes else urlsplit(self.path).path
-                script = server.routes.get(key) or [(404, b"not found", {})]
-                status, body, headers = script.pop(0) if len(script) > 1 else script[0]
-                self.send_response(status)
-                for name, value in headers.items():
+                script = server.routes.get(key) or [Reply(404, b"not found")]
+                reply = script.pop(0) if len(script) > 1 else script[0]
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
+                length = len(reply.body) if reply.content_length is None else reply.content_length
+                self.send_header("Content-Length", str(length))
                 self.end_headers()
-                self.wfile.write(body)
+                # the client may give up first, as it should with a dripping server
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self._send_body(reply)
+
+            def _send_body(self, reply: Reply) -> None:
+                if not reply.drip_seconds:
+                    self.wfile.write(reply.body)
+                    return
+                for index in range(len(reply.body)):
+                    time.sleep(reply.drip_seconds)
+                    self.wfile.write(reply.body[index : index + 1])
+                    self.wfile.flush()
 
             def log_message(self, *args) -> None:
                 pass
@@ -40,8 +66,10 @@ class ScriptedServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
-    def route(self, path: str, *responses: tuple[int, bytes] | tuple[int, bytes, dict]) -> None:
-        self.routes[path] = [(r[0], r[1], r[2] if len(r) > 2 else {}) for r in responses]
+    def route(self, path: str, *responses: Reply | tuple) -> None:
+        self.routes[path] = [
+            response if isinstance(response, Reply) else Reply(*response) for response in responses
+        ]
 
     def __enter__(self) -> ScriptedServer:
         self.thread.start()

@@ -95,7 +95,7 @@ class HttpSource(SourceBase):
     next_cursor_field: str = "next_cursor"
     max_pages: int = Field(default=1000, ge=1)
     timeout_seconds: float = Field(default=10.0, gt=0)
-    retries: int = Field(default=4, ge=0)
+    retries: int = Field(default=1, ge=0)  # for transient failures only; see sources/http.py
     backoff_seconds: float = Field(default=0.5, ge=0)
     backoff_max_seconds: float = Field(default=30.0, ge=0)
     headers: dict[str, str] = Field(default_factory=dict)

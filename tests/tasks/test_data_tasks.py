@@ -19,7 +19,7 @@ from aigc.data.sources.base import SourceError
 from aigc.paths import ProjectPaths
 from aigc.stages.clean import clean as clean_stage
 from tasks.collect import collect
-from tests.http_fixture import ScriptedServer
+from tests.http_fixture import Reply, ScriptedServer
 
 GOOD = "A socket server accepts a connection from each client and reads its request. " * 2
 
@@ -48,18 +48,25 @@ def test_bad_folder_files_become_quarantine_rows(project: Path):
     (inbox / "mangled.txt").write_bytes(bytes(range(128, 256)) * 8)
     (inbox / "empty.md").write_text("")
     (inbox / "one-line.txt").write_text("word " * (1024 * 1024))
+    (inbox / "latin1.txt").write_bytes(("Un caf\u00e9 cr\u00e8me. " + GOOD).encode("latin-1"))
     configure(project, [{"name": "bad", "type": "folder", "path": "data/bad"}])
     with disable_run_logger():
         collected = collect.fn(project, load_params(project / "params.yaml"))
-    assert collected.snapshot.records == 5
-    by_file = {row.uri.rsplit("/", 1)[-1]: row.rule for row in fates(project).itertuples()}
+    assert collected.snapshot.records == 6
+    result = fates(project)
+    by_file = {row.uri.rsplit("/", 1)[-1]: row.rule for row in result.itertuples()}
     assert by_file == {
         "good.txt": "clean",
         "image.txt": "flagged",
-        "mangled.txt": "garbled",
+        "mangled.txt": "flagged",  # invalid UTF-8: U+FFFD never reaches the training text
+        "latin1.txt": "flagged",
         "empty.md": "length",
         "one-line.txt": "length",
     }
+    details = result.set_index("uri")["detail"].dropna()
+    assert {uri.rsplit("/", 1)[-1]: detail for uri, detail in details.items()}["latin1.txt"] == (
+        "invalid_utf8"
+    )
     assert (project / "data" / "raw.dvc").exists(), "collect must version the raw data"
 
 
@@ -107,3 +114,46 @@ def test_http_feed_with_a_500_and_malformed_lines(project: Path):
     result = fates(project)
     assert sorted(result["rule"]) == ["clean", "flagged", "flagged"]
     assert set(result["detail"].dropna()) == {"malformed_json", "missing_field"}
+
+
+def http_source(server: ScriptedServer, **changes) -> dict:
+    return {
+        "name": "feed",
+        "type": "http",
+        "url": server.url + "/feed",
+        "format": "jsonl",
+        "pagination": "none",
+        "backoff_seconds": 0.01,
+        **changes,
+    }
+
+
+def test_a_failing_source_with_fail_writes_nothing(project: Path):
+    feed = (json.dumps({"text": GOOD}) + "\n").encode()
+    raw = ProjectPaths.at(project).raw
+    with ScriptedServer() as server:
+        server.route("/feed", (200, feed), (500, b"down"))
+        configure(project, [http_source(server)])
+        with disable_run_logger():
+            first = collect.fn(project, load_params(project / "params.yaml"))
+        before = {path.name: path.read_bytes() for path in raw.iterdir()}
+        with disable_run_logger(), pytest.raises(SourceError, match="'feed'.*2 attempts"):
+            collect.fn(project, load_params(project / "params.yaml"))
+    assert first.snapshot.new and first.snapshot.records == 1
+    assert {path.name: path.read_bytes() for path in raw.iterdir()} == before
+
+
+def test_a_cut_off_body_with_skip_is_reported_and_the_last_records_kept(project: Path):
+    feed = (json.dumps({"text": GOOD}) + "\n").encode()
+    cut_off = Reply(body=feed[:20], content_length=len(feed))
+    with ScriptedServer() as server:
+        server.route("/feed", (200, feed), cut_off)
+        configure(project, [http_source(server, on_error="skip")])
+        with disable_run_logger():
+            first = collect.fn(project, load_params(project / "params.yaml"))
+            second = collect.fn(project, load_params(project / "params.yaml"))
+    assert len(server.requests) == 3  # the cut-off body was retried once
+    (report,) = second.report["sources"]
+    assert "'feed'" in report["errors"][0] and "cut off" in report["errors"][0]
+    assert report["carried_forward"] == 1
+    assert not second.snapshot.new and second.snapshot.path == first.snapshot.path

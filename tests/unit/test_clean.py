@@ -86,14 +86,27 @@ def test_flagged_records_with_a_hard_flag_are_quarantined_with_the_flag_as_detai
     raw = raw_frame(
         {"text": prose(1), "flags": "binary"},
         {"text": prose(2), "flags": "invalid_utf8,malformed_json"},
-        {"text": prose(3), "flags": "invalid_utf8"},  # a soft flag: the text is still usable
-        prose(4),
+        prose(3),
     )
     result = clean_records(raw, CleanParams())
     assert quarantined(result, "file://doc0")["rule"] == "flagged"
     assert quarantined(result, "file://doc0")["detail"] == "binary"
-    assert quarantined(result, "file://doc1")["detail"] == "malformed_json"
-    assert sorted(result.records["uri"]) == ["file://doc2", "file://doc3"]
+    assert quarantined(result, "file://doc1")["detail"] == "invalid_utf8,malformed_json"
+    assert sorted(result.records["uri"]) == ["file://doc2"]
+
+
+def test_invalid_utf8_is_quarantined_even_when_the_text_looks_fine() -> None:
+    # One replaced byte in 400 characters passes the garbled rule's printable ratio, but the
+    # U+FFFD must not reach the training text.
+    text = prose(5, words=80) + " caf\ufffd au lait"
+    result = clean_records(
+        raw_frame({"text": text, "flags": "invalid_utf8"}, prose(6)), CleanParams()
+    )
+    row = quarantined(result, "file://doc0")
+    assert (row["rule"], row["detail"], row["text"]) == ("flagged", "invalid_utf8", text)
+    assert list(result.records["uri"]) == ["file://doc1"]
+    assert len(result.records) + len(result.quarantine) == 2
+    assert result.report["quarantined_by_rule"]["flagged"] == 1
 
 
 # --- normalize -------------------------------------------------------------------------

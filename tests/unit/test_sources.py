@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import time
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +14,7 @@ from aigc.data.sources.base import SourceError
 from aigc.data.sources.builtin import read_builtin, split_sections
 from aigc.data.sources.folder import list_files, read_file
 from aigc.data.sources.http import read_http
-from tests.http_fixture import ScriptedServer
+from tests.http_fixture import Reply, ScriptedServer
 
 
 def no_sleep(seconds: float) -> None:
@@ -54,7 +57,7 @@ def test_folder_reads_text_markdown_jsonl_and_csv(tmp_path):
     (inbox / "e.bin").write_bytes(b"not a listed extension")
     source = folder_source()
     records = [
-        record for path in list_files(source, tmp_path) for record in read_file(source, path)
+        record for path in list_files(source, tmp_path).files for record in read_file(source, path)
     ]
     texts = sorted(record.text for record in records)
     assert texts == sorted(
@@ -76,7 +79,7 @@ def test_folder_flags_binary_invalid_utf8_and_keeps_empty_and_huge_files(tmp_pat
     source = folder_source()
     records = {
         record.uri.rsplit("/", 1)[-1]: record
-        for path in list_files(source, tmp_path)
+        for path in list_files(source, tmp_path).files
         for record in read_file(source, path)
     }
     assert records["binary.txt"].flags == ("binary",)
@@ -84,6 +87,17 @@ def test_folder_flags_binary_invalid_utf8_and_keeps_empty_and_huge_files(tmp_pat
     assert "\ufffd" in records["latin1.txt"].text
     assert records["empty.txt"].text == "" and records["empty.txt"].flags == ()
     assert len(records["huge.txt"].text) == 5 * 1024 * 1024
+
+
+def test_invalid_utf8_flags_only_the_records_holding_a_replaced_byte(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    lines = ['{"text": "clean line"}', '{"text": "caf\u00e9 latin-1"}', '{"text": "also clean"}']
+    data = "\n".join(lines).encode("utf-8").replace("caf\u00e9".encode(), b"caf\xe9")
+    (inbox / "feed.jsonl").write_bytes(data)
+    records = list(read_file(folder_source(), inbox / "feed.jsonl"))
+    assert [record.flags for record in records] == [(), ("invalid_utf8",), ()]
+    assert records[1].text == "caf\ufffd latin-1"
 
 
 def test_folder_keeps_malformed_json_lines_as_flagged_records(tmp_path):
@@ -108,8 +122,75 @@ def test_csv_without_the_column_is_a_clear_error(tmp_path):
     assert "csv_column" in message
 
 
+def test_folder_refuses_links_that_lead_outside_it_and_says_why(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("a secret outside the inbox")
+    inbox = tmp_path / "inbox"
+    (inbox / "sub").mkdir(parents=True)
+    (inbox / "real.txt").write_text("a document in the inbox")
+    (inbox / "absolute.txt").symlink_to(outside / "secret.txt")
+    (inbox / "sub" / "relative.txt").symlink_to(Path("..") / ".." / "outside" / "secret.txt")
+    (inbox / "linked-dir").symlink_to(outside, target_is_directory=True)
+    (inbox / "broken.txt").symlink_to(tmp_path / "nowhere.txt")
+    if Path("/etc/passwd").is_file():
+        (inbox / "passwd.txt").symlink_to("/etc/passwd")
+    source = folder_source()
+    listing = list_files(source, tmp_path)
+    texts = [record.text for path in listing.files for record in read_file(source, path)]
+    assert texts == ["a document in the inbox"]
+    refused = {
+        Path(item["path"]).relative_to(inbox.resolve()).as_posix(): item["reason"]
+        for item in listing.refused
+    }
+    expected = {"absolute.txt", "broken.txt", "linked-dir", "sub/relative.txt"}
+    assert set(refused) == expected | ({"passwd.txt"} if "passwd.txt" in refused else set())
+    secret = str((outside / "secret.txt").resolve())
+    assert (
+        secret in refused["sub/relative.txt"] and "outside the folder" in refused["absolute.txt"]
+    )
+    assert (
+        refused["linked-dir"]
+        == f"symbolic link to directory {outside.resolve()}, outside the folder"
+    )
+    assert "broken" in refused["broken.txt"]
+
+
+def test_folder_reads_a_file_linked_inside_it_once_under_its_real_path(tmp_path):
+    inbox = tmp_path / "inbox"
+    (inbox / "sub").mkdir(parents=True)
+    (inbox / ".drafts").mkdir()
+    (inbox / "a.txt").write_text("document a")
+    (inbox / "alias.txt").symlink_to("a.txt")
+    (inbox / "sub" / "b.txt").write_text("document b")
+    (inbox / "sub-again").symlink_to("sub", target_is_directory=True)
+    (inbox / "loop").symlink_to(".", target_is_directory=True)
+    (inbox / ".drafts" / "c.txt").write_text("document c, published through a link")
+    (inbox / "c.txt").symlink_to(Path(".drafts") / "c.txt")
+    listing = list_files(folder_source(), tmp_path)
+    real = inbox.resolve()
+    assert [path.relative_to(real).as_posix() for path in listing.files] == [
+        ".drafts/c.txt",
+        "a.txt",
+        "sub/b.txt",
+    ]
+    assert listing.refused == []
+
+
+def test_folder_reads_a_listed_file_without_following_a_link_put_there_later(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.txt").write_text("document a")
+    (tmp_path / "secret.txt").write_text("secret")
+    (path,) = list_files(folder_source(), tmp_path).files
+    os.replace(inbox / "a.txt", tmp_path / "a.txt")
+    path.symlink_to(tmp_path / "secret.txt")  # swapped between listing and reading
+    with pytest.raises(OSError):
+        list(read_file(folder_source(), path))
+
+
 def test_missing_folder_is_empty_unless_required(tmp_path):
-    assert list_files(folder_source(), tmp_path) == []
+    assert list_files(folder_source(), tmp_path).files == []
     with pytest.raises(SourceError, match="is not a directory"):
         list_files(folder_source(missing_ok=False), tmp_path)
 
@@ -150,7 +231,7 @@ def test_http_404_fails_at_once_naming_source_and_url():
             list(read_http(source, sleep=no_sleep))
     assert len(server.requests) == 1
     assert "'api'" in str(error.value) and "/missing?page=1" in str(error.value)
-    assert "HTTP 404" in str(error.value)
+    assert "HTTP 404" in str(error.value) and "after 1 attempt" in str(error.value)
 
 
 def test_http_gives_up_after_retries_with_the_last_problem():
@@ -179,3 +260,84 @@ def test_http_cursor_pagination_follows_the_cursor():
         server.route("/c?cursor=xyz", (200, page([{"text": "b"}], next_cursor=None)))
         source = HttpSource(name="c", url=server.url + "/c", pagination="cursor")
         assert [record.text for record in read_http(source, sleep=no_sleep)] == ["a", "b"]
+
+
+def test_http_always_500_gets_exactly_retries_plus_one_requests():
+    with ScriptedServer() as server:
+        server.route("/down", (500, b"broken"))
+        source = HttpSource(name="api", url=server.url + "/down", pagination="none")
+        assert source.retries == 1  # one retry by default: retries live here, at one level
+        with pytest.raises(SourceError, match="gave up after 2 attempts; last: HTTP 500"):
+            list(read_http(source, sleep=no_sleep))
+    assert len(server.requests) == 2
+
+
+def test_http_error_after_a_retry_says_how_many_attempts_were_made():
+    with ScriptedServer() as server:
+        server.route("/api", (503, b"busy"), (403, b"forbidden"))
+        source = HttpSource(name="api", url=server.url + "/api", pagination="none")
+        with pytest.raises(SourceError, match="HTTP 403 .*after 2 attempts"):
+            list(read_http(source, sleep=no_sleep))
+    assert len(server.requests) == 2
+
+
+def test_http_cut_off_body_is_retried_then_read():
+    body = page([{"text": "whole"}])
+    with ScriptedServer() as server:
+        server.route("/api", Reply(body=body[:10], content_length=len(body)), (200, body))
+        source = HttpSource(name="api", url=server.url + "/api", pagination="none")
+        records = list(read_http(source, sleep=no_sleep))
+    assert [record.text for record in records] == ["whole"]
+    assert len(server.requests) == 2
+
+
+def test_http_body_always_cut_off_is_a_source_error_naming_source_and_url():
+    body = page([{"text": "whole"}])
+    with ScriptedServer() as server:
+        server.route("/api", Reply(body=body[:10], content_length=len(body)))
+        source = HttpSource(name="api", url=server.url + "/api", pagination="none")
+        with pytest.raises(SourceError) as error:
+            list(read_http(source, sleep=no_sleep))
+    message = str(error.value)
+    assert "'api'" in message and server.url + "/api" in message
+    assert "gave up after 2 attempts" in message and "cut off" in message
+    assert len(server.requests) == 2
+
+
+def test_http_timeout_bounds_the_whole_request_not_each_read():
+    body = page([{"text": "x" * 200}])  # about 220 bytes at 20 per second: 11 s in all
+    with ScriptedServer() as server:
+        server.route("/slow", Reply(body=body, drip_seconds=0.05))
+        source = HttpSource(
+            name="slow", url=server.url + "/slow", pagination="none", timeout_seconds=1
+        )
+        started = time.monotonic()
+        with pytest.raises(SourceError) as error:
+            list(read_http(source, sleep=no_sleep))
+        elapsed = time.monotonic() - started
+    attempts = source.retries + 1
+    assert len(server.requests) == attempts  # a time-out is transient: retried
+    assert elapsed < 3 * source.timeout_seconds * attempts
+    assert "timeout_seconds=1" in str(error.value) and "'slow'" in str(error.value)
+
+
+def test_http_cursor_cycle_stops_naming_the_repeated_cursor():
+    with ScriptedServer() as server:
+        server.route("/c", (200, page([{"text": "a"}], next_cursor="one")))
+        server.route("/c?cursor=one", (200, page([{"text": "b"}], next_cursor="two")))
+        server.route("/c?cursor=two", (200, page([{"text": "c"}], next_cursor="one")))
+        source = HttpSource(name="c", url=server.url + "/c", pagination="cursor", max_pages=50)
+        with pytest.raises(SourceError) as error:
+            list(read_http(source, sleep=no_sleep))
+    assert len(server.requests) == 3
+    assert "'c'" in str(error.value) and "cursor 'one'" in str(error.value)
+
+
+def test_http_page_parameter_ignored_by_the_api_stops_at_the_first_repeat():
+    with ScriptedServer() as server:
+        server.route("/same", (200, page([{"text": "always the same"}])))  # any ?page=N
+        source = HttpSource(name="same", url=server.url + "/same", max_pages=50)
+        with pytest.raises(SourceError) as error:
+            list(read_http(source, sleep=no_sleep))
+    assert len(server.requests) == 2
+    assert "'same'" in str(error.value) and "same records as" in str(error.value)

@@ -12,7 +12,10 @@ Regular expressions run with Python's `re` (text is handled as object dtype) so 
 Unicode word characters whatever string dtype the frame arrived with.
 Each rule can be switched off with `enabled: false`; they run in this order:
 
-1. flagged          quarantine records whose `flags` hold any of HARD_FLAGS.
+1. flagged          quarantine records whose `flags` hold any of HARD_FLAGS (binary,
+                    invalid_utf8, malformed_json, missing_field, not_text); the detail
+                    names the flags. Invalid UTF-8 is quarantined however little of it
+                    there is: its U+FFFD would otherwise pass `garbled` and be trained on.
 2. normalize        Unicode NFC (or NFKC); \\r\\n and \\r become \\n; trailing spaces go; runs
                     of blank lines fold into one; with fold_whitespace, runs of spaces and tabs
                     after a line's first non-blank character become one space (leading

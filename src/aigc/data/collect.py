@@ -7,8 +7,15 @@ sources twice yields the same frame, and `write_snapshot` then writes nothing: u
 inputs leave the raw data, and so the data version, unchanged.
 
 Snapshots are `data/raw/snapshot-<UTC time>.parquet`, written once and never modified; the
-clean stage reads the newest. Each source's `on_error` decides what a failure does: `fail`
-stops the collection with an error naming the source, `skip` goes on and records it.
+clean stage reads the newest. Each source's `on_error` decides what a failure does:
+- `fail` stops the collection with an error naming the source; nothing is written.
+- `skip` goes on, and the source (for a folder: the file) that failed keeps its records of
+  the previous snapshot, unchanged: a source that is down never empties the dataset. What
+  was read before the failure (pages 1-2 of an API failing on page 3) is dropped, so a
+  source is never half old, half new. Per source, the report counts `carried_forward` and
+  `partial_dropped` records beside `errors`, and lists what a folder `refused` to read.
+A collection that ends with no record at all is an error naming every source and why it
+gave nothing (`NothingCollected`); no snapshot is written.
 """
 
 from __future__ import annotations
@@ -17,10 +24,11 @@ import hashlib
 import io
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 
@@ -28,19 +36,25 @@ from aigc.config import BuiltinSource, FolderSource, HttpSource
 from aigc.data.records import RAW_COLUMNS, RAW_SCHEMA, check, text_id
 from aigc.data.sources.base import SourceError, SourceRecord
 from aigc.data.sources.builtin import read_builtin
-from aigc.data.sources.folder import list_files, read_file
+from aigc.data.sources.folder import list_files, read_file, source_folder
 from aigc.data.sources.http import read_http
+from aigc.errors import UserError
 
 SNAPSHOT_GLOB = "snapshot-*.parquet"
+T = TypeVar("T")
+AnySource = BuiltinSource | FolderSource | HttpSource
 
 
 @dataclass
 class SourceOutcome:
     name: str
     type: str
-    records: int = 0
+    records: int = 0  # read in this collection
     flagged: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    refused: list[dict[str, str]] = field(default_factory=list)  # folder: {path, reason}
+    carried_forward: int = 0  # kept from the previous snapshot for what failed (skip)
+    partial_dropped: int = 0  # read before a failure, dropped for the carried records
     seconds: float = 0.0
 
 
@@ -53,6 +67,7 @@ class Collection:
     def report(self) -> dict:
         return {
             "records": len(self.frame),
+            "carried_forward": sum(outcome.carried_forward for outcome in self.sources),
             "sources": [vars(outcome) for outcome in self.sources],
         }
 
@@ -67,46 +82,107 @@ class RawSnapshot:
     new: bool
 
 
+class NothingCollected(SourceError):
+    """No source gave a record, and none had records of an earlier snapshot to keep."""
+
+    def __init__(self, names: list[str], reasons: list[str]) -> None:
+        self.source = ", ".join(names)
+        self.location = "collect.sources"
+        self.problem = "nothing was collected"
+        lines = [f"  - {reason}" for reason in reasons] or ["  - no sources are configured"]
+        UserError.__init__(
+            self,
+            "nothing was collected, so no snapshot was written:\n"
+            + "\n".join(lines)
+            + "\nFix: put documents in the folder sources, fix the failing sources, or add a "
+            "source under collect.sources in params.yaml.",
+        )
+
+
 def collect_sources(
-    sources: Iterable[BuiltinSource | FolderSource | HttpSource],
+    sources: Iterable[AnySource],
     root: Path,
     now: datetime | None = None,
     previous: pd.DataFrame | None = None,
 ) -> Collection:
     """Read all sources; raise SourceError for a failing source whose on_error is `fail`."""
     timestamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sources = tuple(sources)
+    if previous is None:
+        previous = pd.DataFrame(columns=RAW_COLUMNS)
     rows: list[dict] = []
+    carried: list[pd.DataFrame] = []
     outcomes = []
     for source in sources:
         outcome = SourceOutcome(name=source.name, type=source.type)
         started = time.perf_counter()
-        for record in _read_source(source, root, outcome):
+        earlier = previous[previous["source"] == source.name][RAW_COLUMNS]
+        records, kept = _read_source(source, root, outcome, earlier)
+        for record in records:
             rows.append(_row(source, record))
-            outcome.records += 1
             for flag in record.flags:
                 outcome.flagged[flag] = outcome.flagged.get(flag, 0) + 1
+        outcome.records = len(records)
+        outcome.carried_forward = len(kept)
+        carried += [kept] if len(kept) else []
         outcome.seconds = round(time.perf_counter() - started, 3)
         outcomes.append(outcome)
-    frame = pd.DataFrame(rows, columns=RAW_COLUMNS)
-    frame = _carry_collected_at(frame, previous, timestamp)
+    fresh = _carry_collected_at(pd.DataFrame(rows, columns=RAW_COLUMNS), previous, timestamp)
+    frame = pd.concat([fresh, *carried], ignore_index=True) if carried else fresh
+    if frame.empty:
+        reasons = [
+            _why_nothing(source, outcome, root)
+            for source, outcome in zip(sources, outcomes, strict=True)
+        ]
+        raise NothingCollected([source.name for source in sources], reasons)
+    frame = frame.astype(dict.fromkeys(RAW_COLUMNS, "str"))
     frame = frame.sort_values(["source", "uri"], kind="stable").reset_index(drop=True)
     check(frame, RAW_SCHEMA, "collect")
     return Collection(frame=frame, sources=tuple(outcomes))
 
 
-def _read_source(source, root: Path, outcome: SourceOutcome) -> Iterator[SourceRecord]:
-    """The records of one source, applying its on_error policy to failures."""
-    if isinstance(source, FolderSource):
-        files = _guarded(source, outcome, lambda: list_files(source, root))
-        for path in files or []:
-            records = _guarded(source, outcome, lambda path=path: list(read_file(source, path)))
-            yield from records or []
-        return
-    reader = read_builtin if isinstance(source, BuiltinSource) else read_http
-    yield from _guarded(source, outcome, lambda: list(reader(source))) or []
+def _read_source(
+    source: AnySource, root: Path, outcome: SourceOutcome, earlier: pd.DataFrame
+) -> tuple[list[SourceRecord], pd.DataFrame]:
+    """(records read, records of `earlier` kept for what failed), applying on_error."""
+    if not isinstance(source, FolderSource):
+        reader = read_builtin if isinstance(source, BuiltinSource) else read_http
+        records = _read_all(source, outcome, lambda: reader(source))
+        return (records, earlier.iloc[:0]) if records is not None else ([], earlier)
+    listing = _guarded(source, outcome, lambda: list_files(source, root))
+    if listing is None:
+        return [], earlier
+    outcome.refused = listing.refused
+    records, failed_uris = [], []
+    for path in listing.files:
+        read = _read_all(source, outcome, lambda path=path: read_file(source, path))
+        if read is None:
+            failed_uris.append(path.as_uri())
+        records += read or []
+    # a file's records have uri `file:///…/name` or, one per line or row, `file:///…/name#L3`
+    file_uri = earlier["uri"].astype(object).str.split("#", n=1).str[0]
+    return records, earlier[file_uri.isin(failed_uris)]
 
 
-def _guarded(source, outcome: SourceOutcome, read: Callable[[], list]) -> list | None:
+def _read_all(
+    source: AnySource, outcome: SourceOutcome, read: Callable[[], Iterable[SourceRecord]]
+) -> list[SourceRecord] | None:
+    """Every record `read()` yields, or None on a skipped failure (what it got is counted)."""
+    got: list[SourceRecord] = []
+
+    def consume() -> list[SourceRecord]:
+        for record in read():
+            got.append(record)
+        return got
+
+    records = _guarded(source, outcome, consume)
+    if records is None:
+        outcome.partial_dropped += len(got)
+    return records
+
+
+def _guarded(source: AnySource, outcome: SourceOutcome, read: Callable[[], T]) -> T | None:
+    """`read()`, or None with the error recorded when it fails and on_error is `skip`."""
     try:
         return read()
     except SourceError as error:
@@ -120,6 +196,22 @@ def _guarded(source, outcome: SourceOutcome, read: Callable[[], list]) -> list |
             raise wrapped from error
         outcome.errors.append(str(wrapped))
         return None
+
+
+def _why_nothing(source: AnySource, outcome: SourceOutcome, root: Path) -> str:
+    """One line for NothingCollected: the source, where it reads, and why it gave nothing."""
+    if isinstance(source, FolderSource):
+        where = f"folder {source_folder(source, root)}"
+        empty = "no " + ", ".join(source.extensions) + " files"
+    elif isinstance(source, HttpSource):
+        where, empty = source.url, "the API returned no records"
+    else:
+        where, empty = "builtin", "nothing matched `include` / `exclude_packages`"
+    if outcome.errors:
+        empty = f"failed (on_error: skip) and no earlier records: {outcome.errors[-1]}"
+    elif outcome.refused:
+        empty += f"; refused {len(outcome.refused)} entries (see the report)"
+    return f"{source.name!r} ({where}): {empty}"
 
 
 def _row(source, record: SourceRecord) -> dict:

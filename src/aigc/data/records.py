@@ -34,7 +34,8 @@ LABEL_COLUMNS = ["label", "label_confidence", "labeling_functions"]
 SPLITS = ("train", "validation", "test")
 
 # Flags that make a record unusable as text; the clean stage's `flagged` rule quarantines them.
-HARD_FLAGS = frozenset({"binary", "malformed_json", "missing_field", "not_text"})
+# invalid_utf8 is one: the decoder put U+FFFD where the bytes were, which must not be trained on.
+HARD_FLAGS = frozenset({"binary", "invalid_utf8", "malformed_json", "missing_field", "not_text"})
 
 _SPACE_RUN = re.compile(r"[ \t\f\v\u00a0]+")
 _BLANK_LINES = re.compile(r"\n{3,}")

@@ -5,12 +5,21 @@ This is the inbox where new data lands between scheduled runs. Per file type:
 - .jsonl: one record per line, text in the configured field (`jsonl_field`);
 - .csv: one record per row, text in the configured column (`csv_column`).
 
+`list_files` says what is read and what is refused. Nothing outside the folder is read: a
+symbolic link (to a file or a directory) whose target resolves outside it, broken links and
+anything that is not a regular file are refused and reported with the reason. Links inside
+the folder are followed once: each file is read once, under its real path, however many
+links lead to it; linked directories are never entered (their target is in the folder and
+read anyway, or outside it and refused), so a link cannot make a cycle. Hidden files are
+skipped. Files are opened without following a link swapped in after listing.
+
 Nothing is dropped silently. A file that is not text (NUL bytes) becomes a record flagged
-`binary`; invalid UTF-8 is replaced and the record flagged `invalid_utf8`; a JSON line that
-does not parse, or lacks the field, becomes a record flagged `malformed_json` or
-`missing_field` holding the raw line. The clean stage quarantines these with their reason.
+`binary`; invalid UTF-8 is replaced (U+FFFD) and the records whose text holds a replaced byte
+are flagged `invalid_utf8` (one bad line does not flag the rest of a .jsonl or .csv file); a
+JSON line that does not parse, or lacks the field, becomes a record flagged `malformed_json`
+or `missing_field` holding the raw line. The clean stage quarantines these with their reason.
 A CSV without the configured column cannot be read row by row: it raises `SourceError`
-naming the file, the columns it has and the setting to change. Hidden files are skipped.
+naming the file, the columns it has and the setting to change.
 """
 
 from __future__ import annotations
@@ -18,7 +27,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aigc.config import FolderSource
@@ -27,16 +38,25 @@ from aigc.data.sources.base import SourceError, SourceRecord
 _SNIFF_BYTES = 8192
 
 
-def list_files(source: FolderSource, root: Path) -> list[Path]:
-    """The files the source reads, in a stable order."""
-    folder = (
-        (root / source.path).resolve()
-        if not Path(source.path).is_absolute()
-        else Path(source.path)
-    )
+@dataclass(frozen=True)
+class Listing:
+    """The files a folder source reads (real paths, each once, sorted) and what it refuses."""
+
+    files: list[Path] = field(default_factory=list)
+    refused: list[dict[str, str]] = field(default_factory=list)  # {"path": ..., "reason": ...}
+
+
+def source_folder(source: FolderSource, root: Path) -> Path:
+    """The source's folder, resolved (relative paths are relative to the project root)."""
+    return (root / source.path).resolve()  # an absolute `path` ignores `root`
+
+
+def list_files(source: FolderSource, root: Path) -> Listing:
+    """What the source reads, in a stable order, and the entries it refuses, with reasons."""
+    folder = source_folder(source, root)
     if not folder.is_dir():
         if source.missing_ok and not folder.exists():
-            return []
+            return Listing()
         raise SourceError(
             source.name,
             str(folder),
@@ -44,18 +64,49 @@ def list_files(source: FolderSource, root: Path) -> list[Path]:
             "create it, or point `path` of this source at an existing folder",
         )
     extensions = {extension.lower() for extension in source.extensions}
-    return sorted(
-        path
-        for path in folder.rglob("*")
-        if path.is_file()
-        and path.suffix.lower() in extensions
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    )
+    files: set[Path] = set()
+    refused: list[dict[str, str]] = []
+    # followlinks=False: a linked directory is listed in `directories` but never entered.
+    for directory, directories, names in os.walk(folder):
+        here = Path(directory)
+        directories[:] = sorted(name for name in directories if not name.startswith("."))
+        for name in directories:
+            if (here / name).is_symlink():
+                _, problem = _target(here / name, folder, "directory ")
+                if problem:
+                    refused.append({"path": str(here / name), "reason": problem})
+        for name in sorted(names):
+            path = here / name
+            if name.startswith(".") or path.suffix.lower() not in extensions:
+                continue
+            target, problem = _target(path, folder)
+            if problem:
+                refused.append({"path": str(path), "reason": problem})
+            elif not target.is_file():
+                refused.append({"path": str(path), "reason": "not a regular file"})
+            else:
+                files.add(target)
+    refused.sort(key=lambda item: item["path"])
+    return Listing(files=sorted(files), refused=refused)
+
+
+def _target(path: Path, folder: Path, kind: str = "") -> tuple[Path, str]:
+    """(real path, "") for an entry inside `folder`, else (path, why it is refused)."""
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):  # RuntimeError: a link loop, on Python < 3.13
+        try:
+            return path, f"broken symbolic link (to {os.readlink(path)})"
+        except OSError:
+            return path, "disappeared while the folder was listed"
+    if not target.is_relative_to(folder):
+        return path, f"symbolic link to {kind}{target}, outside the folder"
+    return target, ""
 
 
 def read_file(source: FolderSource, path: Path) -> Iterator[SourceRecord]:
     """The records of one file; raises SourceError for a file that cannot be read at all."""
-    data = path.read_bytes()
+    data = _read_no_follow(path)
     uri = path.as_uri()
     meta = {"path": str(path), "bytes": len(data)}
     if b"\x00" in data[:_SNIFF_BYTES]:
@@ -72,12 +123,29 @@ def read_file(source: FolderSource, path: Path) -> Iterator[SourceRecord]:
         yield SourceRecord(text=text, uri=uri, meta=meta, flags=flags)
 
 
+def _read_no_follow(path: Path) -> bytes:
+    """The bytes of `path`; OSError if it has become a symbolic link since it was listed."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(descriptor, "rb") as handle:
+        return handle.read()
+
+
 def decode(data: bytes) -> tuple[str, tuple[str, ...]]:
     """UTF-8 text, with invalid bytes replaced (U+FFFD) and flagged rather than fatal."""
     try:
         return data.decode("utf-8"), ()
     except UnicodeDecodeError:
         return data.decode("utf-8", errors="replace"), ("invalid_utf8",)
+
+
+def record_flags(text: str, flags: tuple[str, ...]) -> tuple[str, ...]:
+    """The flags of a whole file or page that apply to one record cut from it.
+
+    `invalid_utf8` only applies where the record's text holds a replaced byte (U+FFFD).
+    """
+    if "invalid_utf8" in flags and "\ufffd" not in text:
+        return tuple(flag for flag in flags if flag != "invalid_utf8")
+    return flags
 
 
 def _jsonl_records(
@@ -97,7 +165,8 @@ def json_line_record(
         item = json.loads(line)
     except json.JSONDecodeError as error:
         detail = {**meta, "error": f"invalid JSON: {error.msg} at column {error.colno}"}
-        return SourceRecord(text=line, uri=uri, meta=detail, flags=(*flags, "malformed_json"))
+        flags = (*record_flags(line, flags), "malformed_json")
+        return SourceRecord(text=line, uri=uri, meta=detail, flags=flags)
     return json_item_record(item, uri, field, meta, flags, raw=line)
 
 
@@ -108,15 +177,17 @@ def json_item_record(
     raw = raw or json.dumps(item, ensure_ascii=False)
     if not isinstance(item, dict) or not isinstance(item.get(field), str):
         problem = "not an object" if not isinstance(item, dict) else f"no string field {field!r}"
-        return SourceRecord(
-            text=raw, uri=uri, meta={**meta, "error": problem}, flags=(*flags, "missing_field")
-        )
+        flags = (*record_flags(raw, flags), "missing_field")
+        return SourceRecord(text=raw, uri=uri, meta={**meta, "error": problem}, flags=flags)
     extra = {
         key: value
         for key, value in item.items()
         if key != field and isinstance(value, str | int | float | bool)
     }
-    return SourceRecord(text=item[field], uri=uri, meta={**meta, **extra}, flags=flags)
+    text = item[field]
+    return SourceRecord(
+        text=text, uri=uri, meta={**meta, **extra}, flags=record_flags(text, flags)
+    )
 
 
 def _csv_records(
@@ -136,5 +207,8 @@ def _csv_records(
         text_value = row.get(source.csv_column) or ""
         extra = {key: value for key, value in row.items() if key and key != source.csv_column}
         yield SourceRecord(
-            text=text_value, uri=f"{uri}#L{number}", meta={**meta, **extra}, flags=flags
+            text=text_value,
+            uri=f"{uri}#L{number}",
+            meta={**meta, **extra},
+            flags=record_flags(text_value, flags),
         )
