@@ -70,7 +70,7 @@ def data_collect(params_file: ParamsOption = None, overrides: SetOption = None) 
 
     params = _params(params_file, overrides)
     collected = collect(ProjectPaths.at(_root()), params)
-    table = Table("source", "type", "records", "flagged", "errors", "seconds")
+    table = Table("source", "type", "records", "flagged", "refused", "carried", "errors", "s")
     for source in collected.report["sources"]:
         flagged = ", ".join(f"{key} {value}" for key, value in source["flagged"].items())
         table.add_row(
@@ -78,6 +78,8 @@ def data_collect(params_file: ParamsOption = None, overrides: SetOption = None) 
             source["type"],
             str(source["records"]),
             flagged or "-",
+            "\n".join(entry["path"] for entry in source.get("refused", [])) or "-",
+            str(source.get("carried_forward", 0)),
             "\n".join(source["errors"]) or "-",
             f"{source['seconds']:.1f}",
         )

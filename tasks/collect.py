@@ -32,6 +32,16 @@ def collect(root: Path, params: Params) -> CollectedSnapshot:
         )
         for error in source["errors"]:
             logger.warning("skipped (on_error: skip): %s", error)
+        for entry in source.get("refused", []):
+            logger.warning("refused %s: %s", entry["path"], entry["reason"])
+        if source.get("carried_forward") or source.get("partial_dropped"):
+            logger.warning(
+                "source %s failed: kept its %d records from the previous snapshot, dropped "
+                "the %d read before the failure",
+                source["name"],
+                source.get("carried_forward", 0),
+                source.get("partial_dropped", 0),
+            )
     snapshot = collected.snapshot
     state = "new snapshot" if snapshot.new else "no change since"
     logger.info("%s %s: %d records", state, snapshot.path.name, snapshot.records)
