@@ -371,6 +371,7 @@ print(json.dumps([list(model.predict(frame)), list(model.predict(frame))]))
 """
 
 
+@pytest.mark.slow  # a fresh Python process importing mlflow and torch: ~5 s
 def test_pyfunc_in_a_fresh_process_matches_generate(
     logged: dict, generator: TextGenerator, tmp_path: Path
 ) -> None:
