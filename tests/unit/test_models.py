@@ -137,6 +137,47 @@ def test_generate_is_determined_by_the_generator_seed(family: str) -> None:
     assert model.training  # generate restores the mode it found
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("prompt_length", [3, BLOCK + 5])
+def test_cached_sampling_gives_the_tokens_of_rerunning_the_whole_context(
+    family: str, prompt_length: int
+) -> None:
+    """The KV cache (GPT) / carried state (LSTM) samples what the full re-run samples, across
+    the point where the context outgrows block_size and is cropped, for several seeds."""
+    model = tiny(family).train()  # generate switches to eval itself; dropout must not matter
+    prompt = torch.randint(
+        0, VOCAB, (3, prompt_length), generator=torch.Generator().manual_seed(1)
+    )
+    for seed in range(4):
+        runs = [
+            generate(
+                model,
+                prompt,
+                BLOCK + 8,  # past block_size: the cropped re-start is exercised too
+                temperature=0.9,
+                top_k=20,
+                generator=torch.Generator().manual_seed(seed),
+                use_cache=use_cache,
+            )
+            for use_cache in (True, False)
+        ]
+        assert torch.equal(runs[0], runs[1]), f"seed {seed}"
+    greedy = [generate(model, prompt, 12, temperature=0, use_cache=flag) for flag in (True, False)]
+    assert torch.equal(greedy[0], greedy[1])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_step_gives_the_last_positions_logits_of_forward(family: str) -> None:
+    model = tiny(family).eval()
+    idx = torch.randint(0, VOCAB, (2, 10), generator=torch.Generator().manual_seed(2))
+    full = model(idx)[0]  # (B, T, V)
+    logits, state = model.step(idx[:, :6])
+    torch.testing.assert_close(logits, full[:, 5], rtol=1e-4, atol=1e-5)
+    for position in range(6, 10):
+        logits, state = model.step(idx[:, position : position + 1], state)
+        torch.testing.assert_close(logits, full[:, position], rtol=1e-4, atol=1e-5)
+
+
 def test_generate_crops_context_to_block_size_and_stops_at_eos() -> None:
     model = tiny("gpt")
     prompt = torch.randint(0, VOCAB, (2, BLOCK), generator=torch.Generator().manual_seed(0))

@@ -133,14 +133,18 @@ def generate(
     top_k: int | None = None,
     generator: torch.Generator | None = None,
     eos_id: int | None = None,
+    use_cache: bool = True,
 ) -> torch.Tensor:
     """Continue `prompt_ids` (B, T) by sampling up to `max_new_tokens` tokens; returns (B, T+N).
 
-    Works for any family through `forward`: the context is cropped to `config.block_size` and
-    the whole context is re-run each step (simple, and cheap at the sizes we sample). The
-    randomness comes only from `generator` (on the model's device), so the same generator seed
-    gives the same text. `temperature=0` is greedy decoding. With `eos_id`, a row that has
-    produced it keeps producing it, and sampling stops once every row has.
+    The context is cropped to `config.block_size`. A family with a `step(idx, state) ->
+    (last logits (B, V), state)` method (GPT: a key/value cache; LSTM: its hidden state) is fed
+    one new token per step while the context fits in block_size, and re-started from the
+    cropped context once it does not; the tokens are those of re-running the whole context
+    every step (`use_cache=False`, the path of a family without `step`), only cheaper. The
+    randomness comes only from `generator`, so the same seed gives the same text.
+    `temperature=0` is greedy decoding. With `eos_id`, a row that has produced it keeps
+    producing it, and sampling stops once every row has.
     """
     if prompt_ids.dim() == 1:
         prompt_ids = prompt_ids.unsqueeze(0)
@@ -148,26 +152,27 @@ def generate(
         raise ValueError(f"prompt_ids must be (B, T) with T >= 1, got {tuple(prompt_ids.shape)}")
     if temperature < 0:
         raise ValueError(f"temperature={temperature} must be >= 0 (0 means greedy)")
-    block_size = unwrap_model(model).config.block_size
+    module = unwrap_model(model)
+    block_size = module.config.block_size
+    stepper = getattr(module, "step", None) if use_cache else None
     device = next(model.parameters()).device
     idx = prompt_ids.to(device)  # (B, T)
     finished = torch.zeros(idx.size(0), dtype=torch.bool, device=device)  # (B,)
     was_training = model.training
     model.eval()
+    state, cached = None, 0  # the family's state, and how many positions it holds
     try:
         for _ in range(max_new_tokens):
-            context = idx[:, -block_size:]  # (B, min(T, block_size))
-            logits, _ = model(context)
-            logits = logits[:, -1, :].float()  # (B, V)
-            if temperature == 0:
-                next_id = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
-            else:
-                logits = logits / temperature
-                if top_k is not None:
-                    kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
-                    logits = logits.masked_fill(logits < kth, float("-inf"))
-                probs = torch.softmax(logits, dim=-1)
-                next_id = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+            if stepper is None:
+                logits = model(idx[:, -block_size:])[0][:, -1, :]  # (B, V)
+            elif state is not None and cached < block_size:
+                logits, state = stepper(idx[:, -1:], state)  # (B, V): one new position
+                cached += 1
+            else:  # the first step, or the context outgrew block_size: start again, cropped
+                context = idx[:, -block_size:]  # (B, min(T, block_size))
+                logits, state = stepper(context)
+                cached = context.size(1)
+            next_id = _sample(logits.float(), temperature, top_k, generator)  # (B, 1)
             if eos_id is not None:
                 next_id = next_id.masked_fill(finished.unsqueeze(1), eos_id)
                 finished |= next_id.squeeze(1) == eos_id
@@ -177,3 +182,17 @@ def generate(
     finally:
         model.train(was_training)
     return idx
+
+
+def _sample(
+    logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None
+) -> torch.Tensor:
+    """One token id per row of (B, V) logits: greedy at temperature 0, else top-k sampling."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+    logits = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)  # (B, V)
+    return torch.multinomial(probs, 1, generator=generator)  # (B, 1)

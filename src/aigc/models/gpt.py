@@ -50,6 +50,20 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y))  # (B, T, C)
 
+    def step(
+        self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Attention of the new positions `x` (B, T, C) over the cached keys and values too."""
+        B, T, C = x.size()  # (B, T, C)
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, T, C)
+        q, k, v = (z.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for z in (q, k, v))
+        if past is not None:  # (B, nh, L, hs) each: the positions already seen
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        # A prompt attends causally; one new token attends to everything before it.
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=past is None)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.c_proj(y), (k, v)
+
 
 class MLP(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
@@ -75,6 +89,11 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))  # (B, T, C)
         return x + self.mlp(self.ln_2(x))  # (B, T, C)
+
+    def step(self, x: torch.Tensor, past: tuple | None) -> tuple[torch.Tensor, tuple]:
+        attended, present = self.attn.step(self.ln_1(x), past)
+        x = x + attended  # (B, T, C)
+        return x + self.mlp(self.ln_2(x)), present  # (B, T, C)
 
 
 class GPT(nn.Module):
@@ -134,6 +153,26 @@ class GPT(nn.Module):
         if targets is not None:
             loss = next_token_loss(logits, targets)  # scalar
         return logits, loss
+
+    def step(
+        self, idx: torch.Tensor, cache: list[tuple] | None = None
+    ) -> tuple[torch.Tensor, list[tuple]]:
+        """Logits of the LAST position only, (B, V), for sampling: `idx` (B, T) are the new
+        tokens, `cache` the keys and values of the positions before them (None: none). The
+        positions so far may not exceed block_size; the caller re-starts from a cropped
+        context when they would (aigc.models.base.generate does)."""
+        B, T = idx.size()  # (B, T)
+        start = 0 if cache is None else cache[0][0].size(2)
+        if start + T > self.config.block_size:
+            raise ValueError(f"{start + T} positions exceed block_size {self.config.block_size}")
+        position = torch.arange(start, start + T, dtype=torch.long, device=idx.device)  # (T,)
+        x = self.transformer.wte(idx) + self.transformer.wpe(position)  # (B, T, C)
+        present = []
+        for index, block in enumerate(self.transformer.h):
+            x, layer_cache = block.step(x, None if cache is None else cache[index])
+            present.append(layer_cache)
+        x = self.transformer.ln_f(x[:, -1, :])  # (B, C)
+        return self.lm_head(x), present  # (B, V)
 
 
 FAMILY = ModelFamily(name="gpt", config_class=GPTConfig, model_class=GPT)

@@ -79,5 +79,12 @@ class LSTMLanguageModel(nn.Module):
             loss = next_token_loss(logits, targets)  # scalar
         return logits, loss
 
+    def step(self, idx: torch.Tensor, state: tuple | None = None) -> tuple[torch.Tensor, tuple]:
+        """Logits of the LAST position only, (B, V), carrying the hidden state: `idx` (B, T) are
+        the new tokens, `state` the (h, c) after the tokens before them (None: a zero state)."""
+        x = self.embedding(idx) * self.input_scale  # (B, T, E)
+        hidden, state = self.lstm(x, state)  # (B, T, H)
+        return self.decoder(self.projection(hidden[:, -1, :])), state  # (B, V)
+
 
 FAMILY = ModelFamily(name="lstm", config_class=LSTMConfig, model_class=LSTMLanguageModel)
