@@ -31,7 +31,6 @@ from pydantic import (
 
 from aigc.errors import UserError
 from aigc.models.configs import DEFAULT_FAMILY, FAMILY_CONFIGS, ModelConfig, with_default_family
-from aigc.registry.decide import PromotionPolicy
 
 DEFAULT_PARAMS_FILE = "params.yaml"
 
@@ -286,6 +285,43 @@ class TrackingParams(Section):
     tracking_uri: str = "sqlite:///mlflow/mlflow.db"
     artifact_root: str = "mlflow/artifacts"
     experiment: str = "aigc-text"
+
+
+Direction = Literal["minimize", "maximize"]
+
+
+class GuardRule(BaseModel):
+    """A metric that must not get worse by more than `tolerance` (absolute, or a fraction of
+    the champion's value when `relative`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    direction: Direction = "maximize"
+    tolerance: float = Field(default=0.0, ge=0.0)
+    relative: bool = False
+
+
+def _default_guards() -> dict[str, GuardRule]:
+    return {
+        "label_control_accuracy": GuardRule(direction="maximize", tolerance=0.05),
+        "distinct_2": GuardRule(direction="maximize", tolerance=0.05),
+    }
+
+
+class PromotionPolicy(BaseModel):
+    """When a challenger replaces the champion (see the module docstring for each check)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    primary_metric: str = "test_bits_per_character"
+    direction: Direction = "minimize"
+    min_absolute_improvement: float = Field(default=0.0, ge=0.0)
+    min_relative_improvement: float = Field(default=0.01, ge=0.0)
+    guard_metrics: dict[str, GuardRule] = Field(default_factory=_default_guards)
+    bootstrap_samples: int = Field(default=1000, ge=0)
+    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
+    seed: int = 0
+    baseline_metric: str | None = "unigram_bits_per_character"
 
 
 class RegistryParams(Section):

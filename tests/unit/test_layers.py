@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.conftest import REPO
@@ -48,3 +51,27 @@ def test_ray_and_mlflow_each_have_one_home_in_the_library():
         if package in imported_roots(path) and str(path.relative_to(library)) not in homes
     ]
     assert stray == []
+
+
+LIGHT_COMMAND = """
+import sys
+sys.argv = ["aigc", *sys.argv[1:]]
+import cli.main
+try:
+    cli.main.main()
+except SystemExit:
+    pass
+print("heavy:", sorted(name for name in ("torch", "ray") if name in sys.modules))
+"""
+
+
+def test_help_and_registry_show_import_neither_torch_nor_ray(tmp_path):
+    for args in (["--help"], ["registry", "show"]):
+        result = subprocess.run(
+            [sys.executable, "-c", LIGHT_COMMAND, *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        assert result.stdout.strip().splitlines()[-1] == "heavy: []", result.stdout + result.stderr

@@ -6,25 +6,25 @@ the text families; `checkpoint` saves a model with its config so it reloads with
 file. Families are imported on first use.
 """
 
-from aigc.models.base import (
-    ModelFamily,
-    build_model,
-    family_names,
-    generate,
-    get_family,
-    register_family,
-    unwrap_model,
-)
-from aigc.models.checkpoint import load_model, save_checkpoint
+# Attributes resolve on first use, so importing aigc.models.configs (the schema, read by
+# every command) does not import torch.
+_EXPORTS = {
+    "ModelFamily": "aigc.models.base",
+    "build_model": "aigc.models.base",
+    "family_names": "aigc.models.base",
+    "generate": "aigc.models.base",
+    "get_family": "aigc.models.base",
+    "register_family": "aigc.models.base",
+    "unwrap_model": "aigc.models.base",
+    "load_model": "aigc.models.checkpoint",
+    "save_checkpoint": "aigc.models.checkpoint",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = [
-    "ModelFamily",
-    "build_model",
-    "family_names",
-    "generate",
-    "get_family",
-    "load_model",
-    "register_family",
-    "save_checkpoint",
-    "unwrap_model",
-]
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'aigc.models' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -53,52 +53,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
-Direction = Literal["minimize", "maximize"]
+from aigc.config import Direction, GuardRule, PromotionPolicy
 
 # Counts entries per resampling chunk: bounds memory at ~16 MB however many documents there are.
 _CHUNK_ENTRIES = 2_000_000
 # Thresholds are compared with this slack so that e.g. 0.80 - 0.75 counts as exactly 0.05.
 _SLACK = 1e-12
-
-
-class GuardRule(BaseModel):
-    """A metric that must not get worse by more than `tolerance` (absolute, or a fraction of
-    the champion's value when `relative`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    direction: Direction = "maximize"
-    tolerance: float = Field(default=0.0, ge=0.0)
-    relative: bool = False
-
-
-def _default_guards() -> dict[str, GuardRule]:
-    return {
-        "label_control_accuracy": GuardRule(direction="maximize", tolerance=0.05),
-        "distinct_2": GuardRule(direction="maximize", tolerance=0.05),
-    }
-
-
-class PromotionPolicy(BaseModel):
-    """When a challenger replaces the champion (see the module docstring for each check)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    primary_metric: str = "test_bits_per_character"
-    direction: Direction = "minimize"
-    min_absolute_improvement: float = Field(default=0.0, ge=0.0)
-    min_relative_improvement: float = Field(default=0.01, ge=0.0)
-    guard_metrics: dict[str, GuardRule] = Field(default_factory=_default_guards)
-    bootstrap_samples: int = Field(default=1000, ge=0)
-    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
-    seed: int = 0
-    baseline_metric: str | None = "unigram_bits_per_character"
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
