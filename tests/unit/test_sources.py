@@ -341,3 +341,23 @@ def test_http_page_parameter_ignored_by_the_api_stops_at_the_first_repeat():
             list(read_http(source, sleep=no_sleep))
     assert len(server.requests) == 2
     assert "'same'" in str(error.value) and "same records as" in str(error.value)
+
+
+def test_builtin_source_is_cached_by_what_determines_it(tmp_path, monkeypatch):
+    import ast
+
+    from aigc.data.sources import builtin
+
+    source = BuiltinSource(name="stdlib", include=("topics",))
+    first = list(builtin.read_builtin(source, tmp_path))
+    assert len(list(tmp_path.glob("builtin-*.json"))) == 1
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("an unchanged installation must not be parsed again")
+
+    monkeypatch.setattr(ast, "parse", no_parsing)
+    monkeypatch.setattr(builtin, "split_sections", no_parsing)
+    assert list(builtin.read_builtin(source, tmp_path)) == first
+    monkeypatch.undo()
+    other = BuiltinSource(name="stdlib", include=("topics",), exclude_packages=("email",))
+    assert builtin._cache_key(other) != builtin._cache_key(source), "settings are in the key"

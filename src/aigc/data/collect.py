@@ -146,8 +146,11 @@ def _read_source(
 ) -> tuple[list[SourceRecord], pd.DataFrame]:
     """(records read, records of `earlier` kept for what failed), applying on_error."""
     if not isinstance(source, FolderSource):
-        reader = read_builtin if isinstance(source, BuiltinSource) else read_http
-        records = _read_all(source, outcome, lambda: reader(source))
+        if isinstance(source, BuiltinSource):
+            cache = root / ".aigc" / "cache"  # parsing CPython's sources takes seconds
+            records = _read_all(source, outcome, lambda: read_builtin(source, cache))
+        else:
+            records = _read_all(source, outcome, lambda: read_http(source))
         return (records, earlier.iloc[:0]) if records is not None else ([], earlier)
     listing = _guarded(source, outcome, lambda: list_files(source, root))
     if listing is None:

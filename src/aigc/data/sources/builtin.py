@@ -5,12 +5,20 @@ Two kinds of documents, so the default run needs no network:
   split into one record per section;
 - the docstrings of the standard library's modules, classes and functions, read with `ast`
   from the source files (never imported, so no module's import-time code runs).
+
+With a `cache_dir`, the records are kept there under a key of what determines them (the
+interpreter's version, the source's settings and every file's path, size and mtime), so an
+unchanged installation is read back without parsing anything.
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
+import os
 import re
+import sys
 import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +30,39 @@ from aigc.data.sources.base import SourceRecord
 _HEADING = re.compile(r"^(?P<title>\S[^\n]*)\n(?P<rule>([*=\-~^+#])\3{2,})[ \t]*$", re.MULTILINE)
 
 
-def read_builtin(source: BuiltinSource) -> Iterator[SourceRecord]:
+def read_builtin(source: BuiltinSource, cache_dir: Path | None = None) -> Iterator[SourceRecord]:
+    if cache_dir is None:
+        yield from _read(source)
+        return
+    cached = cache_dir / f"builtin-{_cache_key(source)}.json"
+    if cached.exists():
+        for item in json.loads(cached.read_text(encoding="utf-8")):
+            yield SourceRecord(text=item["text"], uri=item["uri"], meta=item["meta"])
+        return
+    records = list(_read(source))
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    for stale in cache_dir.glob("builtin-*.json"):  # one entry: the installation changed
+        stale.unlink()
+    temporary = cached.with_suffix(f".tmp-{os.getpid()}")
+    items = [{"text": r.text, "uri": r.uri, "meta": r.meta} for r in records]
+    temporary.write_text(json.dumps(items, ensure_ascii=False), encoding="utf-8")
+    temporary.replace(cached)
+    yield from records
+
+
+def _cache_key(source: BuiltinSource) -> str:
+    """A hash of everything the records depend on: interpreter, settings, files' stat."""
+    from pydoc_data import topics
+
+    digest = hashlib.sha256(f"{sys.version}|{source.include}|{source.exclude_packages}".encode())
+    root = stdlib_root()
+    for path in [Path(topics.__file__), *sorted(root.rglob("*.py"))]:
+        stat = path.stat()
+        digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def _read(source: BuiltinSource) -> Iterator[SourceRecord]:
     if "topics" in source.include:
         yield from _topic_sections()
     if "docstrings" in source.include:
