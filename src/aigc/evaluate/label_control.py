@@ -14,13 +14,14 @@ its "requested" label, K per label, which is the round-robin assignment of K·L 
 labels; as the model never saw that request, the unconditioned accuracy is the chance-level
 figure the conditioned accuracy must beat.
 
-Samples are classified by the data half's labeling functions (`aigc.data.label`), so "about
-networking" means what it means for the training data. They are combined by majority vote,
-not by the weighted label model: the weighted model estimates each function's accuracy from
-the records it is given, which would make one sample's label depend on the other samples, on
-the shard it was in, and on the model being graded. A fixed yardstick compares a challenger
-with a champion fairly. Accuracy is the share of samples whose classified label equals the
-requested one; coverage is the share classified as anything but the fallback label.
+Two yardsticks classify each sample. The primary one, when given, is a topic classifier
+fitted on the train split (`aigc.evaluate.topic_classifier`): it always answers, so its
+accuracy measures control. The secondary one is the data half's labeling functions
+(`aigc.data.label`) by majority vote (not the weighted model, which would make one sample's
+label depend on the other samples); they abstain on most short samples. Both are fixed for a
+data version, so a challenger and a champion are graded alike. Accuracy is the share of
+samples whose classified label equals the requested one; coverage (labeling functions) is
+the share classified as anything but the fallback label.
 
 Samples of one (mode, label) pair are drawn with `derived_seed(seed, mode, label)`: a caller can
 spread the labels over workers and concatenate the rows, and get the single-process result.
@@ -37,11 +38,19 @@ import pandas as pd
 from aigc.config import LabelParams
 from aigc.data.label import label_records
 from aigc.evaluate.continuation import derived_seed
+from aigc.evaluate.topic_classifier import TopicClassifier
 
 CONDITIONED = "conditioned"
 UNCONDITIONED = "unconditioned"
 SAMPLE_COLUMNS = ["id", "mode", "requested_label", "sample", "text"]
-CLASSIFIED_COLUMNS = [*SAMPLE_COLUMNS, "classified_label", "correct", "covered"]
+CLASSIFIED_COLUMNS = [
+    *SAMPLE_COLUMNS,
+    "classified_label",  # by the labeling functions
+    "correct",
+    "covered",
+    "topic_label",  # by the topic classifier ("" without one)
+    "topic_correct",
+]
 
 
 class Sampler(Protocol):
@@ -119,15 +128,18 @@ def sample_id(mode: str, label: str, index: int) -> str:
     return hashlib.sha256(key).hexdigest()[:16]
 
 
-def classify_samples(samples: pd.DataFrame, label_params: LabelParams) -> pd.DataFrame:
-    """`samples` plus classified_label, correct (= requested) and covered (not the fallback)."""
+def classify_samples(
+    samples: pd.DataFrame, label_params: LabelParams, classifier: TopicClassifier | None = None
+) -> pd.DataFrame:
+    """`samples` plus classified_label, correct (= requested) and covered (not the fallback)
+    by the labeling functions, and topic_label, topic_correct by `classifier`."""
     missing = [column for column in SAMPLE_COLUMNS if column not in samples.columns]
     if missing:
         raise ValueError(f"samples lack {missing}; pass the frame of sample_for_labels")
     if samples.empty:
-        return samples.assign(classified_label="", correct=False, covered=False)[
-            CLASSIFIED_COLUMNS
-        ]
+        return samples.assign(
+            classified_label="", correct=False, covered=False, topic_label="", topic_correct=False
+        )[CLASSIFIED_COLUMNS]
     # A clean-shaped frame, as the label stage expects. source_type must be one of the
     # collected kinds; meta is empty, so the module labeling functions never vote.
     clean = pd.DataFrame(
@@ -155,6 +167,10 @@ def classify_samples(samples: pd.DataFrame, label_params: LabelParams) -> pd.Dat
     result["classified_label"] = classified
     result["correct"] = result["classified_label"] == result["requested_label"]
     result["covered"] = result["classified_label"] != label_params.fallback_label
+    result["topic_label"] = (
+        classifier.predict(result["text"].astype(str).tolist()) if classifier else ""
+    )
+    result["topic_correct"] = result["topic_label"] == result["requested_label"]
     return result
 
 
@@ -168,6 +184,7 @@ def label_control_rows(
     temperature: float = 0.8,
     top_k: int | None = 50,
     seed: int = 0,
+    classifier: TopicClassifier | None = None,
 ) -> pd.DataFrame:
     """Sample for `labels` (all of `control_labels`, or a worker's share), then classify."""
     samples = sample_for_labels(
@@ -179,7 +196,7 @@ def label_control_rows(
         top_k=top_k,
         seed=seed,
     )
-    return classify_samples(samples, label_params)
+    return classify_samples(samples, label_params, classifier)
 
 
 def summarize_label_control(rows: pd.DataFrame) -> dict:
@@ -194,10 +211,15 @@ def summarize_label_control(rows: pd.DataFrame) -> dict:
             "label control needs conditioned and unconditioned samples; "
             "sample with samples_per_label >= 1 for at least one label"
         )
-    per_label = conditioned.groupby("requested_label", sort=True)["correct"].mean()
+    by_classifier = bool((rows["topic_label"].astype(str) != "").any())
+    column = "topic_correct" if by_classifier else "correct"
+    per_label = conditioned.groupby("requested_label", sort=True)[column].mean()
     return {
-        "conditioned_accuracy": float(conditioned["correct"].mean()),
-        "unconditioned_accuracy": float(unconditioned["correct"].mean()),
+        "yardstick": "classifier" if by_classifier else "labeling functions",
+        "conditioned_accuracy": float(conditioned[column].mean()),
+        "unconditioned_accuracy": float(unconditioned[column].mean()),
+        "lf_conditioned_accuracy": float(conditioned["correct"].mean()),
+        "lf_unconditioned_accuracy": float(unconditioned["correct"].mean()),
         "coverage": float(conditioned["covered"].mean()),
         "unconditioned_coverage": float(unconditioned["covered"].mean()),
         "per_label": {str(label): float(value) for label, value in per_label.items()},

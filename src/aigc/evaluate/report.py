@@ -49,6 +49,7 @@ from aigc.evaluate.label_control import (
     summarize_label_control,
 )
 from aigc.evaluate.language_model import document_nll, summarize_lm
+from aigc.evaluate.topic_classifier import TopicClassifier, ceiling_correct
 from aigc.text.dataset import unigram_bits_per_char
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ HEADLINE_METRICS = (
     "distinct_2",
     "label_control_accuracy",
     "label_control_unconditioned_accuracy",
+    "label_control_ceiling",
 )
 
 
@@ -151,9 +153,11 @@ def evaluate_shard(
     *,
     continuation_ids: Collection[str] = (),
     labels: Sequence[str] = (),
+    classifier: TopicClassifier | None = None,
 ) -> EvaluationShard:
     """Score `documents` (id, text, label), continue those among them in `continuation_ids`,
-    and run label control for `labels` (this worker's share of `control_labels`)."""
+    and run label control for `labels` (this worker's share of `control_labels`), graded by
+    `classifier` when given (with its ceiling on the documents cut to a sample's length)."""
     documents = check_test_frame(documents)
     ids = documents["id"].astype(str).tolist()
     texts = documents["text"].astype(str).tolist()
@@ -162,6 +166,13 @@ def evaluate_shard(
     likelihood = document_nll(generator, texts, labels_of_documents, settings.batch_size)
     likelihood.insert(0, "label", labels_of_documents)
     likelihood.insert(0, "id", ids)
+    if classifier is not None:
+        tokenizer = generator.tokenizer
+
+        def cut(text: str) -> str:  # a real document as long as a sample
+            return tokenizer.decode(tokenizer.encode(text)[: settings.sample_tokens])
+
+        likelihood["topic_ceiling"] = ceiling_correct(classifier, documents, cut).to_numpy()
 
     wanted = set(continuation_ids)
     chosen = [row for row, identifier in enumerate(ids) if identifier in wanted]
@@ -187,10 +198,12 @@ def evaluate_shard(
             temperature=settings.temperature,
             top_k=settings.top_k,
             seed=settings.seed,
+            classifier=classifier,
         )
     else:
         control = pd.DataFrame(columns=CLASSIFIED_COLUMNS)
-    return EvaluationShard(likelihood[DOCUMENT_COLUMNS], continuations, control)
+    columns = [*DOCUMENT_COLUMNS, *(["topic_ceiling"] if classifier is not None else [])]
+    return EvaluationShard(likelihood[columns], continuations, control)
 
 
 def merge_shards(shards: Iterable[EvaluationShard]) -> EvaluationShard:
@@ -207,7 +220,9 @@ def merge_shards(shards: Iterable[EvaluationShard]) -> EvaluationShard:
         frame = pd.concat(frames, ignore_index=True)[columns]
         return frame.sort_values(order, kind="stable").reset_index(drop=True)
 
-    documents = combined([s.documents for s in shards], DOCUMENT_COLUMNS, ["id"])
+    with_ceiling = any("topic_ceiling" in s.documents for s in shards)
+    columns = [*DOCUMENT_COLUMNS, *(["topic_ceiling"] if with_ceiling else [])]
+    documents = combined([s.documents for s in shards], columns, ["id"])
     repeated = documents["id"][documents["id"].duplicated()].unique().tolist()
     if repeated:
         raise ValueError(f"documents {repeated[:5]} were scored in more than one shard")
@@ -236,6 +251,10 @@ def summarize(
     metrics["test_documents"] = lm["documents"]
     if unigram_bits_per_character is not None:
         metrics["unigram_bits_per_character"] = float(unigram_bits_per_character)
+    if "topic_ceiling" in shard.documents and shard.documents["topic_ceiling"].notna().any():
+        # The classifier on real test documents cut to a sample's length: what a generator
+        # that always writes on topic would score.
+        metrics["label_control_ceiling"] = float(shard.documents["topic_ceiling"].mean())
 
     if not shard.continuations.empty:
         continuation = summarize_continuations(shard.continuations)
@@ -251,6 +270,8 @@ def summarize(
         summary = summarize_label_control(control)
         metrics["label_control_accuracy"] = summary["conditioned_accuracy"]
         metrics["label_control_unconditioned_accuracy"] = summary["unconditioned_accuracy"]
+        metrics["label_control_lf_accuracy"] = summary["lf_conditioned_accuracy"]
+        metrics["label_control_lf_unconditioned_accuracy"] = summary["lf_unconditioned_accuracy"]
         metrics["label_control_coverage"] = summary["coverage"]
         metrics["label_control_unconditioned_coverage"] = summary["unconditioned_coverage"]
         metrics["label_control_samples"] = summary["samples"]
@@ -280,6 +301,7 @@ def evaluate_generator(
     label_params: LabelParams,
     settings: EvaluateParams,
     train_texts: Sequence[str] | None = None,
+    classifier: TopicClassifier | None = None,
 ) -> EvaluationReport:
     """Every part of the evaluation in this process: likelihood of all test documents,
     continuation of `settings.continuation_documents` of them, label control over
@@ -293,6 +315,7 @@ def evaluate_generator(
         settings,
         continuation_ids=continuation_ids(test_frame, settings.continuation_documents),
         labels=labels,
+        classifier=classifier,
     )
     baseline = None
     if train_texts is not None:

@@ -21,6 +21,7 @@ import pandas as pd
 
 from aigc.config import Params
 from aigc.evaluate import EvaluationReport
+from aigc.evaluate.topic_classifier import TopicClassifier, fit_topic_classifier
 from aigc.paths import ProjectPaths
 from aigc.registry.decide import Scorecard
 from aigc.stages.version import Dataset
@@ -64,6 +65,7 @@ def evaluate(
     settings = TrackingSettings.of(params.tracking, paths.root)
     train, test = dataset.split("train"), dataset.split("test")
     baseline = unigram_bits_per_char(train["text"].tolist(), test["text"].tolist())
+    classifier = topic_classifier(dataset, train, params)
     connect(params.train.ray)
     with tempfile.TemporaryDirectory() as directory:
         if bundle_dir is None:
@@ -71,8 +73,16 @@ def evaluate(
 
             bundle_dir = load_generator(model_uri, settings).save(Path(directory) / "bundle")
         report = evaluate_on_ray(
-            bundle_dir, test, params.label, params.evaluate, params.evaluate.shards, baseline
+            bundle_dir,
+            test,
+            params.label,
+            params.evaluate,
+            params.evaluate.shards,
+            baseline,
+            classifier,
         )
+    if classifier is not None:
+        report.metrics["topic_classifier_train_documents"] = float(classifier.train_documents)
     if record_in is not None:
         with TrainingRun.resume(settings, record_in) as run:
             steps = int(run.client.get_run(record_in).data.tags.get("aigc.steps", 0))
@@ -85,6 +95,24 @@ def evaluate(
     return Evaluation(
         run_id, model_uri, dataset.version, folder, dict(report.metrics), report.samples
     )
+
+
+_CLASSIFIERS: dict[tuple[str, str], TopicClassifier] = {}
+
+
+def topic_classifier(dataset: Dataset, train, params: Params) -> TopicClassifier | None:
+    """The label-control yardstick of this data version: fitted once per version and labels
+    (kept for the process: a run evaluates its challenger and its champion with the same)."""
+    labels = sorted(params.label.topics)
+    key = (dataset.version, ",".join(labels))
+    if key not in _CLASSIFIERS:
+        if (
+            params.evaluate.samples_per_label == 0
+            or train["label"][train["label"].isin(labels)].nunique() < 2
+        ):
+            return None  # nothing to grade, or nothing to tell apart
+        _CLASSIFIERS[key] = fit_topic_classifier(train, labels)
+    return _CLASSIFIERS[key]
 
 
 def load_evaluation(paths: ProjectPaths, run_id: str, model_uri: str) -> Evaluation | None:

@@ -342,6 +342,7 @@ def evaluate_on_ray(
     settings,
     shards: int,
     unigram_bits_per_character: float | None,
+    classifier=None,
 ):
     """Evaluate the bundle on `test_frame`, one Ray task per shard; merged as one report.
 
@@ -367,6 +368,7 @@ def evaluate_on_ray(
             settings,
             wanted,
             labels[index::shards],
+            classifier,
         )
         for index in range(shards)
     ]
@@ -374,11 +376,17 @@ def evaluate_on_ray(
     return summarize(merged, unigram_bits_per_character=unigram_bits_per_character)
 
 
-def _evaluate_shard(bundle_dir, documents, label_params, settings, wanted, labels):
+def _evaluate_shard(bundle_dir, documents, label_params, settings, wanted, labels, classifier):
     from aigc.evaluate import evaluate_shard
 
     torch.set_num_threads(1)
     generator = TextGenerator.load(bundle_dir)
     return evaluate_shard(
-        generator, documents, label_params, settings, continuation_ids=wanted, labels=labels
+        generator,
+        documents,
+        label_params,
+        settings,
+        continuation_ids=wanted,
+        labels=labels,
+        classifier=classifier,
     )
