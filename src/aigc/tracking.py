@@ -586,30 +586,24 @@ def _why_model_not_found(model_uri: str, settings: TrackingSettings) -> str | No
     scheme, _, rest = model_uri.partition(":")
     rest = rest.lstrip("/")
 
-    def exists(lookup) -> bool:
-        try:
-            lookup()
-        except MlflowException:
-            return False
-        return True
-
     if scheme == "runs":
         run_id, _, path = rest.partition("/")
-        if not exists(lambda: client.get_run(run_id)):
-            return (
-                f"no run {run_id!r} in {store}; `aigc train` prints the model URI of the run "
-                "it makes and `aigc registry show` lists the runs of the registered versions"
-            )
+        try:
+            get_run(settings, run_id)
+        except RunNotFound as error:
+            return str(error)
         return f"run {run_id} has no model at {path!r}; aigc logs it at runs:/{run_id}/model"
     if scheme != "models":
         return None
     if rest.startswith("m-") and "/" not in rest and "@" not in rest:
-        if exists(lambda: client.get_logged_model(rest)):
-            return None
-        return (
-            f"no logged model {rest!r} in {store}; use the models:/m-… URI that `aigc train` "
-            "printed, or a registered version: models:/NAME@champion"
-        )
+        try:
+            client.get_logged_model(rest)
+        except MlflowException:
+            return (
+                f"no logged model {rest!r} in {store}; use the models:/m-… URI that `aigc "
+                "train` printed, or a registered version: models:/NAME@champion"
+            )
+        return None
     name, at, alias = rest.partition("@")
     if not at:
         name, _, version = rest.partition("/")
