@@ -21,6 +21,7 @@ naming the input and the fix, exit code 2.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -30,6 +31,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from aigc.config import Params, load_params
@@ -243,11 +245,12 @@ def evaluate(
     from aigc.paths import ProjectPaths
     from aigc.stages.evaluate import evaluate as evaluate_stage
     from aigc.stages.version import current_dataset
+    from aigc.tracking import TrackingSettings, check_model_uri
 
     paths = ProjectPaths.at(_root())
-    evaluation = evaluate_stage(
-        paths, _params(params_file, overrides), model_uri, current_dataset(paths)
-    )
+    params = _params(params_file, overrides)
+    check_model_uri(model_uri, TrackingSettings.of(params.tracking, paths.root))  # before Ray
+    evaluation = evaluate_stage(paths, params, model_uri, current_dataset(paths))
     _print_evaluation(evaluation)
     if out:
         shutil.copytree(evaluation.folder, out, dirs_exist_ok=True)
@@ -259,13 +262,14 @@ def generate(
     model_uri: Annotated[str, typer.Option("--model-uri", help="runs:/…, models:/NAME@ALIAS")],
     label: Annotated[str | None, typer.Option(help="topic to condition on")] = None,
     prompt: Annotated[str, typer.Option(help="text to continue")] = "",
-    count: Annotated[int, typer.Option("-n", help="how many samples")] = 3,
+    count: Annotated[int, typer.Option("-n", min=1, help="how many samples")] = 3,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
     max_new_tokens: Annotated[
-        int | None, typer.Option(help="length of each sample [default: evaluate.sample_tokens]")
+        int | None,
+        typer.Option(min=1, help="length of each sample [default: evaluate.sample_tokens]"),
     ] = None,
     temperature: Annotated[
-        float | None, typer.Option(help="0: greedy [default: evaluate.temperature]")
+        float | None, typer.Option(min=0.0, help="0: greedy [default: evaluate.temperature]")
     ] = None,
     params_file: ParamsOption = None,
     overrides: SetOption = None,
@@ -385,7 +389,7 @@ def reproduce(
 @registry_app.command("show")
 def registry_show(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
     """Every version of the registered model, its aliases, metrics and decision."""
-    from aigc.registry.registry import versions
+    from aigc.registry.registry import require_versions
     from aigc.tracking import TrackingSettings
 
     params = _params(params_file, overrides)
@@ -400,7 +404,7 @@ def registry_show(params_file: ParamsOption = None, overrides: SetOption = None)
         "run",
         title=f"registered model {params.registry.model_name}",
     )
-    for item in reversed(versions(settings, params.registry.model_name)):
+    for item in reversed(require_versions(settings, params.registry.model_name)):
         metrics = item.metrics
         table.add_row(
             item.version,
@@ -422,7 +426,11 @@ def registry_history(params_file: ParamsOption = None, overrides: SetOption = No
 
     params = _params(params_file, overrides)
     settings = TrackingSettings.of(params.tracking, _root())
-    for entry in history(settings, params.registry.model_name):
+    name = params.registry.model_name
+    entries = history(settings, name)
+    if not entries:
+        console.print(f"no decision recorded yet for registered model {name}")
+    for entry in entries:
         console.print(
             f"[bold]{entry['when']}[/] {entry['kind']}: version {entry['version']} "
             f"{entry['decision']} (champion before: {entry['champion_before'] or 'none'})"
@@ -560,21 +568,27 @@ def _training_progress(params: Params):
             TextColumn("{task.fields[tps]:,.0f} tok/s"),
             TimeElapsedColumn(),
         )
-        with Progress(*columns, console=console, transient=False) as bar:
-            task = bar.add_task(
-                "train", total=params.train.loop.max_steps, loss=float("nan"), lr=0.0, tps=0.0
+        bar = Progress(*columns, console=console, transient=False)
+        tasks = []
+
+        def update(metrics: dict) -> None:
+            if not tasks:  # shown from the first step: a command that fails before shows none
+                bar.start()
+                total = params.train.loop.max_steps
+                tasks.append(bar.add_task("train", total=total, loss=0.0, lr=0.0, tps=0.0))
+            bar.update(
+                tasks[0],
+                completed=metrics["step"],
+                loss=metrics["train_loss"],
+                lr=metrics["lr"],
+                tps=metrics["tokens_per_second"],
             )
 
-            def update(metrics: dict) -> None:
-                bar.update(
-                    task,
-                    completed=metrics["step"],
-                    loss=metrics["train_loss"],
-                    lr=metrics["lr"],
-                    tps=metrics["tokens_per_second"],
-                )
-
+        try:
             yield update
+        finally:
+            if tasks:
+                bar.stop()
 
     return progress()
 
@@ -618,14 +632,29 @@ def _print_counts(counts: dict) -> None:
     console.print(table, labels)
 
 
+class _UserErrorRecords(logging.Filter):
+    """Drops Prefect's record of a flow or task run that raised a UserError.
+
+    Prefect logs the exception that ends a run with its traceback; for a UserError that is a
+    traceback where the CLI promises one message, which main() prints. The run still ends
+    Failed with the message as its state, and Prefect logs that state in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, UserError) or bool(os.environ.get("AIGC_TRACEBACK"))
+
+
 def main() -> None:
     apply_offline_defaults()
+    for name in ("prefect.flow_runs", "prefect.task_runs"):  # the loggers of Prefect's engines
+        logging.getLogger(name).addFilter(_UserErrorRecords())
     try:
         app()
     except UserError as error:
         if os.environ.get("AIGC_TRACEBACK"):
             raise
-        console.print(f"[bold red]error:[/] {error}", highlight=False)
+        # soft_wrap: the message stays one line, however narrow the terminal (or a pipe).
+        console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from aigc.config import EvaluateParams
+from aigc.errors import UserError
 from aigc.models.base import generate as sample_tokens
 from aigc.models.checkpoint import load_model, save_checkpoint
 from aigc.models.configs import ModelConfigBase
@@ -27,6 +28,12 @@ from aigc.text.tokenizer import TextTokenizer
 MODEL_FILE = "model.pt"
 _SAMPLING = EvaluateParams()  # sampling defaults: the evaluate section's, defined there once
 TOKENIZER_FILE = "tokenizer.json"
+
+
+class GenerationError(UserError, ValueError):
+    """A sampling request this model cannot serve (an unknown label, a negative length).
+
+    Also a ValueError, which is what callers of a library function expect for a bad argument."""
 
 
 @dataclass
@@ -65,8 +72,9 @@ class TextGenerator:
     def prompt_ids(self, prompt: str, label: str | None) -> list[int]:
         """`<eos> [<label>] prompt`: the context a document starts in during training."""
         if label is not None and label not in self.tokenizer.labels:
-            raise ValueError(
-                f"unknown label {label!r}; this model knows {list(self.tokenizer.labels)}"
+            raise GenerationError(
+                f"unknown label {label!r}: this model knows {', '.join(self.labels)}; "
+                "give one of them, or no label for an unconditioned text"
             )
         head = [self.tokenizer.eos_id]
         if label is not None:
@@ -88,6 +96,10 @@ class TextGenerator:
         same texts."""
         if len(prompts) != len(labels):
             raise ValueError(f"{len(prompts)} prompts but {len(labels)} labels")
+        if max_new_tokens < 0:
+            raise GenerationError(f"max_new_tokens={max_new_tokens}: give a length >= 0")
+        if temperature < 0:
+            raise GenerationError(f"temperature={temperature}: give a number >= 0 (0 is greedy)")
         generator = torch.Generator(device=self.device).manual_seed(seed)
         groups: dict[tuple[int, ...], list[int]] = {}
         for row, (prompt, label) in enumerate(zip(prompts, labels, strict=True)):

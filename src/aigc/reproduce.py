@@ -33,7 +33,7 @@ from aigc.registry.registry import get_version
 from aigc.stages.evaluate import evaluate
 from aigc.stages.train import train
 from aigc.stages.version import Dataset
-from aigc.tracking import TrackingSettings, TrainingRun, git_commit
+from aigc.tracking import TrackingSettings, TrainingRun, get_run, git_commit
 
 # Measurements of the machine, not of the model: never compared.
 UNCOMPARED_METRICS = frozenset({"tokens_per_second", "peak_memory_mb", "restarts"})
@@ -62,7 +62,7 @@ def resolve_run(settings: TrackingSettings, target: str | None, run_id: str | No
     if bool(target) == bool(run_id):
         raise ReproductionError("give either NAME/VERSION or --run-id, not both or neither")
     if run_id:
-        return run_id
+        return get_run(settings, run_id).info.run_id
     name, sep, version = (target or "").rpartition("/")
     if not sep or not name or not version:
         raise ReproductionError(f"{target!r} is not NAME/VERSION (e.g. aigc-text/3)")
@@ -137,11 +137,15 @@ def reproduce(
     settings = TrackingSettings.of(params.tracking, paths.root)
     run_id = resolve_run(settings, target, run_id)
     client = settings.client()
-    original = client.get_run(run_id)
+    original = get_run(settings, run_id)
     tags = original.data.tags
     data_version = tags.get("aigc.data_version")
     if not data_version or "aigc.steps" not in tags:
-        raise ReproductionError(f"run {run_id} lacks aigc.data_version or aigc.steps tags")
+        raise ReproductionError(
+            f"run {run_id} lacks the aigc.data_version or aigc.steps tag, so it was not made by "
+            "`aigc train` or `aigc run`; reproduce a training run of aigc (`aigc registry show` "
+            "lists them)"
+        )
     report = ReproductionReport(run_id, "", data_version, tolerance)
     if tags.get("aigc.code_version") != code_version():
         report.warnings.append(

@@ -90,6 +90,31 @@ def versions(settings: TrackingSettings, name: str) -> list[ModelVersion]:
     )
 
 
+def require_versions(settings: TrackingSettings, name: str) -> list[ModelVersion]:
+    """Every version of `name`, oldest first; a RegistryError saying why when there is none."""
+    found = versions(settings, name)
+    if not found:
+        raise RegistryError(_not_registered(settings, name))
+    return found
+
+
+def _not_registered(settings: TrackingSettings, name: str) -> str:
+    registered = sorted(model.name for model in settings.client().search_registered_models())
+    where = f"the tracking store {settings.tracking_uri}"
+    if name in registered:
+        return f"registered model {name!r} in {where} has no versions left"
+    if registered:
+        return (
+            f"no registered model {name!r} in {where}; the registered models are {registered} "
+            "(`registry.model_name` in params.yaml chooses one)"
+        )
+    return (
+        f"no registered model {name!r} in {where}: nothing is registered there yet. "
+        "`aigc run` trains and registers a first version (or point `tracking.tracking_uri` "
+        "at the store that holds your models)"
+    )
+
+
 def by_alias(settings: TrackingSettings, name: str, alias: str) -> ModelVersion | None:
     from mlflow.exceptions import MlflowException
 
@@ -106,8 +131,11 @@ def get_version(settings: TrackingSettings, name: str, version: str) -> ModelVer
 
     try:
         return _version(settings.client(), name, version)
-    except MlflowException:
-        known = [item.version for item in versions(settings, name)]
+    except MlflowException as error:
+        # INVALID_PARAMETER_VALUE: a version that is not a number.
+        if error.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise
+        known = ", ".join(item.version for item in require_versions(settings, name))
         raise RegistryError(
             f"registered model {name!r} has no version {version!r} (versions: {known}); "
             "`aigc registry show` lists them"
@@ -209,7 +237,12 @@ def rollback(settings: TrackingSettings, name: str, reason: str = "") -> ModelVe
     """The champion returns to the version it replaced."""
     champion = by_alias(settings, name, CHAMPION)
     if champion is None:
-        raise RegistryError(f"registered model {name!r} has no champion to roll back")
+        known = ", ".join(item.version for item in require_versions(settings, name))
+        raise RegistryError(
+            f"registered model {name!r} has no champion to roll back (versions: {known}); "
+            "a champion is chosen by `aigc run`, `aigc promote` or "
+            "`aigc registry promote VERSION --reason …`"
+        )
     previous = champion.tags.get(PREVIOUS_CHAMPION_TAG)
     if not previous:
         raise RegistryError(

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +18,16 @@ import pandas as pd
 
 from aigc.config import Params
 from aigc.data.records import SPLITS
-from aigc.data.version import configure_remote, current_version, push, record_version, status
+from aigc.data.version import (
+    LABEL_STAGE,
+    VersionNotFound,
+    configure_remote,
+    current_version,
+    history,
+    push,
+    record_version,
+    status,
+)
 from aigc.errors import UserError
 from aigc.paths import ProjectPaths
 
@@ -59,12 +70,67 @@ def version(
     return VersionOutcome(Dataset(paths.labeled, entry.version, counts), new, remote)
 
 
+class DatasetMismatch(UserError):
+    """data/labeled is not the data version dvc.lock names, so it cannot be trained on."""
+
+
 def current_dataset(paths: ProjectPaths) -> Dataset:
     """data/labeled, checked against dvc.lock so the version it claims is the truth."""
     stale = status(paths.root)
-    if any("label" in stage for stage in stale):
-        raise UserError(
-            f"data/labeled does not match dvc.lock ({stale}); restore it with "
-            "`dvc checkout data/labeled` or rebuild it with `aigc data refresh`"
-        )
+    if LABEL_STAGE in stale:
+        raise DatasetMismatch(_mismatch(paths, stale[LABEL_STAGE]))
     return Dataset(paths.labeled, current_version(paths.root))
+
+
+def folder_version(folder: Path) -> str:
+    """The hash DVC gives `folder`: the md5 of its .dir manifest, the list of {"md5",
+    "relpath"} of every file sorted by relpath (what a stage output records in dvc.lock)."""
+
+    def md5(data: bytes) -> str:
+        return hashlib.md5(data).hexdigest()  # noqa: S324 (DVC's own content hash)
+
+    manifest = sorted(
+        (
+            {"md5": md5(path.read_bytes()), "relpath": path.relative_to(folder).as_posix()}
+            for path in folder.rglob("*")
+            if path.is_file()
+        ),
+        key=lambda entry: entry["relpath"],
+    )
+    return md5(json.dumps(manifest, sort_keys=True).encode())
+
+
+def _mismatch(paths: ProjectPaths, changes: list) -> str:
+    """Why the label stage is out of date, and what to run: which version data/labeled holds
+    and which one dvc.lock names, when an output changed; the changed inputs otherwise."""
+    labeled = paths.labeled.relative_to(paths.root)
+    try:
+        locked = current_version(paths.root)
+    except VersionNotFound as error:
+        return f"{labeled} has no data version yet ({error}); build one with `aigc data refresh`"
+    outputs_changed = any(
+        isinstance(change, dict) and "changed outs" in change for change in changes
+    )
+    if not outputs_changed:
+        return (
+            f"the label stage's inputs changed since dvc.lock recorded data version {locked[:12]} "
+            f"({changes}), so {labeled} is out of date: rebuild it with `aigc data refresh`"
+        )
+    restore = (
+        f"`aigc data checkout {locked[:12]}` (or `dvc checkout {labeled}`) restores the version "
+        "dvc.lock names; `aigc data refresh` builds a new one from the sources"
+    )
+    if not paths.labeled.is_dir():
+        return f"{labeled} is missing; dvc.lock names data version {locked[:12]}. Fix: {restore}"
+    held = folder_version(paths.labeled)
+    known = {entry.version for entry in history(paths.root)}
+    if held in known:
+        return (
+            f"{labeled} holds data version {held[:12]} (restored by `aigc data checkout`), but "
+            f"dvc.lock names data version {locked[:12]}, so training would record the wrong "
+            f"version. Fix: {restore}"
+        )
+    return (
+        f"{labeled} was changed since dvc.lock recorded data version {locked[:12]}: it matches "
+        f"no recorded data version. Fix: {restore}"
+    )
