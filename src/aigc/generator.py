@@ -89,24 +89,31 @@ class TextGenerator:
         temperature: float = _SAMPLING.temperature,
         top_k: int | None = _SAMPLING.top_k,
         seed: int = _SAMPLING.seed,
+        seeds: list[int] | None = None,
     ) -> list[str]:
         """The continuation of each prompt (without the prompt), stopped at end of document.
 
-        Rows with the same prompt and label are sampled as one batch. The same seed gives the
-        same texts."""
+        Rows with the same prompt and label are sampled as one batch from `seed`'s stream.
+        With `seeds` (one per row) every row draws from its own, so rows of any prompts of one
+        length are batched together and a row's text does not depend on the other rows."""
         if len(prompts) != len(labels):
             raise ValueError(f"{len(prompts)} prompts but {len(labels)} labels")
         if max_new_tokens < 0:
             raise GenerationError(f"max_new_tokens={max_new_tokens}: give a length >= 0")
         if temperature < 0:
             raise GenerationError(f"temperature={temperature}: give a number >= 0 (0 is greedy)")
+        if seeds is not None and len(seeds) != len(prompts):
+            raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
         generator = torch.Generator(device=self.device).manual_seed(seed)
+        ids = [
+            self.prompt_ids(prompt, label) for prompt, label in zip(prompts, labels, strict=True)
+        ]
         groups: dict[tuple[int, ...], list[int]] = {}
-        for row, (prompt, label) in enumerate(zip(prompts, labels, strict=True)):
-            groups.setdefault(tuple(self.prompt_ids(prompt, label)), []).append(row)
+        for row, row_ids in enumerate(ids):  # by prompt, or by length with a seed per row
+            groups.setdefault((len(row_ids),) if seeds else tuple(row_ids), []).append(row)
         results = [""] * len(prompts)
-        for ids, rows in groups.items():
-            batch = torch.tensor([ids] * len(rows), dtype=torch.long)
+        for rows in groups.values():
+            batch = torch.tensor([ids[row] for row in rows], dtype=torch.long)  # (B, T)
             out = sample_tokens(
                 self.model,
                 batch,
@@ -115,8 +122,9 @@ class TextGenerator:
                 top_k=top_k,
                 generator=generator,
                 eos_id=self.tokenizer.eos_id,
+                row_seeds=[seeds[row] for row in rows] if seeds else None,
             )
-            for row, sequence in zip(rows, out[:, len(ids) :].tolist(), strict=True):
+            for row, sequence in zip(rows, out[:, batch.size(1) :].tolist(), strict=True):
                 if self.tokenizer.eos_id in sequence:
                     sequence = sequence[: sequence.index(self.tokenizer.eos_id)]
                 results[row] = self.tokenizer.decode(sequence)

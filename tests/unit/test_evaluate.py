@@ -270,8 +270,10 @@ class TopicWriter:
     def __init__(self) -> None:
         self.seeds: list[int] = []
 
-    def generate(self, prompts, labels, max_new_tokens=64, temperature=0.8, top_k=50, seed=0):
-        self.seeds.append(seed)
+    def generate(
+        self, prompts, labels, max_new_tokens=64, temperature=0.8, top_k=50, seed=0, seeds=None
+    ):
+        self.seeds.extend(seeds if seeds is not None else [seed])
         return [f"The {TOPIC_WORDS[label or 'networking']}." for label in labels]
 
 
@@ -290,7 +292,7 @@ def test_label_control_conditioned_accuracy_is_one_for_an_obedient_model(label_p
     assert summary["coverage"] == 1.0
     # Unconditioned samples are all networking; requests are spread evenly over the labels.
     assert summary["unconditioned_accuracy"] == pytest.approx(1 / len(LABELS))
-    assert len(set(writer.seeds)) == len(writer.seeds)  # one seed per (mode, label)
+    assert len(set(writer.seeds)) == len(writer.seeds) == len(rows)  # one seed per sample
 
 
 def test_label_control_shards_over_labels_give_the_same_rows(label_params):
@@ -420,3 +422,26 @@ def test_bad_settings_and_frames_are_named(tiny_gpt, documents, label_params):
     doubled = pd.concat([documents.iloc[:2], documents.iloc[:1]])
     with pytest.raises(ValueError, match="repeats ids"):
         evaluate_generator(tiny_gpt, doubled, label_params, SETTINGS)
+
+
+def test_rows_with_their_own_seeds_sample_the_same_alone_or_batched(tiny_gpt):
+    """What lets label control sample every label in one batch, on any worker."""
+    prompts, labels, seeds = (
+        ["", "", "The socket", ""],
+        [LABELS[0], None, LABELS[1], LABELS[2]],
+        [
+            11,
+            12,
+            13,
+            14,
+        ],
+    )
+    together = tiny_gpt.generate(prompts, labels, max_new_tokens=16, seeds=seeds)
+    alone = [
+        tiny_gpt.generate([prompt], [label], max_new_tokens=16, seeds=[seed])[0]
+        for prompt, label, seed in zip(prompts, labels, seeds, strict=True)
+    ]
+    assert together == alone
+    assert len(set(together)) > 1
+    again = tiny_gpt.generate(prompts, labels, max_new_tokens=16, seeds=seeds)
+    assert again == together

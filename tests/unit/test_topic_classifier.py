@@ -60,8 +60,8 @@ class RealTextGenerator:
         self.follows_label = follows_label
         self.labels = tuple(sorted(PACKAGES.values()))
 
-    def generate(self, prompts, labels, max_new_tokens=64, temperature=0.8, top_k=50, seed=0):
-        rng = random.Random(seed)
+    def generate(self, prompts, labels, max_new_tokens=64, temperature=0.8, top_k=50, **seeds):
+        rng = random.Random(0)
         texts = []
         for label in labels:
             pool = self.documents

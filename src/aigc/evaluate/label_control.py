@@ -23,8 +23,9 @@ data version, so a challenger and a champion are graded alike. Accuracy is the s
 samples whose classified label equals the requested one; coverage (labeling functions) is
 the share classified as anything but the fallback label.
 
-Samples of one (mode, label) pair are drawn with `derived_seed(seed, mode, label)`: a caller can
-spread the labels over workers and concatenate the rows, and get the single-process result.
+Each sample is drawn with its own `derived_seed(seed, mode, label, index)`, and all are drawn
+in one batched call: a caller can spread the labels over workers and concatenate the rows,
+and get the single-process result.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class Sampler(Protocol):
         temperature: float = ...,
         top_k: int | None = ...,
         seed: int = ...,
+        seeds: list[int] | None = ...,
     ) -> list[str]: ...
 
 
@@ -97,27 +99,32 @@ def sample_for_labels(
     (index 0..K-1), text. Ids are 16 hex digits, unique even when two texts are identical."""
     if samples_per_label < 1:
         raise ValueError(f"samples_per_label={samples_per_label} must be at least 1")
-    rows = []
-    for label in labels:
-        for mode, condition in ((CONDITIONED, label), (UNCONDITIONED, None)):
-            texts = generator.generate(
-                [""] * samples_per_label,
-                [condition] * samples_per_label,
-                max_new_tokens=max_new_tokens,
-                temperature=temperature,
-                top_k=top_k,
-                seed=derived_seed(seed, mode, label),
-            )
-            for index, text in enumerate(texts):
-                rows.append(
-                    {
-                        "id": sample_id(mode, label, index),
-                        "mode": mode,
-                        "requested_label": label,
-                        "sample": index,
-                        "text": text,
-                    }
-                )
+    slots = [
+        (mode, label, index)
+        for label in labels
+        for mode in (CONDITIONED, UNCONDITIONED)
+        for index in range(samples_per_label)
+    ]
+    # One call: every sample has its own seed, so all labels are sampled as one batch and a
+    # sample's text does not depend on which labels share its worker.
+    texts = generator.generate(
+        [""] * len(slots),
+        [label if mode == CONDITIONED else None for mode, label, _ in slots],
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        seeds=[derived_seed(seed, mode, label, str(index)) for mode, label, index in slots],
+    )
+    rows = [
+        {
+            "id": sample_id(mode, label, index),
+            "mode": mode,
+            "requested_label": label,
+            "sample": index,
+            "text": text,
+        }
+        for (mode, label, index), text in zip(slots, texts, strict=True)
+    ]
     return pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
 
 

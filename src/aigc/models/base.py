@@ -24,6 +24,7 @@ does no work.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -134,6 +135,7 @@ def generate(
     generator: torch.Generator | None = None,
     eos_id: int | None = None,
     use_cache: bool = True,
+    row_seeds: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Continue `prompt_ids` (B, T) by sampling up to `max_new_tokens` tokens; returns (B, T+N).
 
@@ -142,7 +144,9 @@ def generate(
     one new token per step while the context fits in block_size, and re-started from the
     cropped context once it does not; the tokens are those of re-running the whole context
     every step (`use_cache=False`, the path of a family without `step`), only cheaper. The
-    randomness comes only from `generator`, so the same seed gives the same text.
+    randomness comes only from `generator`, so the same seed gives the same text; with
+    `row_seeds` (one per row) each row draws from its own stream instead, so a row samples the
+    same tokens whatever else is in the batch.
     `temperature=0` is greedy decoding. With `eos_id`, a row that has produced it keeps
     producing it, and sampling stops once every row has.
     """
@@ -161,8 +165,15 @@ def generate(
     was_training = model.training
     model.eval()
     state, cached = None, 0  # the family's state, and how many positions it holds
+    uniforms = None
+    if row_seeds is not None:
+        if len(row_seeds) != idx.size(0):
+            raise ValueError(f"{len(row_seeds)} row_seeds for {idx.size(0)} rows")
+        uniforms = torch.stack(  # (B, N): row b's draw for step t is uniforms[b, t]
+            [torch.rand(max_new_tokens, generator=_seeded(seed)) for seed in row_seeds]
+        ).to(device)
     try:
-        for _ in range(max_new_tokens):
+        for step in range(max_new_tokens):
             if stepper is None:
                 logits = model(idx[:, -block_size:])[0][:, -1, :]  # (B, V)
             elif state is not None and cached < block_size:
@@ -172,7 +183,8 @@ def generate(
                 context = idx[:, -block_size:]  # (B, min(T, block_size))
                 logits, state = stepper(context)
                 cached = context.size(1)
-            next_id = _sample(logits.float(), temperature, top_k, generator)  # (B, 1)
+            draws = None if uniforms is None else uniforms[:, step]  # (B,)
+            next_id = _sample(logits.float(), temperature, top_k, generator, draws)  # (B, 1)
             if eos_id is not None:
                 next_id = next_id.masked_fill(finished.unsqueeze(1), eos_id)
                 finished |= next_id.squeeze(1) == eos_id
@@ -184,10 +196,19 @@ def generate(
     return idx
 
 
+def _seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed))
+
+
 def _sample(
-    logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None
+    logits: torch.Tensor,
+    temperature: float,
+    top_k: int | None,
+    generator: torch.Generator | None,
+    draws: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One token id per row of (B, V) logits: greedy at temperature 0, else top-k sampling."""
+    """One token id per row of (B, V) logits: greedy at temperature 0, else top-k sampling,
+    from `generator`, or by inverting each row's CDF at its own uniform draw (B,)."""
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)  # (B, 1)
     logits = logits / temperature
@@ -195,4 +216,7 @@ def _sample(
         kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = torch.softmax(logits, dim=-1)  # (B, V)
-    return torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+    if draws is None:
+        return torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+    below = probs.cumsum(dim=-1) < draws.unsqueeze(1)  # (B, V): CDF still short of the draw
+    return below.sum(dim=-1, keepdim=True).clamp(max=probs.size(-1) - 1)  # (B, 1)
