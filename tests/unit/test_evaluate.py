@@ -426,16 +426,9 @@ def test_bad_settings_and_frames_are_named(tiny_gpt, documents, label_params):
 
 def test_rows_with_their_own_seeds_sample_the_same_alone_or_batched(tiny_gpt):
     """What lets label control sample every label in one batch, on any worker."""
-    prompts, labels, seeds = (
-        ["", "", "The socket", ""],
-        [LABELS[0], None, LABELS[1], LABELS[2]],
-        [
-            11,
-            12,
-            13,
-            14,
-        ],
-    )
+    prompts = ["", "", "The socket", ""]
+    labels = [LABELS[0], None, LABELS[1], LABELS[2]]
+    seeds = [11, 12, 13, 14]
     together = tiny_gpt.generate(prompts, labels, max_new_tokens=16, seeds=seeds)
     alone = [
         tiny_gpt.generate([prompt], [label], max_new_tokens=16, seeds=[seed])[0]
