@@ -538,7 +538,10 @@ def _print_summary(summary) -> None:
 
 
 def _training_progress(params: Params):
-    """A rich progress bar fed by rank 0 of the Ray workers."""
+    """A rich progress bar fed by rank 0 of the Ray workers.
+
+    Its total is the step that the first budget to run out stops at: max_steps or max_tokens
+    exactly, max_minutes estimated from the rate so far ("~"); the column after it says which."""
     import contextlib
 
     from rich.progress import (
@@ -549,25 +552,37 @@ def _training_progress(params: Params):
         TimeElapsedColumn,
     )
 
+    from aigc.train.progress import BudgetEstimate, describe_budgets, tokens_per_step
+
+    loop, step_tokens = params.train.loop, tokens_per_step(params.train)
+
     @contextlib.contextmanager
     def progress():
         columns = (
             TextColumn("[bold]train"),
             BarColumn(),
             MofNCompleteColumn(),
+            TextColumn("{task.fields[limit]}"),
             TextColumn("loss {task.fields[loss]:.3f}"),
             TextColumn("lr {task.fields[lr]:.2e}"),
             TextColumn("{task.fields[tps]:,.0f} tok/s"),
             TimeElapsedColumn(),
         )
+        console.print(f"training until {describe_budgets(loop, step_tokens)}", highlight=False)
+        estimate = BudgetEstimate(loop, step_tokens)
         with Progress(*columns, console=console, transient=False) as bar:
+            budget = estimate.update({"step": 0})
             task = bar.add_task(
-                "train", total=params.train.loop.max_steps, loss=float("nan"), lr=0.0, tps=0.0
+                "train", total=budget.steps, limit="", loss=float("nan"), lr=0.0, tps=0.0
             )
 
             def update(metrics: dict) -> None:
+                nonlocal budget
+                budget = estimate.update(metrics)
                 bar.update(
                     task,
+                    total=budget.steps,
+                    limit=("~" if budget.estimated else "") + budget.limit,
                     completed=metrics["step"],
                     loss=metrics["train_loss"],
                     lr=metrics["lr"],
@@ -575,6 +590,8 @@ def _training_progress(params: Params):
                 )
 
             yield update
+            if budget.estimated:  # the time ran out at the last step shown: that was the total
+                bar.update(task, total=bar.tasks[0].completed)
 
     return progress()
 
