@@ -132,7 +132,7 @@ class ProgressLog:
         self.max_silence_seconds = max_silence_seconds
         self.clock = clock
         self.last_part, self.last_step, self.last_emitted = -1, 0, clock()
-        emit(f"training until {describe_budgets(train.loop, tokens_per_step(train))}")
+        emit(f"training until {describe_budgets(train.loop, self.budget.tokens_per_step)}")
 
     def __call__(self, metrics: Mapping[str, float]) -> None:
         step = int(metrics["step"])
