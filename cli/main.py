@@ -546,7 +546,10 @@ def _print_summary(summary) -> None:
 
 
 def _training_progress(params: Params):
-    """A rich progress bar fed by rank 0 of the Ray workers."""
+    """A rich progress bar fed by rank 0 of the Ray workers.
+
+    Its total is the step that the first budget to run out stops at: max_steps or max_tokens
+    exactly, max_minutes estimated from the rate so far ("~"); the column after it says which."""
     import contextlib
 
     from rich.progress import (
@@ -557,27 +560,40 @@ def _training_progress(params: Params):
         TimeElapsedColumn,
     )
 
+    from aigc.train.progress import BudgetEstimate, describe_budgets, tokens_per_step
+
+    loop, step_tokens = params.train.loop, tokens_per_step(params.train)
+
     @contextlib.contextmanager
     def progress():
         columns = (
             TextColumn("[bold]train"),
             BarColumn(),
             MofNCompleteColumn(),
+            TextColumn("{task.fields[limit]}"),
             TextColumn("loss {task.fields[loss]:.3f}"),
             TextColumn("lr {task.fields[lr]:.2e}"),
             TextColumn("{task.fields[tps]:,.0f} tok/s"),
             TimeElapsedColumn(),
         )
         bar = Progress(*columns, console=console, transient=False)
-        tasks = []
+        estimate = BudgetEstimate(loop, step_tokens)
+        shown: list = []  # the bar's task, once training has started
+        budget = estimate.update({"step": 0})
 
         def update(metrics: dict) -> None:
-            if not tasks:  # shown from the first step: a command that fails before shows none
+            nonlocal budget
+            if not shown:  # shown from the first step: a command that fails before shows none
+                console.print(f"training until {describe_budgets(loop, step_tokens)}")
                 bar.start()
-                total = params.train.loop.max_steps
-                tasks.append(bar.add_task("train", total=total, loss=0.0, lr=0.0, tps=0.0))
+                shown.append(
+                    bar.add_task("train", total=budget.steps, limit="", loss=0.0, lr=0.0, tps=0.0)
+                )
+            budget = estimate.update(metrics)
             bar.update(
-                tasks[0],
+                shown[0],
+                total=budget.steps,
+                limit=("~" if budget.estimated else "") + budget.limit,
                 completed=metrics["step"],
                 loss=metrics["train_loss"],
                 lr=metrics["lr"],
@@ -586,8 +602,10 @@ def _training_progress(params: Params):
 
         try:
             yield update
+            if shown and budget.estimated:  # time ran out at the last step shown: the total
+                bar.update(shown[0], total=bar.tasks[0].completed)
         finally:
-            if tasks:
+            if shown:
                 bar.stop()
 
     return progress()

@@ -4,7 +4,8 @@ The whole pipeline as its users run it, by hand (`aigc run`), on a schedule
 (`aigc schedule`, or `prefect deploy` with prefect.yaml) or from the Prefect UI. It is
 change-aware (`aigc.retrain.plan_retrain`): when the data version, the code and the training
 params are those of a version already decided, it ends as "no change"; a version registered
-by a run that stopped before deciding is decided now. One run at a time per project.
+by a run that stopped before deciding is decided now. One run at a time per project. The
+outcome (status, versions, metrics, reasons) is the run's Markdown artifact `retrain-summary`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import time
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
 
 from aigc.config import load_params
 from aigc.paths import ProjectPaths
@@ -22,6 +24,7 @@ from aigc.retrain import (
     RetrainSummary,
     decision_summary,
     no_change_summary,
+    summary_markdown,
 )
 from aigc.stages.evaluate import load_evaluation
 from aigc.stages.promote import current_champion, rival
@@ -31,6 +34,8 @@ from tasks.plan import plan
 from tasks.promote import promote
 from tasks.register import register
 from tasks.train import train
+
+SUMMARY_ARTIFACT = "retrain-summary"  # the key of the run's Markdown artifact in Prefect
 
 
 @flow(name="retrain", log_prints=True)
@@ -49,7 +54,9 @@ def retrain(
         key, existing, decided = plan(paths.root, params, dataset.version, force)
         if decided.action == NO_CHANGE:
             champion = current_champion(paths, params)
-            return no_change_summary(existing, champion, dataset.version, key, decided, started)
+            return published(
+                no_change_summary(existing, champion, dataset.version, key, decided, started)
+            )
         if decided.action == TRAIN:
             trained = train(paths.root, params, dataset, key)
             evaluation = evaluate(
@@ -71,9 +78,21 @@ def retrain(
             paths.root, params, challenger, evaluation, champion, champion_evaluation
         )
         champion_after = challenger if decision.promote else champion
-        return decision_summary(
-            challenger, champion_after, decision, evaluation.samples, key, started
+        return published(
+            decision_summary(
+                challenger, champion_after, decision, evaluation.samples, key, started
+            )
         )
+
+
+def published(summary: RetrainSummary) -> RetrainSummary:
+    """The summary, also shown in the Prefect UI as the run's Markdown artifact."""
+    create_markdown_artifact(
+        markdown=summary_markdown(summary),
+        key=SUMMARY_ARTIFACT,
+        description=f"retrain: {summary.status}, data version {summary.data_version[:12]}",
+    )
+    return summary
 
 
 def scheduled_deployment(

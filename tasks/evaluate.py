@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from prefect import get_run_logger, task
@@ -22,16 +23,26 @@ def evaluate(
     record_in: str | None = None,
     bundle_dir: Path | None = None,
 ) -> Evaluation:
+    logger = get_run_logger()
+    started = time.perf_counter()
     evaluation = evaluate_stage(
-        ProjectPaths.at(root), params, model_uri, dataset, record_in, bundle_dir
+        ProjectPaths.at(root),
+        params,
+        model_uri,
+        dataset,
+        record_in,
+        bundle_dir,
+        on_progress=logger.info,
     )
     metrics = evaluation.metrics
-    get_run_logger().info(
-        "%s on data version %s: test bits/char %.3f (unigram %.3f), recorded in run %s",
+    logger.info(
+        "%s on data version %s: test bits/char %.3f (unigram %.3f), recorded in run %s; "
+        "evaluated in %.0fs",
         model_uri,
         dataset.version[:12],
         metrics["test_bits_per_character"],
         metrics.get("unigram_bits_per_character", float("nan")),
         evaluation.run_id,
+        time.perf_counter() - started,
     )
     return evaluation

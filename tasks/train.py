@@ -1,4 +1,4 @@
-"""Prefect task `train`: train a challenger on Ray, tracked in MLflow."""
+"""Prefect task `train`: train a challenger on Ray, tracked in MLflow, progress in the log."""
 
 from __future__ import annotations
 
@@ -11,17 +11,25 @@ from aigc.paths import ProjectPaths
 from aigc.stages.train import TrainedModel
 from aigc.stages.train import train as train_stage
 from aigc.stages.version import Dataset
+from aigc.train.progress import ProgressLog, stopped_by, tokens_per_step
 
 
 @task(name="train")
 def train(root: Path, params: Params, dataset: Dataset, key: str) -> TrainedModel:
+    logger = get_run_logger()
     trained = train_stage(
-        ProjectPaths.at(root), params, dataset, extra_tags={"aigc.training_key": key}
+        ProjectPaths.at(root),
+        params,
+        dataset,
+        # called from the thread that drains rank 0's queue: the logger is bound here
+        on_progress=ProgressLog(params.train, logger.info),
+        extra_tags={"aigc.training_key": key},
     )
-    get_run_logger().info(
-        "trained run %s: %d steps in %.0fs, train loss %.3f",
+    logger.info(
+        "trained run %s: %d steps (stopped by %s) in %.0fs, train loss %.3f",
         trained.run_id,
         trained.steps,
+        stopped_by(params.train.loop, tokens_per_step(params.train), trained.steps),
         trained.seconds,
         trained.metrics.get("train_loss", float("nan")),
     )

@@ -9,6 +9,7 @@ Every request is recorded, so tests can assert what was retried.
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -78,3 +79,13 @@ class ScriptedServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 nothing listens on: a proxy there refuses every connection."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

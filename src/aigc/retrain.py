@@ -4,6 +4,7 @@
     plan = plan_retrain(existing, force)                # pure: "no change" | "train" | "decide"
     with PipelineLock(root, timeout_seconds, on_wait=print):   # one run at a time per project
         ...
+    markdown = summary_markdown(summary)                # the outcome, for the Prefect UI
 
 The lock is an advisory `flock`, released by the kernel if its holder dies, so a crash never
 leaves a stale lock; a second run waits (saying so, with the holder) and then ends clearly.
@@ -185,3 +186,39 @@ def decision_summary(
         samples={label: texts[0] for label, texts in samples.items() if texts},
         seconds=time.perf_counter() - started,
     )
+
+
+def summary_markdown(summary: RetrainSummary) -> str:
+    """The run's outcome as Markdown, for the Prefect UI: status, versions, the headline
+    metrics of challenger and champion side by side (on the same test split), the reasons."""
+    from aigc.evaluate.report import HEADLINE_METRICS
+
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4g}"
+
+    champion = summary.champion_metrics or {}
+    lines = [
+        f"# Retrain: {summary.status}",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| status | **{summary.status}** |",
+        f"| data version | `{summary.data_version}` |",
+        f"| challenger | version {summary.challenger_version or '-'}, run `{summary.run_id}` |",
+        f"| champion after the run | version {summary.champion_version or '-'} |",
+        f"| training key | `{summary.key}` |",
+        f"| duration | {summary.seconds:.0f} s |",
+        "",
+        "## Metrics",
+        "",
+        "| metric | challenger | champion (same test split) |",
+        "|---|---:|---:|",
+    ]
+    lines += [
+        f"| {name} | {number(summary.challenger_metrics[name])} | {number(champion.get(name))} |"
+        for name in HEADLINE_METRICS
+        if name in summary.challenger_metrics
+    ]
+    lines += ["", "## Reasons", ""]
+    lines += [f"- {' '.join(reason.split())}" for reason in summary.reasons] or ["- (none given)"]
+    return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ test suite; `.dvc/config` and `prefect.toml` carry the same choices for the tool
 from __future__ import annotations
 
 import os
+from collections.abc import MutableMapping
 
 OFFLINE_ENVIRONMENT: dict[str, str] = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -23,9 +24,35 @@ OFFLINE_ENVIRONMENT: dict[str, str] = {
     "RAY_TRAIN_V2_ENABLED": "1",
 }
 
+# Prefect's client talks to its temporary API server on 127.0.0.1 (as it would to a local
+# Prefect or MLflow server); a proxy from HTTP_PROXY/HTTPS_PROXY cannot reach this machine's
+# loopback, so loopback always bypasses it.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+NO_PROXY_VARIABLES = ("no_proxy", "NO_PROXY")
 
-def apply_offline_defaults(environ: os._Environ | dict | None = None) -> None:
-    """Set the no-telemetry defaults in `environ` (the process environment by default)."""
+
+def apply_offline_defaults(environ: MutableMapping[str, str] | None = None) -> None:
+    """Set the no-telemetry defaults and loopback's proxy bypass in `environ` (os.environ)."""
     target = os.environ if environ is None else environ
     for key, value in OFFLINE_ENVIRONMENT.items():
         target.setdefault(key, value)
+    bypass_proxy_for_loopback(target)
+
+
+def bypass_proxy_for_loopback(environ: MutableMapping[str, str]) -> None:
+    """Add the loopback hosts to both `no_proxy` and `NO_PROXY`, keeping every user entry.
+
+    Both spellings get the same list (the user's entries from either, then loopback's):
+    urllib and requests prefer the lowercase one, gRPC reads only it, httpx takes either, so
+    a list set in only one spelling must not be hidden by loopback's list in the other. A
+    `*` (bypass everything) is left alone: urllib honours it only as the whole value."""
+    entries: list[str] = []
+    for name in NO_PROXY_VARIABLES:
+        for entry in environ.get(name, "").split(","):
+            if entry.strip() and entry.strip() not in entries:
+                entries.append(entry.strip())
+    if "*" in entries:
+        return
+    merged = ",".join(entries + [host for host in LOOPBACK_HOSTS if host not in entries])
+    for name in NO_PROXY_VARIABLES:
+        environ[name] = merged

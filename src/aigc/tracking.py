@@ -25,11 +25,12 @@ import getpass
 import hashlib
 import json
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -224,6 +225,30 @@ def run_tags(
     return {**tags, **{key: str(value) for key, value in (extra or {}).items()}}
 
 
+def source_tags(argv: Sequence[str] | None = None) -> dict[str, str]:
+    """MLflow's "Source" of a run: the command that opened it (`aigc run`, `aigc data refresh`,
+    `pytest`, `prefect.engine` under a Prefect worker), as a job.
+
+    Runs are created through a client, which, unlike `mlflow.start_run`, sets no source: the
+    run page showed "Source —". The words up to the first option name the command; option
+    values (`--set ...`) are left out, they are in the run's params."""
+    argv = sys.argv if argv is None else argv
+    program = Path(argv[0]) if argv and argv[0] else Path("python")
+    if program.suffix == ".py" and "site-packages" in program.parts:  # python -m package.module
+        inside = program.parts[program.parts.index("site-packages") + 1 :]
+        name = ".".join(inside).removesuffix(".py").removesuffix(".__main__")
+    elif program.name == "__main__.py":
+        name = program.parent.name
+    else:
+        name = program.name
+    words = []
+    for word in argv[1:]:
+        if word.startswith("-"):
+            break
+        words.append(word)
+    return {"mlflow.source.name": " ".join([name, *words]), "mlflow.source.type": "JOB"}
+
+
 def _dataset_input(dataset: DatasetInfo) -> DatasetInput:
     """`dataset` as MLflow's DatasetInput: a MetaDataset (metadata only) with our digest."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -287,10 +312,12 @@ class TrainingRun:
         tags: Mapping[str, str] | None = None,
         dataset: DatasetInfo | None = None,
     ) -> TrainingRun:
-        """Create a run in `settings.experiment` with params (flattened), tags and dataset."""
+        """Create a run in `settings.experiment` with params (flattened), tags and dataset.
+
+        The run carries MLflow's source tags (`source_tags`: the command that opened it)."""
         experiment_id = ensure_experiment(settings)
         client = settings.client()
-        all_tags = {"mlflow.user": getpass.getuser(), **(tags or {})}
+        all_tags = {"mlflow.user": getpass.getuser(), **source_tags(), **(tags or {})}
         run = cls(
             settings, client, client.create_run(experiment_id, tags=all_tags, run_name=run_name)
         )

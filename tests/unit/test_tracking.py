@@ -37,6 +37,7 @@ from aigc.tracking import (
     log_generator_model,
     register_model,
     run_tags,
+    source_tags,
 )
 from tests.conftest import git
 
@@ -220,6 +221,27 @@ def test_a_run_records_params_tags_metrics_artifacts_and_dataset(tmp_path: Path)
     assert json.loads(used.dataset.source) == {"uri": "data/labeled"}
     assert json.loads(used.dataset.profile) == {"rows": 40}
     assert {tag.key: tag.value for tag in used.tags} == {"mlflow.data.context": "training"}
+
+
+def test_a_run_names_the_command_that_opened_it_as_its_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/aigc", "run", "--set", "train.loop.lr=0.1"])
+    with TrainingRun.start(store(tmp_path), "sourced", PARAMS) as run:
+        pass
+    tags = MlflowClient(store(tmp_path).tracking_uri).get_run(run.run_id).data.tags
+    assert tags["mlflow.source.name"] == "aigc run"  # MLflow's run page: "Source aigc run"
+    assert tags["mlflow.source.type"] == "JOB"
+
+    def name(*argv: str) -> str:
+        return source_tags(list(argv))["mlflow.source.name"]
+
+    assert name("/venv/bin/aigc", "data", "refresh", "--params", "p.yaml") == "aigc data refresh"
+    assert name("/venv/bin/aigc", "reproduce", "aigc-text/1") == "aigc reproduce aigc-text/1"
+    assert name("/venv/lib/python3.11/site-packages/prefect/engine.py") == "prefect.engine"
+    assert name("/venv/lib/site-packages/pytest/__main__.py", "tests", "-q") == "pytest tests"
+    assert name("bench/pipeline.py") == "pipeline.py"
+    assert name("") == "python"
 
 
 def test_resume_continues_a_failed_run(tmp_path: Path) -> None:

@@ -3,8 +3,9 @@
     cleaned = clean(paths, params)          # what DVC's stage runs (`aigc data clean`)
     cleaned, dvc_lines = run_in_dvc(paths)  # `dvc repro clean`: skipped when nothing changed
 
-Outputs: data/clean/{records,quarantine}.parquet, data/reports/clean.json and a length
-histogram. Every removed record is in the quarantine with its rule; raw = clean + quarantined.
+Outputs: data/clean/{records,quarantine}.parquet, data/reports/clean.json (the whole report),
+data/reports/clean_metrics.json (its headline numbers, DVC's metrics) and a length histogram.
+Every removed record is in the quarantine with its rule; raw = clean + quarantined.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def clean(paths: ProjectPaths, params: Params) -> CleanedDataset:
     result.records.to_parquet(paths.clean / "records.parquet", index=False)
     result.quarantine.to_parquet(paths.clean / "quarantine.parquet", index=False)
     write_json(paths.reports / "clean.json", {**result.report, "snapshot": snapshot.name})
+    write_json(paths.reports / "clean_metrics.json", clean_metrics(result.report))
     write_length_histogram(result, paths.reports / "clean_lengths.png")
     return cleaned_dataset(paths)
 
@@ -60,6 +62,19 @@ def cleaned_dataset(paths: ProjectPaths) -> CleanedDataset:
         quarantined=int(sum(by_rule.values())),
         quarantined_by_rule={str(rule): int(count) for rule, count in by_rule.items()},
     )
+
+
+def clean_metrics(report: dict) -> dict:
+    """The report's headline numbers, all counts: what `dvc metrics show` and `exp show` list.
+
+    The whole report (lengths, characters, the params used) stays in clean.json, an output
+    like any other: declared as metrics, its strings and params made hundreds of columns."""
+    return {
+        "input_records": report["input_records"],
+        "output_records": report["output_records"],
+        "quarantined_records": report["quarantined_records"],
+        "quarantined_by_rule": dict(report["quarantined_by_rule"]),
+    }
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,10 +59,14 @@ def evaluate(
     dataset: Dataset,
     record_in: str | None = None,
     bundle_dir: Path | None = None,
+    on_progress: Callable[[str], None] | None = None,
 ) -> Evaluation:
-    """Evaluate the model at `model_uri` (or its local copy `bundle_dir`) on `dataset`."""
+    """Evaluate the model at `model_uri` (or its local copy `bundle_dir`) on `dataset`.
+
+    `on_progress` hears a sentence as each part starts or each Ray shard finishes."""
     from aigc.train.ray_runner import connect, evaluate_on_ray
 
+    say = on_progress or (lambda sentence: None)
     settings = TrackingSettings.of(params.tracking, paths.root)
     train, test = dataset.split("train"), dataset.split("test")
     baseline = unigram_bits_per_char(train["text"].tolist(), test["text"].tolist())
@@ -71,7 +76,15 @@ def evaluate(
         if bundle_dir is None:
             from aigc.tracking import load_generator
 
+            say(f"loading {model_uri}")
             bundle_dir = load_generator(model_uri, settings).save(Path(directory) / "bundle")
+        say(
+            f"evaluating {model_uri} on {len(test)} test documents of data version "
+            f"{dataset.version[:12]} in up to {params.evaluate.shards} Ray shards: bits per "
+            f"character (unigram baseline {baseline:.3f}), continuations of "
+            f"{params.evaluate.continuation_documents} documents, label control with "
+            f"{params.evaluate.samples_per_label} samples per label"
+        )
         report = evaluate_on_ray(
             bundle_dir,
             test,
@@ -80,6 +93,7 @@ def evaluate(
             params.evaluate.shards,
             baseline,
             classifier,
+            on_progress=on_progress,
         )
     if classifier is not None:
         report.metrics["topic_classifier_train_documents"] = float(classifier.train_documents)

@@ -3,8 +3,9 @@
     labeled = label(paths, params)          # what DVC's stage runs (`aigc data label`)
     labeled, dvc_lines = run_in_dvc(paths)  # `dvc repro label`
 
-Outputs: data/labeled/{train,validation,test}.parquet (the dataset that is versioned) and
-data/reports/label.json (coverage, conflicts, label distribution, split sizes).
+Outputs: data/labeled/{train,validation,test}.parquet (the dataset that is versioned),
+data/reports/label.json (coverage, conflicts, label distribution, split sizes, every labeling
+function's figures) and data/reports/label_metrics.json (its headline numbers, DVC's metrics).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def label(paths: ProjectPaths, params: Params) -> LabeledDataset:
         paths.reports / "label.json",
         {**result.report, "splits": split_report(frame), "counts": counts},
     )
+    write_json(paths.reports / "label_metrics.json", label_metrics(result.report, counts))
     return LabeledDataset(path=paths.labeled, counts=counts)
 
 
@@ -62,6 +64,21 @@ def labeled_dataset(paths: ProjectPaths) -> LabeledDataset:
     """The reference to the stage's outputs, read from its report."""
     report = json.loads((paths.reports / "label.json").read_text())
     return LabeledDataset(path=paths.labeled, counts=report["counts"])
+
+
+def label_metrics(report: dict, counts: dict) -> dict:
+    """The report's headline numbers: what `dvc metrics show` and `dvc exp show` list.
+
+    Shares of records (coverage: some function voted; conflict: functions voted for different
+    topics) and records per split; per-function figures stay in label.json."""
+    return {
+        "records": counts["records"],
+        "coverage": report["coverage"],
+        "overlap": report["overlap"],
+        "conflict": report["conflict"],
+        "mean_confidence": report["mean_confidence"],
+        "splits": dict(counts["splits"]),
+    }
 
 
 def dataset_counts(frame: pd.DataFrame) -> dict:

@@ -312,7 +312,8 @@ class _RankZeroTracker:
         if now - self.last_progress >= PROGRESS_INTERVAL_SECONDS:
             self.last_progress = now
             with contextlib.suppress(Exception):  # a full queue only costs an update
-                self.progress.put_nowait({"step": step, **record})
+                timed = {"step": step, "elapsed_seconds": metrics["elapsed_seconds"]}
+                self.progress.put_nowait(timed | record)
 
     def evaluation(self, metrics: dict[str, float]) -> None:
         step = int(metrics["step"])
@@ -343,12 +344,13 @@ def evaluate_on_ray(
     shards: int,
     unigram_bits_per_character: float | None,
     classifier=None,
+    on_progress: Callable[[str], None] | None = None,
 ):
     """Evaluate the bundle on `test_frame`, one Ray task per shard; merged as one report.
 
     Documents, continuation documents and label-control labels are dealt round-robin to
     the shards; every sample's seed derives from its document or label, so the report is the
-    same for any number of shards."""
+    same for any number of shards. `on_progress` hears a sentence as each shard finishes."""
     import ray
 
     from aigc.evaluate import continuation_ids, control_labels, merge_shards, summarize
@@ -372,7 +374,18 @@ def evaluate_on_ray(
         )
         for index in range(shards)
     ]
-    merged = merge_shards(ray.get(futures))
+    started, finished, pending = time.perf_counter(), {}, list(futures)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        shard = finished[ready[0]] = ray.get(ready[0])
+        if on_progress is not None:
+            on_progress(
+                f"evaluation shard {len(finished)}/{shards} done after "
+                f"{time.perf_counter() - started:.0f}s: {len(shard.documents)} documents scored, "
+                f"{len(shard.continuations)} continued, {len(shard.label_control)} samples "
+                "classified for label control"
+            )
+    merged = merge_shards(finished[future] for future in futures)  # in shard order, as before
     return summarize(merged, unigram_bits_per_character=unigram_bits_per_character)
 
 
