@@ -1,7 +1,8 @@
 """Training on real Ray (2 CPU workers) tracked in a real MLflow sqlite store.
 
 Tiny configs: the point is the machinery (DDP, checkpoints, fault recovery, tracking), not
-the model. One module-scoped training run serves the tracking and CLI assertions.
+the model. One module-scoped training run serves the tracking and CLI assertions, and one
+uninterrupted run the comparisons with runs whose worker was killed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from aigc.stages.train import train
 from aigc.stages.version import Dataset
 from aigc.tracking import TrackingSettings
 from aigc.train.job import prepare_job, with_loop
-from aigc.train.ray_runner import train_on_ray
+from aigc.train.ray_runner import connect, train_on_ray
 from tests.conftest import REPO, TOPIC_WORDS, make_documents
 
 pytestmark = pytest.mark.slow
@@ -81,9 +82,11 @@ def tiny_params(tmp: Path, *extra: str) -> Params:
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
+def ray_cluster(tmp_path_factory):
+    """aigc's local Ray (its own token), shared by the module's tests."""
     import ray
 
+    connect(RayParams(), tmp_path_factory.mktemp("ray-project") / ".aigc")
     yield
     ray.shutdown()
 
@@ -158,6 +161,13 @@ def test_run_records_everything_a_reader_needs(trained):
     } <= artifacts
 
 
+def test_the_stage_keeps_the_model_and_leaves_no_checkpoints(trained):
+    model, _, params, tmp, _ = trained
+    assert not (Path(params.train.ray.storage_path) / model.run_id).exists()
+    assert model.bundle_dir == tmp / ".aigc" / "run" / str(os.getpid()) / "models" / model.run_id
+    assert TextGenerator.load(model.bundle_dir).family == "gpt"
+
+
 def test_generate_cli_loads_the_logged_model(trained):
     model, _, params, tmp, _ = trained
     command = [
@@ -191,31 +201,69 @@ def weights(bundle: Path) -> dict[str, torch.Tensor]:
     return TextGenerator.load(bundle).model.state_dict()
 
 
-def test_killed_worker_resumes_from_checkpoint_to_identical_weights(
-    tmp_path, ray_cluster, monkeypatch
-):
-    dataset = write_dataset(tmp_path / "labeled")
-    params = tiny_params(tmp_path)
+KILL_TEST_RAY = RayParams(num_workers=2, max_failures=2)
+
+
+@pytest.fixture(scope="module")
+def kill_test_job(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("kill-test")
+    dataset = write_dataset(tmp / "labeled")
+    params = tiny_params(tmp)
     train, validation = dataset.split("train"), dataset.split("validation")
-    job = with_loop(
+    return with_loop(
         prepare_job(train, validation, params.train),
         max_steps=30,
         checkpoint_every=10,
         eval_every=10,
     )
-    ray_params = RayParams(num_workers=2, max_failures=2)
-    clean = train_on_ray(job, ray_params, None, tmp_path / "ray", name="uninterrupted")
-    assert clean.restarts == 0
 
-    marker = tmp_path / "killed"
+
+@pytest.fixture(scope="module")
+def uninterrupted(kill_test_job, ray_cluster, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("uninterrupted")
+    outcome = train_on_ray(
+        kill_test_job, KILL_TEST_RAY, None, tmp / "ray", "uninterrupted", model_dir=tmp / "model"
+    )
+    assert outcome.restarts == 0
+    assert list((tmp / "ray").iterdir()) == [], "the run's checkpoint folder must be deleted"
+    return weights(outcome.bundle_dir)
+
+
+def kill_rank_one_after(step: int, marker: Path, monkeypatch) -> None:
     monkeypatch.setitem(os.environ, "AIGC_FAULT_KILL_RANK", "1")
-    monkeypatch.setitem(os.environ, "AIGC_FAULT_KILL_STEP", "15")
+    monkeypatch.setitem(os.environ, "AIGC_FAULT_KILL_STEP", str(step))
     monkeypatch.setitem(os.environ, "AIGC_FAULT_MARKER", str(marker))
-    faulty = train_on_ray(job, ray_params, None, tmp_path / "ray", name="killed")
+
+
+def test_killed_worker_resumes_from_checkpoint_to_identical_weights(
+    tmp_path, kill_test_job, uninterrupted, monkeypatch
+):
+    marker = tmp_path / "killed"
+    kill_rank_one_after(15, marker, monkeypatch)
+    faulty = train_on_ray(
+        kill_test_job, KILL_TEST_RAY, None, tmp_path / "ray", "killed", model_dir=tmp_path / "m"
+    )
     assert marker.read_text() == "killed rank 1\n", "the worker process must really have died"
     assert faulty.restarts == 1 and faulty.metrics["step"] == 30
-    expected, resumed = weights(clean.bundle_dir), weights(faulty.bundle_dir)
-    assert all(torch.equal(expected[key], resumed[key]) for key in expected)
+    resumed = weights(faulty.bundle_dir)
+    assert all(torch.equal(uninterrupted[key], resumed[key]) for key in uninterrupted)
+    assert not (tmp_path / "ray" / "killed").exists(), "no checkpoint folder may stay behind"
+
+
+def test_worker_killed_before_the_first_checkpoint_counts_as_a_restart(
+    tmp_path, kill_test_job, uninterrupted, monkeypatch
+):
+    marker = tmp_path / "killed"
+    kill_rank_one_after(5, marker, monkeypatch)  # the first checkpoint is at step 10
+    faulty = train_on_ray(
+        kill_test_job, KILL_TEST_RAY, None, tmp_path / "ray", "early", model_dir=tmp_path / "m"
+    )
+    assert marker.read_text() == "killed rank 1\n", "the worker process must really have died"
+    assert faulty.restarts == 1, "a restart from scratch is a restart"
+    assert faulty.metrics["step"] == 30
+    restarted = weights(faulty.bundle_dir)  # from scratch, with the same seeds
+    assert all(torch.equal(uninterrupted[key], restarted[key]) for key in uninterrupted)
+    assert not (tmp_path / "ray" / "early").exists(), "no checkpoint folder may stay behind"
 
 
 def test_lstm_family_trains_through_the_same_trainer(tmp_path, ray_cluster):
@@ -237,6 +285,7 @@ def test_lstm_family_trains_through_the_same_trainer(tmp_path, ray_cluster):
         None,
         tmp_path / "ray",
         name="lstm",
+        model_dir=tmp_path / "model",
         on_progress=progress.append,
     )
     assert TextGenerator.load(outcome.bundle_dir).family == "lstm"
