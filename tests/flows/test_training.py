@@ -8,6 +8,8 @@ uninterrupted run the comparisons with runs whose worker was killed.
 from __future__ import annotations
 
 import os
+import secrets
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -83,12 +85,75 @@ def tiny_params(tmp: Path, *extra: str) -> Params:
 
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory):
-    """aigc's local Ray (its own token), shared by the module's tests."""
+    """aigc's local Ray, shared by the module's tests; yields the project's .aigc folder."""
     import ray
 
-    connect(RayParams(), tmp_path_factory.mktemp("ray-project") / ".aigc")
-    yield
+    ray.shutdown()  # a Ray another module left running would have another project's token
+    work_dir = tmp_path_factory.mktemp("ray-project") / ".aigc"
+    connect(RayParams(), work_dir)
+    yield work_dir
     ray.shutdown()
+
+
+# A second driver: joins the Ray at argv[1] with whatever token its environment names.
+DRIVER = """
+import sys, ray
+try:
+    ray.init(address=sys.argv[1], log_to_driver=False)
+except Exception as error:
+    print("refused:", type(error).__name__, error)
+    sys.exit(1)
+print("connected")
+"""
+
+
+def test_local_ray_listens_on_loopback_and_admits_only_the_projects_token(ray_cluster, tmp_path):
+    import psutil
+    import ray
+
+    from aigc import runtime
+
+    token = ray_cluster / "ray" / "auth-token"
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600 and len(token.read_text()) == 64
+    address = ray.get_runtime_context().gcs_address
+    assert address.startswith("127.0.0.1:")
+    listening = {
+        (entry["pid"], connection.laddr.ip)
+        for entry in runtime.start(ray_cluster).processes
+        if psutil.pid_exists(entry["pid"])
+        for connection in psutil.Process(entry["pid"]).net_connections("inet")
+        if connection.status == psutil.CONN_LISTEN
+    }
+    assert len(listening) >= 3, "the GCS, the raylet and its agents listen"
+    assert {ip for _, ip in listening} <= {"127.0.0.1", "::ffff:127.0.0.1"}, listening
+
+    home = tmp_path / "home"  # no ~/.ray/auth_token to fall back on
+    home.mkdir()
+    base = {key: value for key, value in os.environ.items() if not key.startswith("RAY_AUTH")} | {
+        "HOME": str(home),
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "PYTHONPATH": "",
+    }
+    tokens = {
+        "no token": {},
+        "a wrong token": {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)},
+        "the project's token": {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)},
+    }
+    drivers = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", DRIVER, address],
+            env=base | extra,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for name, extra in tokens.items()
+    }
+    outputs = {name: driver.communicate(timeout=240)[0] for name, driver in drivers.items()}
+    assert drivers["the project's token"].returncode == 0, outputs["the project's token"]
+    for name in ("no token", "a wrong token"):
+        assert drivers[name].returncode == 1, outputs[name]
+        assert "InvalidAuthToken" in outputs[name], outputs[name]
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,7 @@ import pickle
 import queue
 import secrets
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -181,6 +182,12 @@ def _join_cluster(address: str) -> None:
             )
         os.environ["RAY_AUTH_MODE"] = "token"
         _reload_auth_settings()
+        if _token_refused(address):
+            source = "RAY_AUTH_TOKEN" if os.environ.get("RAY_AUTH_TOKEN") else token_path
+            raise UserError(
+                f"the Ray cluster at train.ray.address={address!r} refused the token from "
+                f"{source}: it is not that cluster's token; {fix}"
+            )
     try:
         ray.init(address=address, log_to_driver=False)
     except (ConnectionError, AuthenticationError, RuntimeError) as error:
@@ -189,6 +196,28 @@ def _join_cluster(address: str) -> None:
             f"({str(error).splitlines()[0]}); check that the cluster runs there and that the "
             f"token is the cluster's: {fix}"
         ) from None
+
+
+def _token_refused(address: str) -> bool:
+    """Whether the GCS at `address` rejects our token: known at once, where `ray.init` only
+    gives up after about 20 seconds with a message that could mean anything."""
+    from ray._raylet import GcsClient
+    from ray.exceptions import AuthenticationError
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return False  # "auto" or ray://: resolved by ray.init itself
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError:
+        return False  # nothing answers there: ray.init says so (its client would wait 40 s)
+    try:
+        GcsClient(address=address)
+    except AuthenticationError:
+        return True
+    except Exception:  # any other failure is ray.init's to report
+        return False
+    return False
 
 
 def wants_gpu(params: RayParams, resources: dict[str, float]) -> bool:
