@@ -13,6 +13,7 @@ import time
 
 from prefect import flow, get_run_logger
 
+from aigc import runtime
 from aigc.config import load_params
 from aigc.paths import ProjectPaths
 from aigc.retrain import (
@@ -42,6 +43,7 @@ def retrain(
 ) -> RetrainSummary:
     started = time.perf_counter()
     paths = ProjectPaths.at(root)
+    runtime.start(paths.work).note_children()  # Prefect's temporary server, if this run has one
     params = load_params(params_file or paths.params, overrides or [])
     timeout = 60 * params.run.lock_timeout_minutes
     with PipelineLock(paths.root, timeout, on_wait=get_run_logger().warning):

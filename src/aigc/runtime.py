@@ -211,7 +211,7 @@ def _same_process(entry: dict[str, Any]) -> psutil.Process | None:
 
 def _what(process: psutil.Process) -> str:
     try:
-        command = " ".join(process.cmdline()) or process.name()
+        command = " ".join(process.cmdline()).strip() or process.name()
     except psutil.Error:
         command = "?"
     return command[:160]
