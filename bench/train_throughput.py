@@ -67,12 +67,18 @@ def main() -> None:
 
     for workers in (1, 2):
         ray_params = RayParams(num_workers=workers, max_failures=0)
-        connect(ray_params)
+        connect(ray_params, Path(".aigc").resolve())
         seen: dict[str, float] = {}
         with tempfile.TemporaryDirectory() as storage:
             started = time.perf_counter()
             outcome = train_on_ray(
-                job, ray_params, None, Path(storage), f"bench-{workers}", on_progress=seen.update
+                job,
+                ray_params,
+                None,
+                Path(storage),
+                f"bench-{workers}",
+                model_dir=Path(storage) / "model",
+                on_progress=seen.update,
             )
             wall = time.perf_counter() - started
         tokens_per_second = outcome.metrics["tokens_per_second"]

@@ -34,6 +34,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from aigc import runtime
 from aigc.config import Params, load_params
 from aigc.errors import UserError
 from aigc.settings import apply_offline_defaults
@@ -223,6 +224,7 @@ def train(
 
     params = _params(params_file, overrides)
     paths = ProjectPaths.at(_root())
+    runtime.start(paths.work)  # first ends what a killed run left running
     dataset = current_dataset(paths)
     with _training_progress(params) as on_progress:
         trained = train_stage(paths, params, dataset, on_progress=on_progress)
@@ -299,9 +301,11 @@ def run(
     overrides: SetOption = None,
 ) -> None:
     """The whole pipeline: data refresh → train → evaluate → register → promote."""
+    from aigc.paths import ProjectPaths
     from flows.retrain import retrain
 
     _params(params_file, overrides)  # a bad key fails here, before Prefect starts
+    runtime.start(ProjectPaths.at(_root()).work)  # first ends what a killed run left running
     summary = retrain(
         root=str(_root()),
         params_file=str(params_file) if params_file else None,

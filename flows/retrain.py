@@ -15,6 +15,7 @@ import time
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from aigc import runtime
 from aigc.config import load_params
 from aigc.paths import ProjectPaths
 from aigc.retrain import (
@@ -47,6 +48,7 @@ def retrain(
 ) -> RetrainSummary:
     started = time.perf_counter()
     paths = ProjectPaths.at(root)
+    runtime.start(paths.work).note_children()  # Prefect's temporary server, if this run has one
     params = load_params(params_file or paths.params, overrides or [])
     timeout = 60 * params.run.lock_timeout_minutes
     with PipelineLock(paths.root, timeout, on_wait=get_run_logger().warning):

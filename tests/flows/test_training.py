@@ -1,12 +1,15 @@
 """Training on real Ray (2 CPU workers) tracked in a real MLflow sqlite store.
 
 Tiny configs: the point is the machinery (DDP, checkpoints, fault recovery, tracking), not
-the model. One module-scoped training run serves the tracking and CLI assertions.
+the model. One module-scoped training run serves the tracking and CLI assertions, and one
+uninterrupted run the comparisons with runs whose worker was killed.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +27,7 @@ from aigc.stages.train import train
 from aigc.stages.version import Dataset
 from aigc.tracking import TrackingSettings
 from aigc.train.job import prepare_job, with_loop
-from aigc.train.ray_runner import train_on_ray
+from aigc.train.ray_runner import connect, train_on_ray
 from tests.conftest import REPO, TOPIC_WORDS, make_documents
 
 pytestmark = pytest.mark.slow
@@ -81,11 +84,76 @@ def tiny_params(tmp: Path, *extra: str) -> Params:
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
+def ray_cluster(tmp_path_factory):
+    """aigc's local Ray, shared by the module's tests; yields the project's .aigc folder."""
     import ray
 
-    yield
+    ray.shutdown()  # a Ray another module left running would have another project's token
+    work_dir = tmp_path_factory.mktemp("ray-project") / ".aigc"
+    connect(RayParams(), work_dir)
+    yield work_dir
     ray.shutdown()
+
+
+# A second driver: joins the Ray at argv[1] with whatever token its environment names.
+DRIVER = """
+import sys, ray
+try:
+    ray.init(address=sys.argv[1], log_to_driver=False)
+except Exception as error:
+    print("refused:", type(error).__name__, error)
+    sys.exit(1)
+print("connected")
+"""
+
+
+def test_local_ray_listens_on_loopback_and_admits_only_the_projects_token(ray_cluster, tmp_path):
+    import psutil
+    import ray
+
+    from aigc import runtime
+
+    token = ray_cluster / "ray" / "auth-token"
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600 and len(token.read_text()) == 64
+    address = ray.get_runtime_context().gcs_address
+    assert address.startswith("127.0.0.1:")
+    listening = {
+        (entry["pid"], connection.laddr.ip)
+        for entry in runtime.start(ray_cluster).processes
+        if psutil.pid_exists(entry["pid"])
+        for connection in psutil.Process(entry["pid"]).net_connections("inet")
+        if connection.status == psutil.CONN_LISTEN
+    }
+    assert len(listening) >= 3, "the GCS, the raylet and its agents listen"
+    assert {ip for _, ip in listening} <= {"127.0.0.1", "::ffff:127.0.0.1"}, listening
+
+    home = tmp_path / "home"  # no ~/.ray/auth_token to fall back on
+    home.mkdir()
+    base = {key: value for key, value in os.environ.items() if not key.startswith("RAY_AUTH")} | {
+        "HOME": str(home),
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "PYTHONPATH": "",
+    }
+    tokens = {
+        "no token": {},
+        "a wrong token": {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)},
+        "the project's token": {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)},
+    }
+    drivers = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", DRIVER, address],
+            env=base | extra,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for name, extra in tokens.items()
+    }
+    outputs = {name: driver.communicate(timeout=240)[0] for name, driver in drivers.items()}
+    assert drivers["the project's token"].returncode == 0, outputs["the project's token"]
+    for name in ("no token", "a wrong token"):
+        assert drivers[name].returncode == 1, outputs[name]
+        assert "InvalidAuthToken" in outputs[name], outputs[name]
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +226,13 @@ def test_run_records_everything_a_reader_needs(trained):
     } <= artifacts
 
 
+def test_the_stage_keeps_the_model_and_leaves_no_checkpoints(trained):
+    model, _, params, tmp, _ = trained
+    assert not (Path(params.train.ray.storage_path) / model.run_id).exists()
+    assert model.bundle_dir == tmp / ".aigc" / "run" / str(os.getpid()) / "models" / model.run_id
+    assert TextGenerator.load(model.bundle_dir).family == "gpt"
+
+
 def test_generate_cli_loads_the_logged_model(trained):
     model, _, params, tmp, _ = trained
     command = [
@@ -191,31 +266,69 @@ def weights(bundle: Path) -> dict[str, torch.Tensor]:
     return TextGenerator.load(bundle).model.state_dict()
 
 
-def test_killed_worker_resumes_from_checkpoint_to_identical_weights(
-    tmp_path, ray_cluster, monkeypatch
-):
-    dataset = write_dataset(tmp_path / "labeled")
-    params = tiny_params(tmp_path)
+KILL_TEST_RAY = RayParams(num_workers=2, max_failures=2)
+
+
+@pytest.fixture(scope="module")
+def kill_test_job(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("kill-test")
+    dataset = write_dataset(tmp / "labeled")
+    params = tiny_params(tmp)
     train, validation = dataset.split("train"), dataset.split("validation")
-    job = with_loop(
+    return with_loop(
         prepare_job(train, validation, params.train),
         max_steps=30,
         checkpoint_every=10,
         eval_every=10,
     )
-    ray_params = RayParams(num_workers=2, max_failures=2)
-    clean = train_on_ray(job, ray_params, None, tmp_path / "ray", name="uninterrupted")
-    assert clean.restarts == 0
 
-    marker = tmp_path / "killed"
+
+@pytest.fixture(scope="module")
+def uninterrupted(kill_test_job, ray_cluster, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("uninterrupted")
+    outcome = train_on_ray(
+        kill_test_job, KILL_TEST_RAY, None, tmp / "ray", "uninterrupted", model_dir=tmp / "model"
+    )
+    assert outcome.restarts == 0
+    assert list((tmp / "ray").iterdir()) == [], "the run's checkpoint folder must be deleted"
+    return weights(outcome.bundle_dir)
+
+
+def kill_rank_one_after(step: int, marker: Path, monkeypatch) -> None:
     monkeypatch.setitem(os.environ, "AIGC_FAULT_KILL_RANK", "1")
-    monkeypatch.setitem(os.environ, "AIGC_FAULT_KILL_STEP", "15")
+    monkeypatch.setitem(os.environ, "AIGC_FAULT_KILL_STEP", str(step))
     monkeypatch.setitem(os.environ, "AIGC_FAULT_MARKER", str(marker))
-    faulty = train_on_ray(job, ray_params, None, tmp_path / "ray", name="killed")
+
+
+def test_killed_worker_resumes_from_checkpoint_to_identical_weights(
+    tmp_path, kill_test_job, uninterrupted, monkeypatch
+):
+    marker = tmp_path / "killed"
+    kill_rank_one_after(15, marker, monkeypatch)
+    faulty = train_on_ray(
+        kill_test_job, KILL_TEST_RAY, None, tmp_path / "ray", "killed", model_dir=tmp_path / "m"
+    )
     assert marker.read_text() == "killed rank 1\n", "the worker process must really have died"
     assert faulty.restarts == 1 and faulty.metrics["step"] == 30
-    expected, resumed = weights(clean.bundle_dir), weights(faulty.bundle_dir)
-    assert all(torch.equal(expected[key], resumed[key]) for key in expected)
+    resumed = weights(faulty.bundle_dir)
+    assert all(torch.equal(uninterrupted[key], resumed[key]) for key in uninterrupted)
+    assert not (tmp_path / "ray" / "killed").exists(), "no checkpoint folder may stay behind"
+
+
+def test_worker_killed_before_the_first_checkpoint_counts_as_a_restart(
+    tmp_path, kill_test_job, uninterrupted, monkeypatch
+):
+    marker = tmp_path / "killed"
+    kill_rank_one_after(5, marker, monkeypatch)  # the first checkpoint is at step 10
+    faulty = train_on_ray(
+        kill_test_job, KILL_TEST_RAY, None, tmp_path / "ray", "early", model_dir=tmp_path / "m"
+    )
+    assert marker.read_text() == "killed rank 1\n", "the worker process must really have died"
+    assert faulty.restarts == 1, "a restart from scratch is a restart"
+    assert faulty.metrics["step"] == 30
+    restarted = weights(faulty.bundle_dir)  # from scratch, with the same seeds
+    assert all(torch.equal(uninterrupted[key], restarted[key]) for key in uninterrupted)
+    assert not (tmp_path / "ray" / "early").exists(), "no checkpoint folder may stay behind"
 
 
 def test_lstm_family_trains_through_the_same_trainer(tmp_path, ray_cluster):
@@ -237,6 +350,7 @@ def test_lstm_family_trains_through_the_same_trainer(tmp_path, ray_cluster):
         None,
         tmp_path / "ray",
         name="lstm",
+        model_dir=tmp_path / "model",
         on_progress=progress.append,
     )
     assert TextGenerator.load(outcome.bundle_dir).family == "lstm"

@@ -71,7 +71,7 @@ def evaluate(
     train, test = dataset.split("train"), dataset.split("test")
     baseline = unigram_bits_per_char(train["text"].tolist(), test["text"].tolist())
     classifier = topic_classifier(dataset, train, params)
-    connect(params.train.ray)
+    connect(params.train.ray, paths.work)
     with tempfile.TemporaryDirectory() as directory:
         if bundle_dir is None:
             from aigc.tracking import load_generator

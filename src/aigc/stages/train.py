@@ -2,11 +2,13 @@
 
     trained = train(paths, params, dataset)
 
-In order: train the tokenizer and encode the splits (driver), open the MLflow run (the
-effective params, tags: data version, git commit, code version, params hash; the dataset as
-an input with the DVC hash as digest), train on Ray (rank 0 logs the curves), then log the
-model as a pyfunc, the steps and the weights' hash, and close the run. Evaluation is the
-next stage (`aigc.stages.evaluate`), which records its figures in the same run.
+In order: train the tokenizer and encode the splits (driver), start or join Ray, open the
+MLflow run (the effective params, tags: data version, git commit, code version, params hash;
+the dataset as an input with the DVC hash as digest), train on Ray (rank 0 logs the curves),
+then log the model as a pyfunc, the steps and the weights' hash, and close the run.
+Evaluation is the next stage (`aigc.stages.evaluate`), which records its figures in the same
+run. The MLflow run and Ray's checkpoint folder are noted in this process's run record
+(`aigc.runtime`), so a run killed mid-way is marked FAILED and cleaned up by the next one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from aigc import runtime
 from aigc.config import Params
 from aigc.data.records import SPLITS
 from aigc.fingerprint import code_version
@@ -40,7 +43,7 @@ class TrainedModel:
     data_version: str
     steps: int
     metrics: dict[str, float]  # the training curves' last values (train/val loss, ...)
-    bundle_dir: Path  # the final model on this machine (a TextGenerator folder)
+    bundle_dir: Path  # the final model on this machine, while this process lives
     seconds: float
 
 
@@ -51,12 +54,14 @@ def train(
     on_progress: Callable[[dict[str, float]], None] | None = None,
     extra_tags: dict[str, str] | None = None,
 ) -> TrainedModel:
-    from aigc.train.ray_runner import RunLink, train_on_ray
+    from aigc.train.ray_runner import RunLink, connect, train_on_ray
 
     started = time.perf_counter()
+    record = runtime.start(paths.work)
     train_frame, validation, test = dataset.splits()
     job = prepare_job(train_frame, validation, params.train)
     settings = TrackingSettings.of(params.tracking, paths.root)
+    connect(params.train.ray, paths.work)
     tags = run_tags(
         dataset.version,
         git_commit(paths.root),
@@ -83,13 +88,17 @@ def train(
         ),
     ) as run:
         run.log_dict(params.model_dump(mode="json"), "params.json")
+        record.note_mlflow_run(settings.tracking_uri, run.run_id)
         run.log_metrics({"train_tokens": float(job.train_tokens.numel())}, step=0)
+        storage = paths.root / params.train.ray.storage_path
+        record.note_path(storage / run.run_id)
         outcome = train_on_ray(
             job,
             params.train.ray,
             RunLink(settings, run.run_id),
-            storage=paths.root / params.train.ray.storage_path,
+            storage=storage,
             name=run.run_id,
+            model_dir=record.scratch / "models" / run.run_id,
             on_progress=on_progress,
         )
         steps = int(outcome.metrics.get("step", 0))

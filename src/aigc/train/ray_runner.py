@@ -1,6 +1,13 @@
 """Distributed training on Ray Train (V2): the only module of aigc that imports `ray`.
 
-    outcome = train_on_ray(job, params.train.ray, run=RunLink(...), storage=path)
+    connect(params.train.ray, paths.work)   # a local Ray of the project's own, or a cluster
+    outcome = train_on_ray(job, params.train.ray, run=RunLink(...), storage=path, name=run_id,
+                           model_dir=where_the_final_model_goes)
+
+A local Ray (`train.ray.address` null) runs on this machine only: every node address is the
+loopback address and clients must present the project's own token (`.aigc/ray/auth-token`,
+created once, mode 0600), never one from the home folder. A cluster (`address` set) is
+joined with the token the environment names (RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN).
 
 The worker function is the training loop plus what Ray needs and nothing more:
 `prepare_model` (DDP), `prepare_data_loader` (device placement), `report` with a checkpoint,
@@ -8,11 +15,15 @@ and `get_checkpoint` to resume. Every rank reports the same number of times (rep
 barrier): at every checkpoint step and at the end. Rank 0 writes the shared state (model,
 optimizer, step) and the tracking records; every rank adds its own RNG state, so a resumed
 run draws the same dropout masks as an uninterrupted one and ends with the same weights.
+States hold only tensors and plain values and load with `weights_only=True`: a checkpoint on
+shared storage cannot run code in the driver or a worker.
 
 When a worker process dies, `FailureConfig(max_failures)` restarts the group and each worker
-resumes from the last checkpoint; the MLflow run continues (same run id). Progress (step,
-loss, lr, tokens/s) flows from rank 0 to the driver through a Ray queue, where the caller
-shows it (a rich progress bar in the CLI).
+resumes from the last checkpoint (or from scratch, before the first); the MLflow run
+continues (same run id). Rank 0 appends a line to the run's attempts file at every start, so
+restarts are counted either way. Once the final model is copied to `model_dir`, the run's
+storage folder (checkpoints) is deleted. Progress (step, loss, lr, tokens/s) flows from
+rank 0 to the driver through a Ray queue, where the caller shows it (a progress bar in the CLI).
 
 Fault injection for tests: with `AIGC_FAULT_KILL_RANK=R`, `AIGC_FAULT_KILL_STEP=S` and
 `AIGC_FAULT_MARKER=PATH` in the workers' environment, rank R kills its own process right
@@ -24,7 +35,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import queue
+import secrets
+import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -35,7 +50,9 @@ from typing import Any
 
 import torch
 
+from aigc import runtime
 from aigc.config import RayParams
+from aigc.errors import UserError
 from aigc.generator import TextGenerator
 from aigc.tracking import TrackingSettings
 from aigc.train.job import TrainJob, build_loaders, build_model_for
@@ -43,6 +60,9 @@ from aigc.train.loop import LoopHooks, train_loop
 
 STATE_FILE = "state.pt"
 BUNDLE_DIR = "bundle"
+ATTEMPTS_FILE = "aigc-attempts"
+TOKEN_FILE = Path("ray") / "auth-token"  # under the project's .aigc folder
+LOOPBACK = "127.0.0.1"
 FAULT_VARIABLES = ("AIGC_FAULT_KILL_RANK", "AIGC_FAULT_KILL_STEP", "AIGC_FAULT_MARKER")
 FAULT_DELAY_SECONDS = 5.0
 PROGRESS_INTERVAL_SECONDS = 0.25
@@ -59,23 +79,145 @@ class RunLink:
 
 @dataclass(frozen=True)
 class TrainOutcome:
-    bundle_dir: Path  # TextGenerator.save() folder of the final model
+    bundle_dir: Path  # TextGenerator.save() folder of the final model (the caller's model_dir)
     metrics: dict[str, float]  # final train/val loss, steps, tokens, stop reason code
     restarts: int
     seconds: float
 
 
-def connect(params: RayParams) -> dict[str, float]:
-    """Start a local Ray (or join `params.address`); returns the cluster's resources."""
+def connect(params: RayParams, work_dir: Path) -> dict[str, float]:
+    """Start a local Ray (or join `params.address`); returns the cluster's resources.
+
+    `work_dir` is the project's `.aigc` folder: the local Ray's token lives there, and the
+    processes of a local Ray are recorded in this process's run record (`aigc.runtime`).
+    A process keeps the first Ray it connects to."""
     import ray
 
     if not ray.is_initialized():
         if params.address:
-            ray.init(address=params.address, log_to_driver=False)
+            _join_cluster(params.address)
         else:
             cpus = max(os.cpu_count() or 1, int(params.num_workers * params.cpus_per_worker))
-            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+            _start_local(cpus, work_dir)
+            runtime.start(work_dir).note_children()
     return dict(ray.cluster_resources())
+
+
+def local_token(work_dir: Path) -> Path:
+    """The project's Ray token file: created once (mode 0600), then reused."""
+    path = Path(work_dir) / TOKEN_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # another run created it first
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as file:
+                file.write(secrets.token_hex(32))
+    return path
+
+
+def _start_local(cpus: int, work_dir: Path) -> None:
+    import ray
+
+    # Token authentication with the project's own token: every process Ray starts (GCS,
+    # raylet, workers) inherits these variables; a token in the environment or in the home
+    # folder is never used, since RAY_AUTH_TOKEN would take precedence over the path.
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(local_token(work_dir).resolve())
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+    _single_machine()
+    _reload_auth_settings()
+    ray.init(
+        address="local",  # never RAY_ADDRESS: a null train.ray.address means this machine
+        num_cpus=cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        _node_ip_address=LOOPBACK,
+    )
+
+
+def _single_machine() -> None:
+    """Keep a local Ray on the loopback address: GCS, raylet, workers, agents, autoscaler.
+
+    Ray rewrites 127.0.0.1 to the machine's address (so that other nodes could join) unless
+    clusters are switched off, as they are on Windows and macOS; this is Ray's switch for that,
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0. Ray reads it into a constant when imported, which
+    may have happened before this call: the constant is set too."""
+    from ray._private import ray_constants
+
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def _reload_auth_settings() -> None:
+    # Ray caches the authentication mode and the token per process; a process that used
+    # another token before (a test session with several projects) must read them again.
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def _join_cluster(address: str) -> None:
+    import ray
+    from ray.exceptions import AuthenticationError
+
+    mode = os.environ.get("RAY_AUTH_MODE", "").lower()
+    token_path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    has_token = bool(os.environ.get("RAY_AUTH_TOKEN")) or bool(token_path)
+    fix = (
+        "export RAY_AUTH_TOKEN_PATH=FILE, a file holding the cluster's token (`ray "
+        "get-auth-token` prints it on the head node), or RAY_AUTH_TOKEN=TOKEN; for a cluster "
+        "started with RAY_AUTH_MODE=disabled, export RAY_AUTH_MODE=disabled"
+    )
+    if mode != "disabled":
+        if not has_token:
+            raise UserError(
+                f"train.ray.address is {address!r}, and no token to join it: aigc takes a "
+                f"cluster's token from the environment only; {fix}"
+            )
+        if token_path and not os.environ.get("RAY_AUTH_TOKEN") and not Path(token_path).is_file():
+            raise UserError(
+                f"RAY_AUTH_TOKEN_PATH={token_path} is not a file, so aigc has no token to join "
+                f"the Ray cluster at {address!r}; {fix}"
+            )
+        os.environ["RAY_AUTH_MODE"] = "token"
+        _reload_auth_settings()
+        if _token_refused(address):
+            source = "RAY_AUTH_TOKEN" if os.environ.get("RAY_AUTH_TOKEN") else token_path
+            raise UserError(
+                f"the Ray cluster at train.ray.address={address!r} refused the token from "
+                f"{source}: it is not that cluster's token; {fix}"
+            )
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except (ConnectionError, AuthenticationError, RuntimeError) as error:
+        raise UserError(
+            f"could not join the Ray cluster at train.ray.address={address!r} "
+            f"({str(error).splitlines()[0]}); check that the cluster runs there and that the "
+            f"token is the cluster's: {fix}"
+        ) from None
+
+
+def _token_refused(address: str) -> bool:
+    """Whether the GCS at `address` rejects our token: known at once, where `ray.init` only
+    gives up after about 20 seconds with a message that could mean anything."""
+    from ray._raylet import GcsClient
+    from ray.exceptions import AuthenticationError
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return False  # "auto" or ray://: resolved by ray.init itself
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError:
+        return False  # nothing answers there: ray.init says so (its client would wait 40 s)
+    try:
+        GcsClient(address=address)
+    except AuthenticationError:
+        return True
+    except Exception:  # any other failure is ray.init's to report
+        return False
+    return False
 
 
 def wants_gpu(params: RayParams, resources: dict[str, float]) -> bool:
@@ -90,18 +232,25 @@ def train_on_ray(
     run: RunLink | None,
     storage: Path,
     name: str,
+    model_dir: Path,
     on_progress: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainOutcome:
-    """Fit `job` with a TorchTrainer; blocks until done; raises if training failed."""
+    """Fit `job` with a TorchTrainer; blocks until done; raises if training failed.
+
+    Needs a connected Ray (`connect`). The final model is copied to `model_dir`; the run's
+    storage folder, `storage/name`, is deleted whether training succeeded or not."""
+    import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
     from ray.util.queue import Queue
 
+    if not ray.is_initialized():
+        raise RuntimeError("train_on_ray needs a Ray: call connect(params, work_dir) first")
     started = time.perf_counter()
-    resources = connect(params)
-    use_gpu = wants_gpu(params, resources)
+    use_gpu = wants_gpu(params, dict(ray.cluster_resources()))
     if use_gpu:
         job = _on_device(job, "cuda")
+    run_dir = Path(storage).resolve() / name
     progress = Queue(maxsize=1000, actor_options={"num_cpus": 0})
     environment = {"MLFLOW_TRACKING_URI": run.settings.tracking_uri} if run else {}
     environment |= {key: os.environ[key] for key in FAULT_VARIABLES if key in os.environ}
@@ -113,6 +262,7 @@ def train_on_ray(
             "run": run,
             "progress": progress,
             "threads": max(1, int(params.cpus_per_worker)),
+            "run_dir": str(run_dir),
         },
         scaling_config=ScalingConfig(
             num_workers=params.num_workers,
@@ -121,7 +271,7 @@ def train_on_ray(
         ),
         run_config=RunConfig(
             name=name,
-            storage_path=str(storage.resolve()),
+            storage_path=str(run_dir.parent),
             failure_config=FailureConfig(max_failures=params.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             worker_runtime_env={"env_vars": environment},
@@ -131,22 +281,53 @@ def train_on_ray(
     drain = threading.Thread(target=_drain, args=(progress, on_progress, done), daemon=True)
     drain.start()
     try:
-        result = trainer.fit()
+        try:
+            result = trainer.fit()
+        finally:
+            done.set()
+            drain.join(timeout=5)
+        if result.error is not None:
+            raise RuntimeError(f"training failed on Ray: {result.error}") from result.error
+        if result.checkpoint is None:
+            raise RuntimeError("training finished without a final checkpoint")
+        checkpoint_dir = Path(result.checkpoint.path)
+        state = load_training_state(checkpoint_dir / STATE_FILE)
+        shutil.rmtree(model_dir, ignore_errors=True)
+        shutil.copytree(checkpoint_dir / BUNDLE_DIR, model_dir)
+        restarts = len(_attempts(run_dir)) - 1
     finally:
-        done.set()
-        drain.join(timeout=5)
-    if result.error is not None:
-        raise RuntimeError(f"training failed on Ray: {result.error}") from result.error
-    if result.checkpoint is None:
-        raise RuntimeError("training finished without a final checkpoint")
-    checkpoint_dir = Path(result.checkpoint.path)
-    state = torch.load(checkpoint_dir / STATE_FILE, map_location="cpu", weights_only=False)
+        shutil.rmtree(run_dir, ignore_errors=True)
     return TrainOutcome(
-        bundle_dir=checkpoint_dir / BUNDLE_DIR,
+        bundle_dir=Path(model_dir),
         metrics=state["summary"],
-        restarts=int(state.get("restarts", 0)),
+        restarts=max(0, restarts),
         seconds=time.perf_counter() - started,
     )
+
+
+def load_training_state(path: Path) -> dict[str, Any]:
+    """A state file of a checkpoint, loaded with `weights_only=True`: tensors and plain values.
+
+    A checkpoint folder may sit on storage that other machines write; a file that holds
+    anything else (a pickled object runs code when loaded) is refused, not loaded."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        reason = next(
+            (line.strip() for line in str(error).splitlines() if "GLOBAL" in line),
+            str(error).splitlines()[0],
+        )
+        raise ValueError(
+            f"refused to load the training state {path}: it holds more than tensors and plain "
+            f"values ({reason}), which no state written by aigc does, so the file was altered "
+            "or put there by someone else; find out who can write the checkpoint storage "
+            "(train.ray.storage_path), delete this run's folder and train again"
+        ) from None
+
+
+def _attempts(run_dir: Path) -> list[str]:
+    path = run_dir / ATTEMPTS_FILE
+    return path.read_text().splitlines() if path.exists() else []
 
 
 def _on_device(job: TrainJob, device: str) -> TrainJob:
@@ -181,7 +362,10 @@ def _worker(config: dict[str, Any]) -> None:
 
     model = build_model_for(job)
     train_loader, val_loader = build_loaders(job, rank, world_size)
-    resume_state, restarts = _resume_state(ray.train.get_checkpoint(), rank)
+    resume_state = _resume_state(ray.train.get_checkpoint(), rank)
+    # Counted from the run's own record, not the checkpoint: a group that died before its
+    # first checkpoint restarts from scratch, and that is a restart too.
+    restarts = _record_attempt(Path(config["run_dir"])) if rank == 0 else 0
     model = prepare_model(model)
     train_loader = prepare_data_loader(train_loader, move_to_device=False)
     val_loader = prepare_data_loader(val_loader, move_to_device=False)
@@ -218,10 +402,7 @@ def _worker(config: dict[str, Any]) -> None:
             if rank == 0:
                 summary = tracker.summary(state) if tracker else {}
                 shared = {key: value for key, value in state.items() if key != "rng"}
-                torch.save(
-                    {**shared, "summary": summary, "restarts": restarts},
-                    Path(directory) / STATE_FILE,
-                )
+                torch.save({**shared, "summary": summary}, Path(directory) / STATE_FILE)
                 _bundle(job, model).save(Path(directory) / BUNDLE_DIR)
             metrics = {"step": state["step"]}
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
@@ -248,17 +429,25 @@ def _worker(config: dict[str, Any]) -> None:
             tracker.flush()
 
 
-def _resume_state(checkpoint, rank: int) -> tuple[dict | None, int]:
+def _resume_state(checkpoint, rank: int) -> dict | None:
     if checkpoint is None:
-        return None, 0
+        return None
     with checkpoint.as_directory() as directory:
-        state = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=False)
+        state = load_training_state(Path(directory) / STATE_FILE)
         rng_file = Path(directory) / f"rng-rank{rank}.pt"
         if rng_file.exists():
-            state["rng"] = torch.load(rng_file, map_location="cpu", weights_only=False)
-    restarts = int(state.pop("restarts", 0)) + 1
+            state["rng"] = load_training_state(rng_file)
     state.pop("summary", None)
-    return state, restarts
+    return state
+
+
+def _record_attempt(run_dir: Path) -> int:
+    """Add this start of the worker group to the run's attempts file; the starts before it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    before = len(_attempts(run_dir))
+    with (run_dir / ATTEMPTS_FILE).open("a") as file:
+        file.write(f"attempt {before + 1} started at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+    return before
 
 
 def _fault_step(rank: int) -> int | None:

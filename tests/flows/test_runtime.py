@@ -1,0 +1,126 @@
+"""A SIGKILLed `aigc run` leaves processes and a RUNNING MLflow run; the next run ends them.
+
+Real processes throughout: `aigc run` on a tiny project (Prefect's temporary server, a local
+Ray, MLflow on sqlite), killed with SIGKILL once training has started, then a second run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from aigc import runtime
+from aigc.tracking import TrackingSettings
+from tests.conftest import REPO, git
+from tests.flows.test_retrain import TINY
+
+pytestmark = pytest.mark.slow
+
+AIGC = str(Path(sys.executable).parent / "aigc")
+
+
+@pytest.fixture
+def tiny_project(project: Path, tmp_path: Path) -> tuple[Path, TrackingSettings]:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params.update(TINY)
+    params["train"]["ray"]["storage_path"] = str(tmp_path / "ray")
+    params["tracking"] = {
+        "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
+        "artifact_root": str(tmp_path / "artifacts"),
+    }
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    git(project, "commit", "-qam", "tiny training config")
+    settings = TrackingSettings(
+        f"sqlite:///{tmp_path}/mlflow.db", str(tmp_path / "artifacts"), "aigc-text"
+    ).resolve(project)
+    return project, settings
+
+
+def aigc_run(root: Path, *overrides: str, **options) -> subprocess.Popen:
+    environment = os.environ | {"PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}
+    arguments = [argument for item in overrides for argument in ("--set", item)]
+    return subprocess.Popen(
+        [AIGC, "run", *arguments], cwd=root, env=environment, text=True, **options
+    )
+
+
+def wait_for_training(record_file: Path, run: subprocess.Popen, timeout: float) -> dict:
+    """The run's record once it lists an MLflow run (Ray has started by then)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert run.poll() is None, "the first run ended before it could be killed"
+        if record_file.exists():
+            record = json.loads(record_file.read_text())
+            if record["mlflow_runs"]:
+                return record
+        time.sleep(1)
+    raise AssertionError(f"no training started within {timeout} s")
+
+
+def alive(entries: list[dict]) -> list[dict]:
+    return [entry for entry in entries if runtime._same_process(entry) is not None]
+
+
+def test_the_next_run_ends_what_a_killed_run_left(tiny_project, tmp_path):
+    root, settings = tiny_project
+    first = aigc_run(
+        root,
+        "train.loop.max_steps=100000",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    leftovers: list[dict] = []
+    try:
+        record_file = root / ".aigc" / "run" / f"{first.pid}.json"
+        record = wait_for_training(record_file, first, timeout=300)
+        time.sleep(5)  # into the training steps
+        record = json.loads(record_file.read_text())
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+
+        time.sleep(5)  # Ray's head dies with its parent, its workers soon after; not all
+        leftovers = alive(record["processes"])
+        lasting = {
+            entry["pid"]
+            for entry in leftovers
+            if "uvicorn" in entry["what"] or entry["what"].endswith("Agent")
+        }
+        assert len(lasting) == 3, "Prefect's temporary server and Ray's two agents outlive it"
+        (mlflow_run,) = record["mlflow_runs"]
+        assert settings.client().get_run(mlflow_run["run_id"]).info.status == "RUNNING"
+        (checkpoints,) = map(Path, record["paths"])
+
+        second = aigc_run(
+            root,
+            "train.loop.max_steps=30",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        stdout, stderr = second.communicate(timeout=900)
+        assert second.returncode == 0, stdout + stderr
+        assert "promoted" in stdout
+
+        assert alive(leftovers) == [], "every leftover process is ended, found by its pid"
+        for pid in lasting:
+            assert f"ended pid {pid} " in stderr, stderr
+        failed = settings.client().get_run(mlflow_run["run_id"])
+        assert failed.info.status == "FAILED"
+        assert f"aigc pid {first.pid}, which died" in failed.data.tags[runtime.FAILED_REASON_TAG]
+        assert f"marked MLflow run {mlflow_run['run_id']} FAILED" in stderr
+        assert not checkpoints.exists(), "the killed run's checkpoint folder is deleted"
+        assert list((root / ".aigc" / "run").iterdir()) == [], "both records are gone"
+    finally:
+        for entry in alive(leftovers):  # only when an assertion failed before the cleanup
+            psutil.Process(entry["pid"]).kill()
+        if first.poll() is None:
+            first.kill()
+            first.wait()
