@@ -21,6 +21,7 @@ naming the input and the fix, exit code 2.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -297,6 +298,9 @@ def generate(
 @app.command("run")
 def run(
     force: Annotated[bool, typer.Option(help="retrain even when nothing changed")] = False,
+    timings: Annotated[
+        Path | None, typer.Option(help="write where the time went (JSON; bench/pipeline.py)")
+    ] = None,
     params_file: ParamsOption = None,
     overrides: SetOption = None,
 ) -> None:
@@ -306,6 +310,7 @@ def run(
 
     _params(params_file, overrides)  # a bad key fails here, before Prefect starts
     runtime.start(ProjectPaths.at(_root()).work)  # first ends what a killed run left running
+    ready = _seconds_since_process_start()
     summary = retrain(
         root=str(_root()),
         params_file=str(params_file) if params_file else None,
@@ -313,6 +318,15 @@ def run(
         force=force,
     )
     _print_summary(summary)
+    if timings:
+        record = {"cli_ready": ready, "flow": summary.seconds, "parts": summary.timings}
+        timings.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _seconds_since_process_start() -> float:
+    import psutil
+
+    return time.time() - psutil.Process().create_time()
 
 
 @app.command("schedule")

@@ -15,7 +15,7 @@ import time
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from aigc import runtime
+from aigc import runtime, timing
 from aigc.config import load_params
 from aigc.paths import ProjectPaths
 from aigc.retrain import (
@@ -47,6 +47,7 @@ def retrain(
     force: bool = False,
 ) -> RetrainSummary:
     started = time.perf_counter()
+    timing.reset()  # the summary's parts are this run's
     paths = ProjectPaths.at(root)
     runtime.start(paths.work).note_children()  # Prefect's temporary server, if this run has one
     params = load_params(params_file or paths.params, overrides or [])

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
+from aigc import timing
 from aigc.config import Params
 from aigc.registry.registry import ModelVersion, find_by_key
 from aigc.retrain import Plan, plan_retrain, training_key
@@ -17,9 +18,10 @@ def plan(
     root: Path, params: Params, data_version: str, force: bool
 ) -> tuple[str, ModelVersion | None, Plan]:
     """(training key, the version already trained from it if any, the plan)."""
-    key = training_key(data_version, params)
-    settings = TrackingSettings.of(params.tracking, root)
-    existing = find_by_key(settings, params.registry.model_name, key)
+    with timing.timed("change check"):
+        key = training_key(data_version, params)
+        settings = TrackingSettings.of(params.tracking, root)
+        existing = find_by_key(settings, params.registry.model_name, key)
     decided = plan_retrain(existing, force)
     get_run_logger().info("training key %s: %s: %s", key, decided.action, decided.reason)
     return key, existing, decided

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from aigc import timing
 from aigc.config import Params
 from aigc.errors import UserError
 from aigc.fingerprint import code_version
@@ -142,6 +143,7 @@ class RetrainSummary:
     reasons: tuple[str, ...] = ()
     samples: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # aigc.timing's parts
 
 
 def no_change_summary(
@@ -162,6 +164,7 @@ def no_change_summary(
         challenger_metrics=existing.metrics,
         reasons=(f"data version {data_version[:12]}, code and training params: {plan.reason}",),
         seconds=time.perf_counter() - started,
+        timings=timing.parts(),
     )
 
 
@@ -185,6 +188,7 @@ def decision_summary(
         reasons=tuple(decision.reasons),
         samples={label: texts[0] for label, texts in samples.items() if texts},
         seconds=time.perf_counter() - started,
+        timings=timing.parts(),
     )
 
 

@@ -188,6 +188,9 @@ def test_a_worse_challenger_is_rejected_with_reasons(pipeline_project, prefect):
     assert aliases(settings) == {CHAMPION: "1", CHALLENGER: "2"}
     decided = {entry["version"]: entry["decision"] for entry in history(settings, "aigc-text")}
     assert decided == {"1": "promoted", "2": "rejected"}
+    parts = worse.timings  # where the run's time went, for bench/pipeline.py
+    assert {"collect", "clean", "label", "version", "training", "evaluation"} <= set(parts)
+    assert parts["training"] > 0 and sum(parts.values()) <= worse.seconds
 
 
 def test_crash_between_register_and_decide_is_finished_by_the_next_run(pipeline_project, prefect):

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from aigc import timing
 from aigc.config import Params
 from aigc.data.clean import clean_records, write_length_histogram
 from aigc.data.collect import latest_snapshot, read_snapshot
@@ -48,7 +49,8 @@ def clean(paths: ProjectPaths, params: Params) -> CleanedDataset:
 
 def run_in_dvc(paths: ProjectPaths) -> tuple[CleanedDataset, list[str]]:
     """`dvc repro clean` (which runs `clean` unless raw, code and params are unchanged)."""
-    lines = repro(paths.root, "clean")
+    with timing.timed("clean"):
+        lines = repro(paths.root, "clean")
     return cleaned_dataset(paths), lines
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from aigc import timing
 from aigc.config import Params
 from aigc.data.collect import (
     RawSnapshot,
@@ -30,6 +31,7 @@ class CollectedSnapshot:
     raw_hash: str = ""  # DVC's hash of data/raw; empty outside a DVC project
 
 
+@timing.timed("collect")
 def collect(paths: ProjectPaths, params: Params, now: datetime | None = None) -> CollectedSnapshot:
     latest = latest_snapshot(paths.raw)
     previous = read_snapshot(latest) if latest else None

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from aigc import timing
 from aigc.config import Params
 from aigc.evaluate import EvaluationReport
 from aigc.evaluate.topic_classifier import TopicClassifier, fit_topic_classifier
@@ -52,6 +53,7 @@ class Evaluation:
         )
 
 
+@timing.timed("evaluation")
 def evaluate(
     paths: ProjectPaths,
     params: Params,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from aigc import timing
 from aigc.config import Params
 from aigc.data.label import label_records, read_overrides
 from aigc.data.records import LABELED_SCHEMA, SPLITS, check
@@ -56,7 +57,8 @@ def label(paths: ProjectPaths, params: Params) -> LabeledDataset:
 
 def run_in_dvc(paths: ProjectPaths) -> tuple[LabeledDataset, list[str]]:
     """`dvc repro label` (which runs `label` unless its inputs are unchanged)."""
-    lines = repro(paths.root, "label")
+    with timing.timed("label"):
+        lines = repro(paths.root, "label")
     return labeled_dataset(paths), lines
 
 

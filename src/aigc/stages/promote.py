@@ -10,6 +10,7 @@ challenger's data version by the evaluate stage). `decide` is pure
 
 from __future__ import annotations
 
+from aigc import timing
 from aigc.config import Params
 from aigc.paths import ProjectPaths
 from aigc.registry.decide import Decision, decide
@@ -31,6 +32,7 @@ def rival(champion: ModelVersion | None, challenger: ModelVersion) -> ModelVersi
     return champion
 
 
+@timing.timed("promote")
 def promote(
     paths: ProjectPaths,
     params: Params,

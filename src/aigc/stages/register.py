@@ -5,6 +5,7 @@ challenger = register(paths, params, trained, evaluation, key)
 
 from __future__ import annotations
 
+from aigc import timing
 from aigc.config import Params
 from aigc.evaluate import HEADLINE_METRICS
 from aigc.paths import ProjectPaths
@@ -14,6 +15,7 @@ from aigc.stages.train import TrainedModel
 from aigc.tracking import TrackingSettings, git_commit
 
 
+@timing.timed("register")
 def register(
     paths: ProjectPaths,
     params: Params,

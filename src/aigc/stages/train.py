@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aigc import runtime
+from aigc import runtime, timing
 from aigc.config import Params
 from aigc.data.records import SPLITS
 from aigc.fingerprint import code_version
@@ -59,9 +59,11 @@ def train(
     started = time.perf_counter()
     record = runtime.start(paths.work)
     train_frame, validation, test = dataset.splits()
-    job = prepare_job(train_frame, validation, params.train)
+    with timing.timed("tokenizer and encoding"):
+        job = prepare_job(train_frame, validation, params.train)
     settings = TrackingSettings.of(params.tracking, paths.root)
-    connect(params.train.ray, paths.work)
+    with timing.timed("ray start"):
+        connect(params.train.ray, paths.work)
     tags = run_tags(
         dataset.version,
         git_commit(paths.root),
@@ -102,15 +104,16 @@ def train(
             on_progress=on_progress,
         )
         steps = int(outcome.metrics.get("step", 0))
-        run.log_metrics({"restarts": float(outcome.restarts)}, step=steps)
-        model_uri = log_generator_model(run, outcome.bundle_dir, step=steps)
-        run.set_tags(
-            {
-                "aigc.model_uri": model_uri,
-                "aigc.steps": str(steps),
-                "aigc.weights_sha256": weights_digest(outcome.bundle_dir),
-            }
-        )
+        with timing.timed("model logging"):
+            run.log_metrics({"restarts": float(outcome.restarts)}, step=steps)
+            model_uri = log_generator_model(run, outcome.bundle_dir, step=steps)
+            run.set_tags(
+                {
+                    "aigc.model_uri": model_uri,
+                    "aigc.steps": str(steps),
+                    "aigc.weights_sha256": weights_digest(outcome.bundle_dir),
+                }
+            )
     return TrainedModel(
         run_id=run.run_id,
         model_uri=model_uri,

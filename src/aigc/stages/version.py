@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from aigc import timing
 from aigc.config import Params
 from aigc.data.records import SPLITS
 from aigc.data.version import (
@@ -57,6 +58,7 @@ class VersionOutcome:
     remote: str  # where it was pushed; empty when push is off
 
 
+@timing.timed("version")
 def version(
     paths: ProjectPaths, params: Params, raw_snapshot: str, counts: dict
 ) -> VersionOutcome:

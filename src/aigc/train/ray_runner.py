@@ -50,7 +50,7 @@ from typing import Any
 
 import torch
 
-from aigc import runtime
+from aigc import runtime, timing
 from aigc.config import RayParams
 from aigc.errors import UserError
 from aigc.generator import TextGenerator
@@ -277,12 +277,14 @@ def train_on_ray(
             worker_runtime_env={"env_vars": environment},
         ),
     )
-    done = threading.Event()
-    drain = threading.Thread(target=_drain, args=(progress, on_progress, done), daemon=True)
+    done, first = threading.Event(), {}
+    drain = threading.Thread(target=_drain, args=(progress, on_progress, done, first), daemon=True)
     drain.start()
     try:
         try:
+            fit_started = time.perf_counter()
             result = trainer.fit()
+            _record_fit_parts(fit_started, first, result)
         finally:
             done.set()
             drain.join(timeout=5)
@@ -303,6 +305,20 @@ def train_on_ray(
         restarts=max(0, restarts),
         seconds=time.perf_counter() - started,
     )
+
+
+def _record_fit_parts(fit_started: float, first: dict, result) -> None:
+    """Split `trainer.fit()`'s time: start until the first step, training, the rest."""
+    wall = time.perf_counter() - fit_started
+    training = 0.0
+    if result.checkpoint is not None:
+        with contextlib.suppress(Exception):
+            state = load_training_state(Path(result.checkpoint.path) / STATE_FILE)
+            training = float(state["summary"].get("elapsed_seconds", 0.0))
+    startup = first["at"] - fit_started - first["elapsed"] if first else wall - training
+    timing.record("ray train start until the first step", startup)
+    timing.record("training", training)
+    timing.record("ray train end", wall - startup - training)
 
 
 def load_training_state(path: Path) -> dict[str, Any]:
@@ -336,12 +352,14 @@ def _on_device(job: TrainJob, device: str) -> TrainJob:
     return replace(job, device=device)
 
 
-def _drain(progress, on_progress, done: threading.Event) -> None:
+def _drain(progress, on_progress, done: threading.Event, first: dict) -> None:
     while not done.is_set() or not progress.empty():
         try:
             item = progress.get(timeout=0.5)
         except (queue.Empty, Exception):  # ray's Empty, or the queue actor going away
             continue
+        if not first:  # when the first step arrived, and how long that step itself took
+            first.update(at=time.perf_counter(), elapsed=item.get("elapsed_seconds", 0.0))
         if on_progress is not None:
             on_progress(item)
 
@@ -493,7 +511,7 @@ class _RankZeroTracker:
             "tokens_seen": metrics["tokens_seen"] * world_size,
             "peak_memory_mb": metrics["peak_memory_mb"],
         }
-        self.last |= record | {"step": float(step)}
+        self.last |= record | {"step": float(step), "elapsed_seconds": metrics["elapsed_seconds"]}
         self.pending.append((record, step))
         if self.link and len(self.pending) >= self.link.log_every:
             self.flush()
