@@ -10,12 +10,23 @@ the decision), and a second run while one holds the lock (→ a clear message, n
 from __future__ import annotations
 
 import json
+import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.logging.handlers import APILogHandler
 
 from aigc.config import load_params
 from aigc.paths import ProjectPaths
@@ -23,6 +34,7 @@ from aigc.registry.registry import CHALLENGER, CHAMPION, by_alias, history, vers
 from aigc.reproduce import ReproductionError, reproduce
 from aigc.retrain import PipelineBusy, PipelineLock
 from aigc.tracking import TrackingSettings
+from flows.retrain import SUMMARY_ARTIFACT, retrain
 from tests.conftest import git, make_documents, write_documents
 
 pytestmark = pytest.mark.slow
@@ -87,8 +99,6 @@ def aliases(settings: TrackingSettings) -> dict[str, str | None]:
 
 
 def test_champion_no_change_promotion_rollback_and_reproduction(pipeline_project, prefect):
-    from flows.retrain import retrain
-
     root, settings = pipeline_project
     params_before = (root / "params.yaml").read_bytes()
     first_run = subprocess.run(
@@ -176,12 +186,58 @@ def test_champion_no_change_promotion_rollback_and_reproduction(pipeline_project
     assert after == before, "nothing may be trained on a tampered dataset"
 
 
-def test_a_worse_challenger_is_rejected_with_reasons(pipeline_project, prefect):
-    from flows.retrain import retrain
-
+def test_a_run_reports_its_progress_and_outcome_then_a_worse_challenger_is_rejected(
+    pipeline_project, prefect, caplog: pytest.LogCaptureFixture
+):
+    """What a run tells the people watching it (progress lines in the terminal and in
+    Prefect's logs, the outcome as the Markdown artifact `retrain-summary`), and a challenger
+    with a tiny budget rejected with reasons."""
     root, settings = pipeline_project
-    champion = retrain(root=str(root))
+    caplog.set_level(logging.INFO, logger="prefect")
+    state = retrain(root=str(root), overrides=["train.loop.max_minutes=5"], return_state=True)
+    champion = state.result()
     assert champion.status == "promoted", champion.reasons
+
+    # In the terminal: what stops training, then step/budget at each tenth of the budget.
+    terminal = [record.getMessage() for record in caplog.records]
+    assert (
+        "training until 30 steps (max_steps) or 5 minutes (max_minutes), whichever comes "
+        "first" in terminal
+    )
+    progress = [line for line in terminal if line.startswith("train step ")]
+    steps = [
+        int(re.match(r"train step (\d+)/30 \(\d+%, max_steps\)", line)[1]) for line in progress
+    ]
+    assert len(steps) >= 3 and steps == sorted(steps) and steps[-1] == 30, progress
+    shards = [line for line in terminal if line.startswith("evaluation shard ")]
+    # (the tiny test split may hold fewer documents than evaluate.shards: one shard each)
+    assert shards and re.match(r"evaluation shard (\d+)/\1 done after", shards[-1]), shards
+    assert any(line.startswith("evaluating ") and "test documents" in line for line in terminal)
+
+    # In Prefect's logs, where the UI reads them, and the outcome as an artifact.
+    APILogHandler().flush()  # send what is queued, as at the end of a process
+    flow_run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+        )
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[SUMMARY_ARTIFACT]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+            )
+        )
+    recorded = [log.message for log in logs]
+    assert [line for line in recorded if line.startswith("train step ")] == progress
+    assert [line for line in recorded if line.startswith("evaluation shard ")] == shards
+    (artifact,) = artifacts
+    assert artifact.type == "markdown"
+    assert "| status | **promoted** |" in artifact.data
+    assert f"`{champion.data_version}`" in artifact.data
+    bits = champion.challenger_metrics["test_bits_per_character"]
+    assert f"| test_bits_per_character | {bits:.4g} |" in artifact.data
+    assert all(" ".join(reason.split()) in artifact.data for reason in champion.reasons)
+
     worse = retrain(root=str(root), overrides=["train.loop.max_steps=3"])
     assert worse.status == "rejected" and worse.challenger_version == "2"
     assert any("test_bits_per_character" in reason for reason in worse.reasons), worse.reasons
@@ -198,7 +254,6 @@ def test_crash_between_register_and_decide_is_finished_by_the_next_run(pipeline_
 
     from aigc.retrain import training_key
     from flows.data_refresh import data_refresh
-    from flows.retrain import retrain
     from tasks.evaluate import evaluate
     from tasks.register import register
     from tasks.train import train
@@ -220,8 +275,6 @@ def test_crash_between_register_and_decide_is_finished_by_the_next_run(pipeline_
 
 
 def test_a_second_run_waits_for_the_lock_then_ends_clearly(pipeline_project, prefect):
-    from flows.retrain import retrain
-
     root, settings = pipeline_project
     with PipelineLock(root), pytest.raises(PipelineBusy, match="another aigc run holds"):
         retrain(root=str(root), overrides=["run.lock_timeout_minutes=0.02"])
