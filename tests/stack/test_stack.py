@@ -4,8 +4,9 @@ One test, in order (starting the servers is most of its time): `up` in a tempora
 S3 with the profile's key, and anonymous or wrong-key requests refused; an MLflow run with an
 artifact through http only (the object lands in the `mlflow` bucket, nothing in the project's
 mlflow/); PostgreSQL, Prefect's health, work pool and worker; `status`; a second `up` starts
-nothing; `down` leaves no recorded process (nor a child of one) alive and spares decoys named
-like the servers; `up` again finds the object and the run. Timings and memory are printed.
+nothing; a killed server is restarted on its port, the child it left stopped; `down` leaves
+no recorded process (nor a child of one) alive and spares decoys named like the servers; `up`
+again finds the object and the run. Timings and memory are printed.
 """
 
 from __future__ import annotations
@@ -280,6 +281,22 @@ def test_stack_up_status_down_up(project: Path, tmp_path: Path):
     assert {n: p.pid for n, p in recorded(project).items()} == {
         n: p.pid for n, p in processes.items()
     }
+
+    # A killed server: `status` says so; `up` stops the child it left on the port (MLflow's
+    # uvicorn worker) and starts it again, on the same port.
+    orphans = processes["mlflow"].children(recursive=True)
+    processes["mlflow"].kill()
+    processes["mlflow"].wait(10)
+    assert orphans and not any(gone(orphan) for orphan in orphans)
+    killed = aigc(project, "stack", "status")
+    assert killed.returncode == 1 and "mlflow   " in killed.stdout
+    assert "not running" in next(x for x in killed.stdout.splitlines() if x.startswith("mlflow"))
+    restarted = ok(aigc(project, "stack", "up"))
+    assert "mlflow: was not running; stopped 1 process(es) it had left behind" in restarted
+    assert restarted.count("already running") == len(SERVICES) - 1
+    assert all(gone(orphan) for orphan in orphans)
+    assert read_env(paths.profile)["MLFLOW_TRACKING_URI"] == tracking_uri
+    processes = recorded(project)
 
     # down: every recorded process and its children gone, the decoys untouched.
     family = [p for process in processes.values() for p in (process, *process.children(True))]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -134,6 +135,39 @@ def test_a_record_names_one_process_not_a_reused_pid(tmp_path):
         stop(record, StopPlan(((signal.SIGTERM, 5.0),)))
     assert record.process() is None
     assert stop(record, StopPlan()) == "was not running"
+
+
+def test_children_left_by_a_killed_service_are_found_by_marker_and_stopped(tmp_path):
+    record = _sleeper(tmp_path, with_child=True)
+    (child,) = psutil.Process(record.pid).children()
+    os.kill(record.pid, signal.SIGKILL)  # the child is now an orphan: no pid leads to it
+    deadline = time.monotonic() + 10
+    while record.process() is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [member.pid for member in record.family()] == [child.pid]
+    assert stop(record, StopPlan()) == (
+        "was not running; stopped 1 process(es) it had left behind"
+    )
+    assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_taken_port_moves_only_while_nothing_runs(tmp_path):
+    from aigc.stack.base import StackError
+    from aigc.stack.stack import _choose_ports
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        said: list[str] = []
+        me = f"{psutil.Process().name()} (pid {os.getpid()})"
+        ports = _choose_ports({"mlflow": taken}, set(), said.append)
+        assert ports["mlflow"] != taken and len(set(ports.values())) == len(ports)
+        assert said == [f"port {taken} (mlflow) is taken by {me}: using {ports['mlflow']}"]
+        with pytest.raises(
+            StackError, match=rf"port {taken} \(mlflow\) is taken by .*pid {os.getpid()}"
+        ):
+            _choose_ports({"mlflow": taken}, {"postgres"}, said.append)
 
 
 def test_stop_kills_what_ignores_sigterm_and_the_children(tmp_path):

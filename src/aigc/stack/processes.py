@@ -2,17 +2,22 @@
 
     record = spawn("mlflow", argv, environment, cwd=root, log=logs / "mlflow.log")
     record.process()           # the live process, or None once it exited or its pid was reused
+    record.family()            # it, its descendants, and what it left behind when it died
     stop(record, StopPlan(((signal.SIGTERM, 10.0),)))   # signals, waits, then SIGKILL
 
 A pid alone can name another program once the first has exited; the pair (pid, start time)
-cannot. A zombie counts as gone: where pid 1 does not reap orphans (this sandbox's does not),
-a stopped server stays a zombie, which holds no memory, port or file.
+cannot. A service's children are found as its descendants, and also by a marker, a random
+value of AIGC_STACK_PROCESS in the environment they inherit: when a main process is killed,
+its children (MLflow's uvicorn worker, say) are orphans that no pid leads to, still holding
+the port. A zombie counts as gone: where pid 1 does not reap orphans (this sandbox's does
+not), a stopped server stays a zombie, which holds no memory, port or file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import time
@@ -21,6 +26,7 @@ from pathlib import Path
 
 import psutil
 
+MARKER = "AIGC_STACK_PROCESS"
 START_TIME_TOLERANCE = 0.05  # seconds; psutil derives start times from clock ticks and boot time
 ORPHAN_GRACE = 3.0  # seconds a descendant left behind by a stopped service gets after SIGTERM
 
@@ -32,6 +38,7 @@ class ProcessRecord:
     name: str
     pid: int
     started: float  # psutil's create_time()
+    marker: str = ""  # its MARKER value, inherited by the processes it starts; "" for none
 
     def process(self) -> psutil.Process | None:
         """The live process this record names; None when it exited or the pid names another."""
@@ -48,16 +55,29 @@ class ProcessRecord:
 
         RSS counts a page shared by several processes (PostgreSQL's shared buffers) in each
         of them; PSS splits it between them, so PSS sums to what the service really holds."""
-        process = self.process()
-        if process is None:
-            return 0, 0
         rss = pss = 0
-        for member in (process, *_descendants(process)):
+        for member in self.family():
             with contextlib.suppress(psutil.Error):
                 memory = member.memory_full_info()  # PSS needs /proc/PID/smaps: same user or root
                 rss += memory.rss
                 pss += getattr(memory, "pss", memory.rss)
         return rss, pss
+
+    def family(self) -> list[psutil.Process]:
+        """The live process, its descendants, and the live processes that carry its marker."""
+        members: dict[int, psutil.Process] = {}
+        process = self.process()
+        if process is not None:
+            members = {member.pid: member for member in (process, *_descendants(process))}
+        if self.marker:
+            ours = {os.getpid(), *(parent.pid for parent in psutil.Process().parents())}
+            for candidate in psutil.process_iter():
+                if candidate.pid in members or candidate.pid in ours:
+                    continue
+                with contextlib.suppress(psutil.Error):
+                    if candidate.environ().get(MARKER) == self.marker and _running(candidate):
+                        members[candidate.pid] = candidate
+        return list(members.values())
 
 
 @dataclass(frozen=True)
@@ -68,9 +88,9 @@ class StopPlan:
     signals: tuple[tuple[int, float], ...] = ((signal.SIGTERM, 10.0),)
 
 
-def record_of(name: str, pid: int) -> ProcessRecord:
+def record_of(name: str, pid: int, marker: str = "") -> ProcessRecord:
     """The record of a running process (one started by another program, say pg_ctl)."""
-    return ProcessRecord(name, pid, psutil.Process(pid).create_time())
+    return ProcessRecord(name, pid, psutil.Process(pid).create_time(), marker)
 
 
 def spawn(
@@ -83,25 +103,29 @@ def spawn(
     """Start `argv` in its own session (a Ctrl-C in the terminal does not reach it), output
     appended to `log`; it outlives the caller."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    marker = f"{name}-{secrets.token_hex(8)}"
     with log.open("ab") as output:
         child = subprocess.Popen(
             argv,
-            env=environment,
+            env={**environment, MARKER: marker},
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    return record_of(name, child.pid)
+    return record_of(name, child.pid, marker)
 
 
 def stop(record: ProcessRecord, plan: StopPlan) -> str:
     """Stop the recorded process and what it started; says how it ended."""
     process = record.process()
+    family = record.family()
     if process is None:
-        return "was not running"
-    family = _descendants(process)
+        if not family:
+            return "was not running"
+        _terminate(family)
+        return f"was not running; stopped {len(family)} process(es) it had left behind"
     started = time.monotonic()
     sent = []
     for signum, seconds in plan.signals:
@@ -114,14 +138,19 @@ def stop(record: ProcessRecord, plan: StopPlan) -> str:
         sent.append("SIGKILL")
         _wait_gone([process], 5.0)
     outcome = f"stopped by {', '.join(sent)} in {time.monotonic() - started:.1f} s"
-    left = [member for member in family if _running(member)]
-    for member in left:
-        _signal(member, signal.SIGTERM)
-    if left and not _wait_gone(left, ORPHAN_GRACE):
-        for member in left:
-            _signal(member, signal.SIGKILL)
-        _wait_gone(left, 5.0)
+    _terminate([member for member in family if member.pid != process.pid])
     return outcome
+
+
+def _terminate(processes: list[psutil.Process]) -> None:
+    """SIGTERM, a short grace, then SIGKILL, for what a service left running."""
+    left = [process for process in processes if _running(process)]
+    for process in left:
+        _signal(process, signal.SIGTERM)
+    if left and not _wait_gone(left, ORPHAN_GRACE):
+        for process in left:
+            _signal(process, signal.SIGKILL)
+        _wait_gone(left, 5.0)
 
 
 def _descendants(process: psutil.Process) -> list[psutil.Process]:

@@ -14,6 +14,7 @@ settings) that `aigc --profile stack` reads; the keys themselves are in `secrets
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -27,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import psutil
 import yaml
 
 from aigc.config import PARAMS_OVERLAY_VARIABLE
@@ -102,7 +104,13 @@ def up(root: Path, say: Say = lambda text: None) -> list[ServiceStatus]:
     paths.home.mkdir(parents=True, exist_ok=True)
     with _locked(paths, say):
         state = _load_state(paths)
-        running = {name: record for name, record in _records(state).items() if record.process()}
+        recorded = _records(state)
+        running = {name: record for name, record in recorded.items() if record.process()}
+        for service in SERVICES:  # a service that died may have left children on its port
+            if service.name in recorded and service.name not in running:
+                outcome = stop(recorded[service.name], service.stop_plan)
+                if outcome != "was not running":
+                    say(f"{service.name}: {outcome}")
         config = StackConfig(
             paths.root,
             paths.home,
@@ -259,7 +267,9 @@ def _wait_healthy(service: Service, config: StackConfig, record: ProcessRecord) 
 
 
 def _choose_ports(recorded: dict[str, int], running: set[str], say: Say) -> dict[str, int]:
-    """The recorded ports, kept while free (or in use by the running service); new ones else."""
+    """The recorded ports, kept while free (or in use by the running service); new ones else.
+
+    A port moves only while nothing runs: a running service would keep the old address."""
     ports: dict[str, int] = {}
     for service in SERVICES:
         for name in service.ports:
@@ -267,10 +277,25 @@ def _choose_ports(recorded: dict[str, int], running: set[str], say: Say) -> dict
             if service.name in running or (port and port not in ports.values() and _free(port)):
                 ports[name] = port
                 continue
+            if port and running:
+                raise StackError(
+                    f"port {port} ({name}) is taken by {_holder(port)}; stop that, or move the "
+                    "whole stack to free ports: `aigc stack down`, then `aigc stack up`"
+                )
             ports[name] = _new_port(set(ports.values()) | set(recorded.values()))
             if port:
-                say(f"port {port} ({name}) is taken by another program: using {ports[name]}")
+                say(f"port {port} ({name}) is taken by {_holder(port)}: using {ports[name]}")
     return ports
+
+
+def _holder(port: int) -> str:
+    """Which process listens on `port`, in words."""
+    with contextlib.suppress(psutil.Error):
+        for connection in psutil.net_connections("tcp"):
+            if connection.laddr and connection.laddr.port == port and connection.pid:
+                process = psutil.Process(connection.pid)
+                return f"{process.name()} (pid {connection.pid})"
+    return "another program"
 
 
 def _new_port(taken: set[int]) -> int:
@@ -321,10 +346,7 @@ def _save_state(paths: StackPaths, state: dict) -> None:
 
 
 def _records(state: dict) -> dict[str, ProcessRecord]:
-    return {
-        name: ProcessRecord(name, entry["pid"], entry["started"])
-        for name, entry in state.get("processes", {}).items()
-    }
+    return {name: ProcessRecord(**entry) for name, entry in state.get("processes", {}).items()}
 
 
 @contextmanager
