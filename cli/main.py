@@ -85,8 +85,12 @@ def _root_options(
 ) -> None:
     if profile:
         from aigc.stack.profile import apply_profile, resolve_profile
+        from aigc.stack.stack import require_up
 
-        apply_profile(resolve_profile(profile, _root()))
+        path = resolve_profile(profile, _root())
+        if profile == "stack":
+            require_up(_root())
+        apply_profile(path)
 
 
 @data_app.command("collect")

@@ -175,6 +175,20 @@ def status(root: Path) -> list[ServiceStatus] | None:
     return statuses
 
 
+def require_up(root: Path) -> None:
+    """Raise StackError unless every service of the project's stack is running."""
+    statuses = _records(_load_state(StackPaths(Path(root).resolve())))
+    stopped = [
+        service.name
+        for service in SERVICES
+        if not (service.name in statuses and statuses[service.name].process())
+    ]
+    if stopped:
+        raise StackError(
+            f"the stack is not up here ({', '.join(stopped)} not running): `aigc stack up`"
+        )
+
+
 def down(root: Path, say: Say = lambda text: None) -> dict[str, str] | None:
     """Stop what `up` recorded (clients first), nothing else; None when nothing was recorded.
     The data, ports and keys stay for the next `up`."""
