@@ -34,6 +34,15 @@ def api_url(config: StackConfig) -> str:
     return f"{config.url('prefect')}/api"
 
 
+def _prefect_environment(config: StackConfig, environment: dict[str, str]) -> dict[str, str]:
+    """The stack's Prefect processes keep their files in .aigc/stack/prefect, not ~/.prefect."""
+    return {
+        **environment,
+        "PREFECT_HOME": str(config.home / "prefect"),
+        "PREFECT_API_URL": api_url(config),
+    }
+
+
 class PrefectServer(Service):
     name = "prefect"
     ports = ("prefect",)
@@ -44,8 +53,7 @@ class PrefectServer(Service):
 
     def start(self, config: StackConfig, environment: dict[str, str]) -> ProcessRecord:
         environment = {
-            **environment,
-            "PREFECT_HOME": str(config.home / "prefect"),
+            **_prefect_environment(config, environment),
             "PREFECT_API_DATABASE_CONNECTION_URL": connection_url(
                 config, "prefect", "postgresql+asyncpg"
             ),
@@ -76,7 +84,7 @@ class PrefectServer(Service):
                 raise
         result = subprocess.run(
             [executable("prefect"), "work-pool", "create", WORK_POOL, "--type", "process"],
-            env={**environment, "PREFECT_API_URL": api_url(config)},
+            env=_prefect_environment(config, environment),
             cwd=config.root,
             capture_output=True,
             text=True,
@@ -99,8 +107,7 @@ class PrefectWorker(Service):
 
     def start(self, config: StackConfig, environment: dict[str, str]) -> ProcessRecord:
         environment = {
-            **environment,
-            "PREFECT_API_URL": api_url(config),
+            **_prefect_environment(config, environment),
             "AIGC_PROJECT_DIR": str(config.root),
         }
         argv = [
