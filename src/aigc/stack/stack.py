@@ -334,6 +334,11 @@ def _secrets(paths: StackPaths) -> Secrets:
     """The stack's keys: generated on the first `up`, kept in secrets.json (mode 0600)."""
     if paths.secrets.exists():
         return Secrets(**json.loads(paths.secrets.read_text()))
+    if (paths.home / "postgres" / "data").exists():  # new keys would not open the old data
+        raise StackError(
+            f"{paths.secrets} is missing but the stack's data is in {paths.home}: restore the "
+            f"file, or start afresh without the data: `aigc stack down`, then delete {paths.home}"
+        )
     generated = Secrets(
         s3_access_key="aigc" + secrets.token_hex(8),
         s3_secret_key=secrets.token_urlsafe(30),
