@@ -312,11 +312,16 @@ def test_stack_up_status_down_up(project: Path, tmp_path: Path):
             decoy.send_signal(signal.SIGKILL)
             decoy.wait()
     assert "nothing to stop" in ok(aigc(project, "stack", "down"))
+    ports = json.loads(paths.state.read_text())["ports"]
+    sockets = [
+        f"seaweedfs-*-{ports[name]}.sock" for name in ports if name.startswith(("s3", "seaweedfs"))
+    ]
+    assert [path for pattern in sockets for path in Path("/tmp").glob(pattern)] == []
     assert json.loads(paths.state.read_text())["processes"] == {}
 
     # up again: the object and the run are still there.
     began = time.monotonic()
-    ok(aigc(project, "stack", "up"))
+    second_up = ok(aigc(project, "stack", "up"))
     second_up_seconds = time.monotonic() - began
     profile = read_env(paths.profile)
     keyed = s3_client(
@@ -334,5 +339,5 @@ def test_stack_up_status_down_up(project: Path, tmp_path: Path):
     print(
         f"\nstack: first up {first_up_seconds:.1f} s, down {down_seconds:.1f} s, "
         f"up on existing data {second_up_seconds:.1f} s; memory {pss / 2**30:.2f} GiB PSS, "
-        f"{rss / 2**30:.2f} GiB RSS summed\n{first_up}"
+        f"{rss / 2**30:.2f} GiB RSS summed\n{first_up}\n{second_up}"
     )

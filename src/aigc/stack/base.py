@@ -83,6 +83,9 @@ class Service:
     def prepare(self, config: StackConfig, environment: dict[str, str]) -> None:
         """What it needs once healthy (databases, buckets, a work pool); idempotent."""
 
+    def stopped(self, config: StackConfig) -> None:
+        """Tidy what a stopped process leaves behind."""
+
 
 def executable(name: str) -> str:
     """A console script of this Python environment (mlflow, prefect, weed), else from PATH."""

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import signal
+import tempfile
+from pathlib import Path
 
 from aigc.stack.base import HOST, Health, Service, StackConfig, executable
 from aigc.stack.processes import ProcessRecord, StopPlan, spawn
@@ -87,6 +89,13 @@ class SeaweedFS(Service):
         for bucket in BUCKETS:
             if bucket not in existing:
                 s3.create_bucket(Bucket=bucket)
+
+    def stopped(self, config: StackConfig) -> None:
+        # Killed, SeaweedFS leaves its unix sockets, /tmp/seaweedfs-<server>-<port>.sock.
+        for port in (config.ports[name] for name in self.ports):
+            for path in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-{port}.sock"):
+                if path.is_socket():
+                    path.unlink(missing_ok=True)
 
 
 def client(config: StackConfig):

@@ -200,11 +200,14 @@ def down(root: Path, say: Say = lambda text: None) -> dict[str, str] | None:
         records = _records(state)
         if not records:
             return None
-        plans = {service.name: service.stop_plan for service in SERVICES}
+        services = {service.name: service for service in SERVICES}
+        config = StackConfig(paths.root, paths.home, state["ports"], _secrets(paths))
         outcomes: dict[str, str] = {}
 
         def stop_one(name: str) -> None:
-            outcomes[name] = stop(records[name], plans[name])
+            service = services.get(name, Service())  # a name from another aigc version
+            outcomes[name] = stop(records[name], service.stop_plan)
+            service.stopped(config)
             say(f"{name} (pid {records[name].pid}): {outcomes[name]}")
 
         waves = [*STOP_WAVES, tuple(set(records) - {n for wave in STOP_WAVES for n in wave})]
