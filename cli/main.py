@@ -13,10 +13,13 @@
     aigc registry show|history|promote|rollback   versions, decisions, manual overrides
     aigc reproduce NAME/VERSION   rebuild a model from its data version, compare the metrics
     aigc params          print the effective configuration (params.yaml + --set + defaults)
+    aigc stack up|status|down   real servers on 127.0.0.1: PostgreSQL, S3, MLflow, Prefect
 
 Every command takes `--params FILE` and repeatable `--set section.key=value`; none writes
-params.yaml. Errors that a user can fix (`aigc.errors.UserError`) are printed as one message
-naming the input and the fix, exit code 2.
+params.yaml. `aigc --profile stack COMMAND` (or `--profile FILE`) runs it against servers: the
+profile's variables are exported and its params overlay is layered under the --set overrides.
+Errors that a user can fix (`aigc.errors.UserError`) are printed as one message naming the
+input and the fix, exit code 2.
 """
 
 from __future__ import annotations
@@ -48,6 +51,11 @@ registry_app = typer.Typer(
     help="The model registry: versions, aliases, decisions.", no_args_is_help=True
 )
 app.add_typer(registry_app, name="registry")
+stack_app = typer.Typer(
+    help="Real servers on 127.0.0.1 for development and tests: PostgreSQL, S3, MLflow, Prefect.",
+    no_args_is_help=True,
+)
+app.add_typer(stack_app, name="stack")
 
 ParamsOption = Annotated[
     Path | None, typer.Option("--params", help="params file (default: ./params.yaml)")
@@ -64,6 +72,27 @@ def _params(params_file: Path | None, overrides: list[str] | None) -> Params:
 
 def _root() -> Path:
     return Path.cwd()
+
+
+@app.callback()
+def _root_options(
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            envvar="AIGC_PROFILE",
+            help="servers to use: `stack` (from `aigc stack up`) or a profile file",
+        ),
+    ] = None,
+) -> None:
+    if profile:
+        from aigc.stack.profile import apply_profile, resolve_profile
+        from aigc.stack.stack import require_up
+
+        path = resolve_profile(profile, _root())
+        if profile == "stack":
+            require_up(_root())
+        apply_profile(path)
 
 
 @data_app.command("collect")
@@ -536,6 +565,65 @@ def params_command(
     sys.stdout.write(effective_yaml(params))  # plain: rich would wrap the YAML
     if write:
         write_effective_params(params, ProjectPaths.at(_root()).effective_params)
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Start the stack (what is not running yet), wait until healthy, write its profile."""
+    from aigc.stack.stack import up
+
+    started = time.perf_counter()
+    statuses = up(_root(), say=lambda text: console.print(text, highlight=False))
+    _print_stack(statuses)
+    console.print(
+        f"stack up in {time.perf_counter() - started:.1f} s; use it with "
+        "[bold]aigc --profile stack COMMAND[/] (profile: .aigc/stack/profile.env)"
+    )
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Each service's URL and health (exit 1 unless all are healthy)."""
+    from aigc.stack.stack import status
+
+    statuses = status(_root())
+    if statuses is None:
+        console.print("the stack is not up here (nothing in .aigc/stack/): `aigc stack up`")
+        raise typer.Exit(1)
+    _print_stack(statuses)
+    if not all(item.healthy for item in statuses):
+        raise typer.Exit(1)
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop exactly the processes `aigc stack up` started; the data stays."""
+    from aigc.stack.stack import down
+
+    outcomes = down(_root(), say=lambda text: console.print(text, highlight=False))
+    if outcomes is None:
+        console.print("the stack is not up here: nothing to stop")
+    else:
+        console.print("stack down (data kept in .aigc/stack/)")
+
+
+def _print_stack(statuses) -> None:
+    for item in statuses:
+        if item.health is None:
+            health = "[red]not running[/]"
+        else:
+            health = "[green]healthy[/]" if item.health.ok else "[red]unhealthy[/]"
+            health += f" ({escape(item.health.detail)})"
+        memory = f", {item.pss / 2**20:.0f} MiB" if item.pid else ""
+        console.print(
+            f"[bold]{item.name:<8}[/] {item.url}  pid {item.pid or '-'}{memory}  {health}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    rss, pss = (sum(getattr(item, key) for item in statuses) for key in ("rss", "pss"))
+    console.print(
+        f"memory of the stack: {pss / 2**30:.2f} GiB (PSS; RSS summed {rss / 2**30:.2f})"
+    )
 
 
 def _print_summary(summary) -> None:

@@ -2,7 +2,9 @@
 
 The pydantic sections below are the only definition of every setting and its default;
 params.yaml holds a project's own choices on top of them. `load_params(path, overrides)`
-reads the file, applies `--set section.key=value` overrides and validates everything into
+reads the file, layers the params overlay that AIGC_PARAMS_OVERLAY names, if any (a profile
+sets it: `aigc --profile stack`), applies `--set section.key=value` overrides and validates
+everything into
 frozen models; an unknown key or a wrong type raises `ConfigError` naming the key. The
 user's file is never written: `write_effective_params` records a run's whole configuration
 in a generated file that DVC's stages read (`ProjectPaths.effective_params`).
@@ -16,6 +18,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -33,6 +36,8 @@ from aigc.errors import UserError
 from aigc.models.configs import DEFAULT_FAMILY, FAMILY_CONFIGS, ModelConfig, with_default_family
 
 DEFAULT_PARAMS_FILE = "params.yaml"
+# Names a params file layered between params.yaml and --set (aigc.stack.profile sets it).
+PARAMS_OVERLAY_VARIABLE = "AIGC_PARAMS_OVERLAY"
 
 
 class ConfigError(UserError, ValueError):
@@ -283,7 +288,7 @@ class EvaluateParams(Section):
 
 class TrackingParams(Section):
     tracking_uri: str = "sqlite:///mlflow/mlflow.db"
-    artifact_root: str = "mlflow/artifacts"
+    artifact_root: str | None = "mlflow/artifacts"  # None: where the tracking server says
     experiment: str = "aigc-text"
 
 
@@ -420,6 +425,27 @@ def _format_validation_error(error: ValidationError, origin: str) -> str:
     return "\n".join(lines)
 
 
+def read_overlay(path: Path) -> dict:
+    """The params overlay a profile names; its settings apply as --set overrides would."""
+    if not path.is_file():
+        raise ConfigError(
+            f"{PARAMS_OVERLAY_VARIABLE}={path}: no such file; bring the stack up "
+            f"(`aigc stack up`) or unset {PARAMS_OVERLAY_VARIABLE}"
+        )
+    return read_params_data(path)
+
+
+def _leaves(data: dict, prefix: tuple[str, ...] = ()) -> list[tuple[list[str], Any]]:
+    """Every setting of a nested mapping as (key path, value); lists are values."""
+    leaves = []
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            leaves += _leaves(value, (*prefix, str(key)))
+        else:
+            leaves.append(([*prefix, str(key)], value))
+    return leaves
+
+
 def read_params_data(path: Path | str | None) -> dict:
     """The raw mapping in a params file; a missing default file means all defaults."""
     if path is None:
@@ -443,10 +469,16 @@ def load_params(
 ) -> Params:
     """Read, override and validate; the single way aigc turns configuration into Params."""
     data = copy.deepcopy(read_params_data(path))
+    overlay = os.environ.get(PARAMS_OVERLAY_VARIABLE)
+    if overlay:
+        for keys, value in _leaves(read_overlay(Path(overlay))):
+            apply_override(data, keys, value)
     for text in overrides:
         keys, value = parse_override(text)
         apply_override(data, keys, value)
-    origin = str(path or DEFAULT_PARAMS_FILE) + (" with --set overrides" if overrides else "")
+    origin = str(path or DEFAULT_PARAMS_FILE)
+    origin += f" with the overlay {overlay}" if overlay else ""
+    origin += " with --set overrides" if overrides else ""
     try:
         return Params.model_validate(data)
     except ValidationError as error:
