@@ -21,13 +21,14 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/aigc run
 
-## The whole suite.
+## The whole suite, on two processes (each test file stays in one; much of a test's time is
+## spent waiting on servers and subprocesses, so two share the machine's two cores well).
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 ## Unit and task tests only (no end-to-end flows).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src cli tasks flows tests bench
