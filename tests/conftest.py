@@ -87,3 +87,50 @@ def project(tmp_path: Path) -> Path:
     git(root, "add", "-A")
     git(root, "commit", "-qm", "project")
     return root
+
+
+# A tiny training and evaluation config: the end-to-end tests check the machinery, not the model.
+TINY = {
+    "train": {
+        "model": {"block_size": 32, "n_layer": 1, "n_head": 2, "n_embd": 32},
+        "tokenizer": {"vocab_size": 320, "min_frequency": 1},
+        "batch_size": 8,
+        "loop": {
+            "max_steps": 30,
+            "max_minutes": None,
+            "warmup_steps": 5,
+            "eval_every": 10,
+            "checkpoint_every": 0,
+            "lr": 0.005,
+        },
+        "ray": {"num_workers": 2},
+    },
+    "evaluate": {
+        "continuation_documents": 3,
+        "samples_per_label": 2,
+        "sample_tokens": 16,
+        "max_new_tokens": 16,
+    },
+    "registry": {"policy": {"bootstrap_samples": 200}},
+}
+
+
+@pytest.fixture
+def pipeline_project(project: Path, tmp_path: Path):
+    """`project` with TINY training, Ray storage and a sqlite MLflow store in tmp_path, committed;
+    returns (root, the store's resolved TrackingSettings)."""
+    from aigc.tracking import TrackingSettings
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params.update(TINY)
+    params["train"]["ray"]["storage_path"] = str(tmp_path / "ray")
+    params["tracking"] = {
+        "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
+        "artifact_root": str(tmp_path / "artifacts"),
+    }
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    git(project, "commit", "-qam", "tiny training config")
+    settings = TrackingSettings(
+        f"sqlite:///{tmp_path}/mlflow.db", str(tmp_path / "artifacts"), "aigc-text"
+    ).resolve(project)
+    return project, settings

@@ -35,35 +35,11 @@ from aigc.reproduce import ReproductionError, reproduce
 from aigc.retrain import PipelineBusy, PipelineLock
 from aigc.tracking import TrackingSettings
 from flows.retrain import SUMMARY_ARTIFACT, retrain
-from tests.conftest import git, make_documents, write_documents
+from tests.conftest import make_documents, write_documents
 
 pytestmark = pytest.mark.slow
 
 AIGC = str(Path(sys.executable).parent / "aigc")
-
-TINY = {
-    "train": {
-        "model": {"block_size": 32, "n_layer": 1, "n_head": 2, "n_embd": 32},
-        "tokenizer": {"vocab_size": 320, "min_frequency": 1},
-        "batch_size": 8,
-        "loop": {
-            "max_steps": 30,
-            "max_minutes": None,
-            "warmup_steps": 5,
-            "eval_every": 10,
-            "checkpoint_every": 0,
-            "lr": 0.005,
-        },
-        "ray": {"num_workers": 2},
-    },
-    "evaluate": {
-        "continuation_documents": 3,
-        "samples_per_label": 2,
-        "sample_tokens": 16,
-        "max_new_tokens": 16,
-    },
-    "registry": {"policy": {"bootstrap_samples": 200}},
-}
 
 
 @pytest.fixture(scope="module")
@@ -72,23 +48,6 @@ def prefect():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
-
-
-@pytest.fixture
-def pipeline_project(project: Path, tmp_path: Path) -> tuple[Path, TrackingSettings]:
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params.update(TINY)
-    params["train"]["ray"]["storage_path"] = str(tmp_path / "ray")
-    params["tracking"] = {
-        "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
-        "artifact_root": str(tmp_path / "artifacts"),
-    }
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    settings = TrackingSettings(
-        f"sqlite:///{tmp_path}/mlflow.db", str(tmp_path / "artifacts"), "aigc-text"
-    ).resolve(project)
-    git(project, "commit", "-qam", "tiny training config")
-    return project, settings
 
 
 def aliases(settings: TrackingSettings) -> dict[str, str | None]:

@@ -16,33 +16,13 @@ from pathlib import Path
 
 import psutil
 import pytest
-import yaml
 
 from aigc import runtime
-from aigc.tracking import TrackingSettings
-from tests.conftest import REPO, git
-from tests.flows.test_retrain import TINY
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
 AIGC = str(Path(sys.executable).parent / "aigc")
-
-
-@pytest.fixture
-def tiny_project(project: Path, tmp_path: Path) -> tuple[Path, TrackingSettings]:
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params.update(TINY)
-    params["train"]["ray"]["storage_path"] = str(tmp_path / "ray")
-    params["tracking"] = {
-        "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
-        "artifact_root": str(tmp_path / "artifacts"),
-    }
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    git(project, "commit", "-qam", "tiny training config")
-    settings = TrackingSettings(
-        f"sqlite:///{tmp_path}/mlflow.db", str(tmp_path / "artifacts"), "aigc-text"
-    ).resolve(project)
-    return project, settings
 
 
 def aigc_run(root: Path, *overrides: str, **options) -> subprocess.Popen:
@@ -70,8 +50,8 @@ def alive(entries: list[dict]) -> list[dict]:
     return [entry for entry in entries if runtime._same_process(entry) is not None]
 
 
-def test_the_next_run_ends_what_a_killed_run_left(tiny_project, tmp_path):
-    root, settings = tiny_project
+def test_the_next_run_ends_what_a_killed_run_left(pipeline_project, tmp_path):
+    root, settings = pipeline_project
     first = aigc_run(
         root,
         "train.loop.max_steps=100000",

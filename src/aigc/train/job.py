@@ -123,14 +123,27 @@ def train_single_process(
     """The whole job in this process: the path tests and GPU benchmarks take."""
     model = build_model_for(job)
     train_loader, val_loader = build_loaders(job, rank=0, world_size=1)
-    result = train_loop(
+    result = run_loop(job, model, train_loader, val_loader, hooks, resume_state, rank=0)
+    return model, result
+
+
+def run_loop(
+    job: TrainJob,
+    model: nn.Module,
+    train_loader: DataLoader,
+    val_loader: DataLoader,
+    hooks: LoopHooks | None,
+    resume_state: dict | None,
+    rank: int,
+) -> LoopResult:
+    """The training loop on `job`'s settings, seeded for `rank`: one process or a Ray worker."""
+    return train_loop(
         model,
         train_loader,
         val_loader,
         job.loop,
         hooks,
         resume_state,
-        seed=job.seed_for(0),
+        seed=job.seed_for(rank),
         device=job.device,
     )
-    return model, result

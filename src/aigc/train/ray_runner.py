@@ -55,8 +55,8 @@ from aigc.config import RayParams
 from aigc.errors import UserError
 from aigc.generator import TextGenerator
 from aigc.tracking import TrackingSettings
-from aigc.train.job import TrainJob, build_loaders, build_model_for
-from aigc.train.loop import LoopHooks, train_loop
+from aigc.train.job import TrainJob, build_loaders, build_model_for, run_loop
+from aigc.train.loop import LoopHooks
 
 STATE_FILE = "state.pt"
 BUNDLE_DIR = "bundle"
@@ -432,16 +432,7 @@ def _worker(config: dict[str, Any]) -> None:
         agree_to_stop=agree_to_stop,
     )
     try:
-        train_loop(
-            model,
-            train_loader,
-            val_loader,
-            job.loop,
-            hooks,
-            resume_state,
-            seed=job.seed_for(rank),
-            device=job.device,
-        )
+        run_loop(job, model, train_loader, val_loader, hooks, resume_state, rank)
     finally:
         if tracker:
             tracker.flush()
