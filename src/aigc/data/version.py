@@ -1,7 +1,9 @@
 """The `version` stage: DVC gives every dataset a content hash; the labeled one is the version.
 
-aigc drives DVC through its command line (`python -m dvc …`), the interface DVC documents
-and keeps stable. The pieces:
+aigc drives DVC through its Python API (`dvc.repo.Repo`) for the calls every run makes (add,
+repro, status, push, pull): a `python -m dvc` process costs about half a second to start,
+and a run makes several. Rare set-up calls (init, config, remote) use DVC's command line. The
+pieces:
 - `init_project(root)`: a git + DVC repository with analytics and update checks off.
 - `track_raw(root)`: `dvc add data/raw` after a collection (raw snapshots are inputs, not
   stages: collecting again must never be part of `dvc repro`).
@@ -16,12 +18,17 @@ and keeps stable. The pieces:
 
 from __future__ import annotations
 
+import configparser
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,8 +86,48 @@ def init_project(root: Path) -> None:
         git(root, "init", "-q")
     if not (root / ".dvc").is_dir():
         dvc(root, "init", "-q")
-    dvc(root, "config", "core.analytics", "false")
-    dvc(root, "config", "core.check_update", "false")
+    config = configparser.ConfigParser()
+    config.read(root / ".dvc" / "config")
+    for key in ("analytics", "check_update"):
+        if config.get("core", key, fallback="") != "false":
+            dvc(root, "config", f"core.{key}", "false")
+
+
+_IN_PROCESS = threading.Lock()
+
+
+@contextmanager
+def _repo(root: Path, doing: str) -> Iterator:
+    """DVC's `Repo` on `root`; a DVC failure becomes a DvcError with DVC's own reason."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    # Stage commands (`aigc data clean …`) run in subprocesses that must find this venv's
+    # `aigc`, and DVC reads its analytics switch from the environment.
+    scripts = str(Path(sys.executable).parent)
+    if scripts not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
+    for key, value in OFFLINE_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+    # DVC resolves stage paths against the working directory, so the API is only right when
+    # run from the project's root: change into it for the call (process-wide, hence the lock).
+    try:
+        with _IN_PROCESS, contextlib.chdir(root), Repo(str(root)) as repo:
+            yield repo
+    except DvcException as error:
+        raise DvcError(f"`dvc {doing}` failed in {root}: {_reason(error)}") from error
+
+
+def _reason(error: BaseException) -> str:
+    """The error and every cause under it, as DVC's command line would print them."""
+    words: list[str] = []
+    cause: BaseException | None = error
+    while cause is not None:
+        text = str(cause).strip()
+        if text and text not in words:
+            words.append(text)
+        cause = cause.__cause__ or cause.__context__
+    return ": ".join(words)[-4000:] or type(error).__name__
 
 
 def configure_remote(root: Path, name: str, url: str) -> str:
@@ -97,25 +144,30 @@ def configure_remote(root: Path, name: str, url: str) -> str:
 
 def track_raw(root: Path) -> str:
     """`dvc add data/raw`; returns the raw directory's DVC hash."""
-    dvc(root, "add", "data/raw")
+    with _repo(root, "add data/raw") as repo:
+        repo.add("data/raw")
     entry = yaml.safe_load((root / "data" / "raw.dvc").read_text())["outs"][0]
     return entry["md5"].removesuffix(".dir")
 
 
 def repro(root: Path, stage: str) -> list[str]:
-    """`dvc repro STAGE`; returns DVC's lines saying which stages ran or were skipped."""
-    output = dvc(root, "repro", stage).stdout
-    keep = ("Running stage", "Stage '", "Updating lock file", "Skipping")
-    return [line.strip() for line in output.splitlines() if line.strip().startswith(keep)]
+    """`dvc repro STAGE`; returns lines saying which stages ran, or that none had to."""
+    with _repo(root, f"repro {stage}") as repo:
+        ran = repo.reproduce(targets=[stage])
+    if not ran:
+        return [f"Stage '{stage}' and its dependencies didn't change, skipping"]
+    return [f"Running stage '{ran_stage.addressing}'" for ran_stage in ran]
 
 
 def status(root: Path) -> dict:
-    """`dvc status --json`: an empty dict means everything is up to date."""
-    return json.loads(dvc(root, "status", "--json").stdout or "{}")
+    """`dvc status`: an empty dict means everything is up to date."""
+    with _repo(root, "status") as repo:
+        return repo.status()
 
 
 def push(root: Path, remote: str | None = None) -> None:
-    dvc(root, "push", *(["--remote", remote] if remote else []))
+    with _repo(root, "push" + (f" --remote {remote}" if remote else "")) as repo:
+        repo.push(remote=remote)
 
 
 def locked_out_hash(root: Path, stage: str, out_path: str) -> str:
@@ -187,12 +239,17 @@ def checkout_version(root: Path, version: str, dest: Path) -> Path:
         (scratch / "dataset.dvc").write_text(
             yaml.safe_dump({"outs": [{"md5": f"{full}.dir", "hash": "md5", "path": "dataset"}]})
         )
-        result = dvc(root, "pull", str(scratch / "dataset.dvc"), check=False)
+        reason = ""
+        try:
+            with _repo(root, "pull") as repo:
+                repo.pull(targets=[str(scratch.relative_to(root) / "dataset.dvc")])
+        except DvcError as error:
+            reason = str(error)
         restored = scratch / "dataset"
-        if result.returncode != 0 or not restored.is_dir():
+        if reason or not restored.is_dir():
             raise VersionNotFound(
                 f"data version {full} is neither in the DVC cache nor on the remote: "
-                f"{(result.stderr or result.stdout).strip()[-800:]}\n"
+                f"{reason[-800:] or 'DVC restored nothing'}\n"
                 "Check the remote (`version.remote_url` in params.yaml) and that this "
                 "version was pushed."
             )
