@@ -21,6 +21,7 @@ from __future__ import annotations
 import configparser
 import contextlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -111,11 +112,19 @@ def _repo(root: Path, doing: str) -> Iterator:
         os.environ.setdefault(key, value)
     # DVC resolves stage paths against the working directory, so the API is only right when
     # run from the project's root: change into it for the call (process-wide, hence the lock).
+    # DVC's command line prints what it did; in process it logs it at INFO instead, which the
+    # tasks already report in their own words ("Running stage ..."), so only warnings pass.
+    dvc_logger = logging.getLogger("dvc")
+    level = dvc_logger.level
     try:
         with _IN_PROCESS, contextlib.chdir(root), Repo(str(root)) as repo:
+            dvc_logger.setLevel(logging.WARNING)
+            repo.scm_context.quiet = True  # no "To track the changes with git, run: ..."
             yield repo
     except DvcException as error:
         raise DvcError(f"`dvc {doing}` failed in {root}: {_reason(error)}") from error
+    finally:
+        dvc_logger.setLevel(level)
 
 
 def _reason(error: BaseException) -> str:
