@@ -11,13 +11,18 @@ import scipy.linalg
 from PIL import Image
 
 from aigc.config import ImageClassifierParams, ImageEvaluateParams, ImagePromotionPolicy
-from aigc.evaluate.image_classifier import fit_feature_classifier, load_feature_classifier
+from aigc.evaluate.image_classifier import (
+    cached_feature_classifier,
+    fit_feature_classifier,
+    load_feature_classifier,
+)
 from aigc.evaluate.image_grid import write_loss_curves, write_sample_grid
 from aigc.evaluate.image_metrics import (
     frechet_distance,
     kernel_inception_distance,
 )
 from aigc.evaluate.image_report import (
+    evaluate_image_generator,
     evaluate_image_samples,
     reference_metrics,
     requested_labels,
@@ -93,6 +98,19 @@ def test_the_classifier_is_deterministic_for_a_seed(digits):
     )
 
 
+def test_the_classifier_is_fitted_once_per_data_version(digits, tmp_path):
+    path, settings = tmp_path / "classifier.pt", ImageClassifierParams(epochs=1)
+    first = cached_feature_classifier(path, digits["val"], digits["test"], settings, "v1")
+    again = cached_feature_classifier(path, digits["val"], digits["test"], settings, "v1")
+    assert again.fit_seconds == first.fit_seconds  # loaded, not fitted again
+    np.testing.assert_array_equal(
+        again.features(digits["test"].pixels), first.features(digits["test"].pixels)
+    )
+    other = cached_feature_classifier(path, digits["train"], digits["test"], settings, "v2")
+    assert other.data_version == "v2" and other.train_images == len(digits["train"].labels)
+    assert load_feature_classifier(path).data_version == "v2"
+
+
 def test_frechet_distance_agrees_with_sqrtm_and_handles_singular_covariances():
     rng = np.random.default_rng(0)
     first, second = rng.normal(size=(400, 6)), rng.normal(0.5, 2.0, size=(400, 6))
@@ -137,6 +155,20 @@ def test_the_floor_is_far_below_the_trivial_ceiling(digits, classifier, train_sa
     first, _, requested = train_samples
     real = evaluate_image_samples(classifier, first, requested, digits["test"], PARAMS)
     assert real.metrics["frechet_distance"] < references["trivial_frechet_distance"] / 5
+
+
+def test_a_generator_is_evaluated_with_its_references(digits, classifier):
+    def generate(requested: np.ndarray, seed: int) -> np.ndarray:
+        return trivial_samples(digits["train"], requested, noise=0.25, seed=seed)
+
+    evaluation = evaluate_image_generator(
+        generate, classifier, digits["train"], digits["test"], PARAMS
+    )
+    metrics = evaluation.metrics
+    assert metrics["samples"] == 10 * PARAMS.samples_per_class
+    assert metrics["frechet_distance"] == pytest.approx(metrics["trivial_frechet_distance"])
+    assert metrics["classifier_test_accuracy"] == classifier.test_accuracy
+    assert {"floor_recall", "conditional_accuracy_7", "kid_standard_error"} <= set(metrics)
 
 
 def test_a_collapsed_generator_is_precise_but_has_no_recall_or_spread(digits, classifier):

@@ -6,6 +6,7 @@ for Inception's (whose weights cannot be downloaded here).
     classifier.features(pixels)      # (N, D) float64, the space of FD, KID, precision/recall
     classifier.predict(pixels)       # (N,) class indices: conditional accuracy
     classifier.save(path); load_feature_classifier(path)
+    classifier = cached_feature_classifier(path, train, test, settings, data_version)
 
 Fitted once per data version and kept (`save`), so that a challenger and the champion it is
 compared with are measured with the same features: numbers from two classifiers do not
@@ -228,3 +229,18 @@ def fit_feature_classifier(
         return classifier
     accuracy = float(np.mean(classifier.predict(test.pixels) == np.asarray(test.labels)))
     return replace(classifier, test_accuracy=accuracy)
+
+
+def cached_feature_classifier(
+    path: Path, train: Images, test: Images, settings: ImageClassifierParams, data_version: str
+) -> FeatureClassifier:
+    """The classifier saved at `path` when it was fitted on `data_version` with `settings`;
+    otherwise a new fit, saved there. A run's challenger and champion are measured with it,
+    and so is a later run on the same data version."""
+    if path.exists():
+        saved = load_feature_classifier(path)
+        if saved.data_version == data_version and saved.settings == settings:
+            return saved
+    classifier = fit_feature_classifier(train, settings, test=test, data_version=data_version)
+    classifier.save(path)
+    return classifier

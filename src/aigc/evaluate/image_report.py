@@ -1,10 +1,13 @@
 """The evaluation of an image generator's samples, with the reference points that make its
 numbers readable.
 
-    requested = requested_labels(len(test.classes), params.samples_per_class)   # (G,)
-    samples = generator(requested, seed)                                        # uint8 (G,H,W,C)
-    evaluation = evaluate_image_samples(classifier, samples, requested, test, params)
+    evaluation = evaluate_image_generator(generate, classifier, train, test, params)
     evaluation.metrics["frechet_distance"]; evaluation.per_sample   # the gate's rows
+
+    # or in parts:
+    requested = requested_labels(len(test.classes), params.samples_per_class)   # (G,)
+    samples = generate(requested, params.seed)                                  # uint8 (G,H,W,C)
+    evaluation = evaluate_image_samples(classifier, samples, requested, test, params)
     references = reference_metrics(classifier, train, test, params)  # floor_*, trivial_*
 
 Every measure is computed in the features of `FeatureClassifier` (aigc.evaluate.
@@ -23,6 +26,7 @@ Pure numpy and pandas; the classifier is only called.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -69,6 +73,27 @@ class ImageEvaluation:
 def requested_labels(classes: int, per_class: int) -> np.ndarray:
     """(classes * per_class,) int64: each class index `per_class` times, class by class."""
     return np.repeat(np.arange(classes, dtype=np.int64), per_class)
+
+
+def evaluate_image_generator(
+    generate: Callable[[np.ndarray, int], np.ndarray],
+    classifier: FeatureClassifier,
+    train: Images,
+    test: Images,
+    params: ImageEvaluateParams,
+    *,
+    test_ids: list[str] | None = None,
+) -> ImageEvaluation:
+    """Ask `generate(requested, seed)` for samples_per_class uint8 images of every class, score
+    them, and add the references and the classifier's figures to the metrics."""
+    requested = requested_labels(len(test.classes), params.samples_per_class)
+    samples = generate(requested, params.seed)
+    evaluation = evaluate_image_samples(
+        classifier, samples, requested, test, params, test_ids=test_ids
+    )
+    evaluation.metrics.update(reference_metrics(classifier, train, test, params))
+    evaluation.metrics.update(classifier.describe())
+    return evaluation
 
 
 def evaluate_image_samples(
