@@ -253,9 +253,7 @@ def test_the_image_gate_tells_chance_from_a_real_improvement(digits, classifier,
     assert first_model.promote and "trivial_frechet_distance" in first_model.reasons[0]
 
 
-def test_the_image_gate_refuses_evaluations_with_different_classifiers(
-    digits, classifier, train_samples
-):
+def test_the_image_gate_refuses_evaluations_it_cannot_compare(digits, classifier, train_samples):
     first, second, requested = train_samples
     test = digits["test"]
     other = fit_feature_classifier(digits["val"], ImageClassifierParams(epochs=1, seed=3))
@@ -263,6 +261,15 @@ def test_the_image_gate_refuses_evaluations_with_different_classifiers(
     champion = evaluate_image_samples(other, second, requested, test, PARAMS)
     with pytest.raises(ValueError, match="same feature classifier"):
         decide(card("a", challenger), card("b", champion), ImagePromotionPolicy())
+    champion = evaluate_image_samples(classifier, second[:-10], requested[:-10], test, PARAMS)
+    with pytest.raises(ValueError, match="different sample ids"):
+        decide(card("a", challenger), card("b", champion), ImagePromotionPolicy())
+    with pytest.raises(ValueError, match="must minimize it"):
+        decide(
+            card("a", challenger),
+            card("a", challenger),
+            ImagePromotionPolicy(direction="maximize"),
+        )
 
 
 def test_the_grid_has_one_row_per_class_and_readable_tiles(tmp_path):

@@ -66,16 +66,7 @@ def frechet_distance(first: np.ndarray, second: np.ndarray) -> float:
 
 
 def _frechet(mean1: np.ndarray, cov1: np.ndarray, mean2: np.ndarray, cov2: np.ndarray) -> float:
-    root1 = _psd_sqrt(cov1)
-    middle = root1 @ cov2 @ root1
-    cross = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
-    distance = np.sum((mean1 - mean2) ** 2) + np.trace(cov1) + np.trace(cov2) - 2 * cross
-    return max(float(distance), 0.0)  # rounding can give -1e-12 for identical sets
-
-
-def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
-    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
-    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    return float(_frechet_batch(mean1[None], cov1[None], mean2[None], cov2[None])[0])
 
 
 @_one_blas_thread
@@ -267,7 +258,9 @@ def _weighted_statistics(
 def _frechet_batch(
     mean1: np.ndarray, cov1: np.ndarray, mean2: np.ndarray, cov2: np.ndarray
 ) -> np.ndarray:
-    """`_frechet` over a stack: means (B, D), covariances (B, D, D) -> (B,)."""
+    """The Fréchet distance of `frechet_distance` for a stack of Gaussians: means (B, D) and
+    covariances (B, D, D) on each side -> (B,). Rounding can give -1e-12 for identical
+    Gaussians: clipped to 0."""
     values, vectors = np.linalg.eigh((cov1 + cov1.transpose(0, 2, 1)) / 2)
     root1 = (vectors * np.sqrt(np.clip(values, 0, None))[:, None, :]) @ vectors.transpose(0, 2, 1)
     middle = root1 @ cov2 @ root1

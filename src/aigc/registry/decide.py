@@ -387,8 +387,8 @@ def _frechet_bootstrap(
     new_generated, new_real = split_per_sample(challenger)
     old_generated, old_real = split_per_sample(champion)
     for what, new, old in (
-        ("samples", new_generated, old_generated),
-        ("images", new_real, old_real),
+        ("sample", new_generated, old_generated),
+        ("test image", new_real, old_real),
     ):
         if new["id"].tolist() != old["id"].tolist():
             raise ValueError(
