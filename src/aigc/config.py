@@ -358,6 +358,62 @@ class Params(Section):
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+# --- image.evaluate (issue 11) ---------------------------------------------------------
+# Wired into ImageParams by the integrator: `image.evaluate` and the image promotion policy.
+
+
+class ImageClassifierParams(Section):
+    """The small CNN whose features the image metrics are computed in (aigc.evaluate.
+    image_classifier): fitted on the train split once per data version."""
+
+    width: int = Field(default=16, ge=4)  # channels of the first conv; the second has twice
+    feature_dim: int = Field(default=32, ge=2)  # the feature space of FD, KID, precision/recall
+    epochs: int = Field(default=12, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    lr: float = Field(default=5e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    seed: int = 0
+
+
+class ImageEvaluateParams(Section):
+    """Evaluation of an image generator on the test split; the same settings, seed and
+    classifier give the same figures. Every measure depends on sample counts: keep them fixed
+    when comparing models."""
+
+    classifier: ImageClassifierParams = ImageClassifierParams()
+    samples_per_class: int = Field(default=100, ge=2)  # generated per class, for every measure
+    kid_subsets: int = Field(default=50, ge=2)
+    kid_subset_size: int = Field(default=100, ge=2)  # capped at the smaller set
+    nearest_k: int = Field(default=3, ge=1)  # precision/recall radii (Kynkaanniemi et al.)
+    trivial_noise: float = Field(default=0.25, ge=0)  # the ceiling: class mean + N(0, this),
+    # in units of the pixel range
+    grid_per_class: int = Field(default=10, ge=1)  # tiles per row of the sample grid
+    grid_scale: int = Field(default=4, ge=1)  # nearest-neighbour upscaling of each tile
+    grid_gap: int = Field(default=2, ge=0)  # pixels between tiles
+    seed: int = 0  # the root of every sampling seed
+
+
+def _image_guards() -> dict[str, GuardRule]:
+    return {
+        "conditional_accuracy": GuardRule(direction="maximize", tolerance=0.02),
+        "recall": GuardRule(direction="maximize", tolerance=0.05),
+    }
+
+
+class ImagePromotionPolicy(PromotionPolicy):
+    """The image gate: Fréchet distance in the classifier's features (lower is better), with
+    a paired bootstrap over resampled sample and test sets, guards on label control and
+    coverage, and the trivial per-class-mean generator as the baseline a first model must
+    beat."""
+
+    primary_metric: str = "frechet_distance"
+    direction: Direction = "minimize"
+    min_relative_improvement: float = Field(default=0.02, ge=0.0)
+    guard_metrics: dict[str, GuardRule] = Field(default_factory=_image_guards)
+    bootstrap_samples: int = Field(default=300, ge=0)
+    baseline_metric: str | None = "trivial_frechet_distance"
+
+
 # --- loading ---------------------------------------------------------------------------
 
 

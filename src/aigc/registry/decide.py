@@ -46,6 +46,13 @@ Resampling is a (B, N) matrix of counts times the per-document columns, drawn fr
 `np.random.default_rng(seed)`: the same inputs give the same decision. Documents are sorted by
 id first, so the row order of `per_document` does not matter. Scorecards whose document ids
 differ raise ValueError; `bootstrap_samples=0` skips the check.
+
+Images (`primary_metric: frechet_distance`, `ImagePromotionPolicy`): a Fréchet distance is a
+statistic of whole sets, not a sum over rows, so `per_document` holds the per-sample rows of
+`aigc.evaluate.image_report.ImageEvaluation` (generated samples matched by id, i.e. by
+request, plus the real test images with their features) and the bootstrap is
+`aigc.evaluate.image_metrics.frechet_difference`: samples and test images resampled within
+each class, the same rows for both models, the distance recomputed on every resample.
 """
 
 from __future__ import annotations
@@ -59,6 +66,9 @@ import numpy as np
 import pandas as pd
 
 from aigc.config import Direction, GuardRule, PromotionPolicy
+
+# The image gate's primary metric: its bootstrap resamples sample and test sets, not documents.
+FRECHET_DISTANCE = "frechet_distance"
 
 # Counts entries per resampling chunk: bounds memory at ~16 MB however many documents there are.
 _CHUNK_ENTRIES = 2_000_000
@@ -276,9 +286,8 @@ def _bootstrap_check(
         return False, f"bootstrap failed: {error}", empty
     lower, probability = result["improvement_lower"], result["probability_better"]
     level = _percent(policy.confidence, digits=0)
-    where = (
-        f"paired bootstrap over {result['documents']} documents ({result['samples']} resamples)"
-    )
+    unit = "generated samples" if policy.primary_metric == FRECHET_DISTANCE else "documents"
+    where = f"paired bootstrap over {result['documents']} {unit} ({result['samples']} resamples)"
     if lower is not None and lower > 0:
         reason = (
             f"{where}: {policy.primary_metric} improves by at least {_fmt(lower)} with {level} "
@@ -314,6 +323,8 @@ def bootstrap_improvement(
     probability_better (the share of resamples where the challenger is better)."""
     if samples < 1:
         raise ValueError(f"samples={samples} must be at least 1")
+    if metric == FRECHET_DISTANCE:
+        return _frechet_bootstrap(challenger, champion, direction, samples, confidence, seed)
     columns, statistic = _recipe(metric, challenger, champion)
     ids, new, old = _aligned(challenger, champion, columns)
     unscored = np.isnan(new).any(axis=1) | np.isnan(old).any(axis=1)
@@ -355,6 +366,55 @@ def bootstrap_improvement(
         "improvement_upper": _finite(np.quantile(gain, confidence)),
         "probability_better": float(np.mean(gain > 0)),
     }
+
+
+def _frechet_bootstrap(
+    challenger: pd.DataFrame,
+    champion: pd.DataFrame,
+    direction: Direction,
+    samples: int,
+    confidence: float,
+    seed: int,
+) -> dict[str, float | int | None]:
+    """The image gate: per-sample rows of `ImageEvaluation.per_sample` (generated samples
+    paired by id, i.e. by request; the real test images, the same on both sides)."""
+    # Imported here: the aigc.evaluate package brings torch, which the text gate never needs.
+    from aigc.evaluate.image_metrics import frechet_difference
+    from aigc.evaluate.image_report import feature_matrix, split_per_sample
+
+    if direction != "minimize":
+        raise ValueError(f"{FRECHET_DISTANCE} is a distance: the policy must minimize it")
+    new_generated, new_real = split_per_sample(challenger)
+    old_generated, old_real = split_per_sample(champion)
+    for what, new, old in (
+        ("sample", new_generated, old_generated),
+        ("test image", new_real, old_real),
+    ):
+        if new["id"].tolist() != old["id"].tolist():
+            raise ValueError(
+                f"the challenger and the champion were scored on different {what} ids; "
+                "re-evaluate the champion with the challenger's requests and test split"
+            )
+    real = feature_matrix(new_real)
+    if real.shape != feature_matrix(old_real).shape or not np.allclose(
+        real, feature_matrix(old_real), atol=1e-6
+    ):
+        raise ValueError(
+            "the test images have different features in the two evaluations: evaluate the "
+            "challenger and the champion with the same feature classifier (one per data version)"
+        )
+    if new_generated.empty:
+        raise _NoDocuments("no generated samples in the per-sample rows")
+    return frechet_difference(
+        feature_matrix(new_generated),
+        feature_matrix(old_generated),
+        real,
+        samples=samples,
+        confidence=confidence,
+        seed=seed,
+        requested=new_generated["label"].to_numpy(),
+        real_labels=new_real["label"].to_numpy(),
+    )
 
 
 Statistic = Callable[[np.ndarray, np.ndarray], np.ndarray]
