@@ -78,9 +78,8 @@ def main() -> None:
         )
 
     print(f"\n{args.steps} steps, batch {job.batch_size}, 8x8 digits, 1 thread per process")
-    print(
-        f"{'family':<8}{'path':<17}{'images/s':>10}{'vs single':>11}{'wall s':>9}{'start-up s':>12}"
-    )
+    header = f"{'family':<8}{'path':<17}{'images/s':>10}{'vs single':>11}{'wall s':>9}"
+    print(header + f"{'start-up s':>12}")
     for family, path, rate, single, wall, startup in rows:
         print(
             f"{family:<8}{path:<17}{rate:>10,.0f}{rate / single:>10.2f}x{wall:>9.1f}"

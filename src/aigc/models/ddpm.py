@@ -44,7 +44,9 @@ class ResidualBlock(nn.Module):
         self.norm2 = nn.GroupNorm(_groups(out_channels), out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1)
         self.skip = (
-            nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
+            nn.Identity()
+            if in_channels == out_channels
+            else nn.Conv2d(in_channels, out_channels, 1)
         )
 
     def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
