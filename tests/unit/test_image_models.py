@@ -82,7 +82,7 @@ def test_each_family_learns_the_digits(family: str) -> None:
     if family == "dcgan":
         # Two optimizers, each loss reported; D learns to tell real from fake (2 ln 2 = chance).
         assert {"loss_discriminator", "loss_generator"} <= steps[0].keys()
-        assert min(s["loss_discriminator"] for s in steps[5:]) < 2 * np.log(2) - 0.1
+        assert np.mean([s["loss_discriminator"] for s in steps[-20:]]) < 2 * np.log(2)
     else:  # the ELBO (bits/dim) and the denoising loss fall on held-out images
         assert last["val_loss"] < 0.8 * first["val_loss"] or last["val_loss"] < first["val_loss"]
         assert np.mean([s["loss"] for s in steps[-5:]]) < np.mean([s["loss"] for s in steps[:5]])
