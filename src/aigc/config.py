@@ -358,11 +358,11 @@ def _image_loop() -> LoopParams:
         min_lr=1e-3,
         warmup_steps=0,
         grad_clip=0.0,
-        max_steps=1500,
+        max_steps=600,  # the vae: ~1 minute on one loaded CPU core of this 2-core machine
         max_minutes=1.5,
-        eval_every=250,
+        eval_every=200,
         eval_batches=4,
-        checkpoint_every=500,
+        checkpoint_every=200,
     )
 
 

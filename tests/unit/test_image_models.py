@@ -146,7 +146,7 @@ def test_vae_bits_per_dim_and_the_bundle_round_trip(tmp_path) -> None:
 def test_image_config_is_checked_at_the_edge() -> None:
     params = ImageTrainParams.model_validate({"loop": {"max_steps": 10}})
     assert params.loop.max_steps == 10 and params.loop.grad_clip == 0.0, "image defaults kept"
-    assert params.model.family == "dcgan"
+    assert params.model.family == "vae"
     with pytest.raises(ValidationError, match="power of two"):
         DCGANConfig(image_size=12)
     with pytest.raises(ValidationError, match="latent_size"):

@@ -21,7 +21,7 @@ from torch import nn
 
 from aigc.models.base import ModelFamily
 from aigc.models.configs import DCGANConfig
-from aigc.models.image import ImageObjective, check_labels, seeded_normal, to_uint8
+from aigc.models.image import ImageObjective, inference, seeded_normal, to_uint8
 
 
 def doublings(image_size: int) -> int:
@@ -120,21 +120,12 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-@torch.no_grad()
 def sample(model: nn.Module, labels: torch.Tensor, seed: int) -> torch.Tensor:
-    """uint8 (N, H, W, C): one image per label, from noise drawn from `seed` alone."""
-    from aigc.models.base import unwrap_model
-
-    module: DCGAN = unwrap_model(model)
-    labels = check_labels(labels, module.config.num_classes)
-    device = next(module.parameters()).device
-    was_training = module.training
-    module.eval()  # BatchNorm's running statistics: an image does not depend on its batch
-    try:
+    """uint8 (N, H, W, C): one image per label, from noise drawn from `seed` alone. In eval
+    mode: BatchNorm's running statistics, so an image does not depend on its batch."""
+    with inference(model, labels) as (module, labels, device):
         z = seeded_normal((labels.size(0), module.config.latent_size), seed, device)
-        return to_uint8(module.generate(labels.to(device), z))
-    finally:
-        module.train(was_training)
+        return to_uint8(module.generate(labels, z))
 
 
 FAMILY = ModelFamily(

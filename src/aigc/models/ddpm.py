@@ -28,7 +28,7 @@ from torch import nn
 from aigc.models.base import ModelFamily
 from aigc.models.configs import DDPMConfig
 from aigc.models.dcgan import doublings
-from aigc.models.image import ImageObjective, check_labels, seeded_normal, to_uint8, whole
+from aigc.models.image import ImageObjective, inference, seeded_normal, to_uint8, whole
 
 
 def _groups(channels: int) -> int:
@@ -127,7 +127,6 @@ def _timestep_embedding(t: torch.Tensor, dimensions: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
-@torch.no_grad()
 def sample(
     model: nn.Module,
     labels: torch.Tensor,
@@ -137,20 +136,12 @@ def sample(
 ) -> torch.Tensor:
     """uint8 (N, H, W, C) by deterministic DDIM from noise drawn from `seed`; `steps` and
     `guidance` default to the config's `sample_steps` and `guidance`."""
-    from aigc.models.base import unwrap_model
-
-    module: DDPM = unwrap_model(model)
-    config = module.config
-    labels = check_labels(labels, config.num_classes)
-    steps = min(steps or config.sample_steps, config.timesteps)
-    guidance = config.guidance if guidance is None else guidance
-    device = next(module.parameters()).device
-    was_training = module.training
-    module.eval()
-    try:
+    with inference(model, labels) as (module, labels, device):
+        config = module.config
+        steps = min(steps or config.sample_steps, config.timesteps)
+        guidance = config.guidance if guidance is None else guidance
         size, count = config.image_size, labels.size(0)
         x = seeded_normal((count, config.channels, size, size), seed, device)
-        labels = labels.to(device)
         none = torch.full_like(labels, config.num_classes)
         times = torch.linspace(config.timesteps - 1, 0, steps).round().long().tolist()
         for index, t in enumerate(times):
@@ -170,8 +161,6 @@ def sample(
             noise = (x - signal.sqrt() * x0) / (1 - signal).sqrt()  # consistent with clamped x0
             x = previous.sqrt() * x0 + (1 - previous).sqrt() * noise
         return to_uint8(x)
-    finally:
-        module.train(was_training)
 
 
 FAMILY = ModelFamily(

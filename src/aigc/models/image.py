@@ -13,7 +13,8 @@ layout of `ImageSplit.pixels`, and depend only on their seed, not on the global 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,26 @@ def check_labels(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     if labels.dim() != 1 or (labels.numel() and (labels.min() < 0 or labels.max() >= num_classes)):
         raise ValueError(f"labels must be (N,) class indices in [0, {num_classes}), got {labels}")
     return labels
+
+
+@contextlib.contextmanager
+def inference(
+    model: nn.Module, labels: torch.Tensor
+) -> Iterator[tuple[nn.Module, torch.Tensor, torch.device]]:
+    """(the unwrapped module in eval mode, checked labels on its device, the device); the
+    module's mode is restored afterwards. What every sampler starts with."""
+    from aigc.models.base import unwrap_model
+
+    module = unwrap_model(model)
+    labels = check_labels(labels, module.config.num_classes)
+    device = next(module.parameters()).device
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield module, labels.to(device), device
+    finally:
+        module.train(was_training)
 
 
 @dataclass

@@ -25,7 +25,7 @@ from torch import nn
 from aigc.models.base import ModelFamily
 from aigc.models.configs import VAEConfig
 from aigc.models.dcgan import doublings
-from aigc.models.image import ImageObjective, check_labels, seeded_normal, to_uint8, whole
+from aigc.models.image import ImageObjective, inference, seeded_normal, to_uint8, whole
 
 HALF_BIN = 1.0 / 255.0  # half the width of one of 256 levels in [-1, 1]
 
@@ -100,42 +100,21 @@ def discretized_logistic_log_prob(
     )
 
 
-@torch.no_grad()
 def bits_per_dim(model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """(B,) the negative ELBO of each image in bits per dimension: an upper bound on -log2 p(x)
     per pixel channel. `pixels` float (B, C, H, W) in [-1, 1]; the posterior draw comes from a
     fixed seed, so the same images give the same figures."""
-    from aigc.models.base import unwrap_model
-
-    module: VAE = unwrap_model(model)
-    labels = check_labels(labels, module.config.num_classes)
-    device = next(module.parameters()).device
-    was_training = module.training
-    module.eval()
-    try:
+    with inference(model, labels) as (module, labels, device):  # noqa: SIM117 (needs device)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(0)
-            return module.negative_elbo_bits(pixels.to(device), labels.to(device)).cpu()
-    finally:
-        module.train(was_training)
+            return module.negative_elbo_bits(pixels.to(device), labels).cpu()
 
 
-@torch.no_grad()
 def sample(model: nn.Module, labels: torch.Tensor, seed: int) -> torch.Tensor:
     """uint8 (N, H, W, C): the decoder's mean image for a prior draw z per label."""
-    from aigc.models.base import unwrap_model
-
-    module: VAE = unwrap_model(model)
-    labels = check_labels(labels, module.config.num_classes)
-    device = next(module.parameters()).device
-    was_training = module.training
-    module.eval()
-    try:
+    with inference(model, labels) as (module, labels, device):
         z = seeded_normal((labels.size(0), module.config.latent_size), seed, device)
-        mean, _ = module.decode(z, labels.to(device))
-        return to_uint8(mean)
-    finally:
-        module.train(was_training)
+        return to_uint8(module.decode(z, labels)[0])
 
 
 FAMILY = ModelFamily(
