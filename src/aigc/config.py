@@ -33,7 +33,15 @@ from pydantic import (
 )
 
 from aigc.errors import UserError
-from aigc.models.configs import DEFAULT_FAMILY, FAMILY_CONFIGS, ModelConfig, with_default_family
+from aigc.models.configs import (
+    DEFAULT_FAMILY,
+    DEFAULT_IMAGE_FAMILY,
+    FAMILY_CONFIGS,
+    IMAGE_FAMILY_CONFIGS,
+    ImageModelConfig,
+    ModelConfig,
+    with_default_family,
+)
 
 DEFAULT_PARAMS_FILE = "params.yaml"
 # Names a params file layered between params.yaml and --set (aigc.stack.profile sets it).
@@ -336,6 +344,52 @@ class RegistryParams(Section):
 
 class RunParams(Section):
     lock_timeout_minutes: float = Field(default=60.0, ge=0)
+
+
+# --- image training (model engineer's block; wired into ImageParams by the integrator) --
+
+
+def _image_loop() -> LoopParams:
+    # A flat schedule: each image family brings its own peak rate (`image.train.model.lr`),
+    # which the schedule scales by lr(step) / loop.lr. A step budget, so a run reproduces;
+    # the minutes cap only guards a slow machine.
+    return LoopParams(
+        lr=1e-3,
+        min_lr=1e-3,
+        warmup_steps=0,
+        grad_clip=0.0,
+        max_steps=600,  # the vae: ~1 minute on one loaded CPU core of this 2-core machine
+        max_minutes=1.5,
+        eval_every=200,
+        eval_batches=4,
+        checkpoint_every=200,
+    )
+
+
+class ImageTrainParams(Section):
+    """Training an image generator (`aigc.train.job.prepare_image_job`). The loop's
+    `weight_decay` and `betas` are not used: each family's config carries its own."""
+
+    model: ImageModelConfig = Field(
+        default_factory=lambda: IMAGE_FAMILY_CONFIGS[DEFAULT_IMAGE_FAMILY]()
+    )
+    batch_size: int = Field(default=64, ge=1)  # per worker
+    seed: int = 1337
+    loop: LoopParams = Field(default_factory=_image_loop)
+    ray: RayParams = RayParams()
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _default_family(cls, value: Any) -> Any:
+        return with_default_family(value, DEFAULT_IMAGE_FAMILY)
+
+    @field_validator("loop", mode="before")
+    @classmethod
+    def _image_loop_defaults(cls, value: Any) -> Any:
+        # A partial `loop:` mapping keeps the image defaults for the keys it leaves out.
+        if isinstance(value, dict):
+            return _image_loop().model_dump() | value
+        return value
 
 
 class Params(Section):

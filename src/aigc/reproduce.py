@@ -36,7 +36,9 @@ from aigc.stages.version import Dataset
 from aigc.tracking import TrackingSettings, TrainingRun, get_run, git_commit
 
 # Measurements of the machine, not of the model: never compared.
-UNCOMPARED_METRICS = frozenset({"tokens_per_second", "peak_memory_mb", "restarts"})
+UNCOMPARED_METRICS = frozenset(
+    {"tokens_per_second", "images_per_second", "peak_memory_mb", "restarts"}
+)
 
 
 class ReproductionError(UserError):

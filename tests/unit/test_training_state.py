@@ -51,7 +51,10 @@ def test_a_real_training_state_loads_with_weights_only(tmp_path):
     loaded = load_training_state(tmp_path / "state.pt")
     assert loaded["step"] == 2 and loaded["summary"] == state["summary"]
     assert all(torch.equal(loaded["model"][key], state["model"][key]) for key in state["model"])
-    assert loaded["optimizer"]["param_groups"] == state["optimizer"]["param_groups"]
+    assert (
+        loaded["optimizers"]["model"]["param_groups"]
+        == state["optimizers"]["model"]["param_groups"]
+    )
 
 
 def test_a_state_that_runs_code_on_load_is_refused(tmp_path):

@@ -1,7 +1,9 @@
 """Model families: what a trainer may know about a model, and the registry that names them.
 
-A family is a name, a config (a pydantic model in `aigc.models.configs`) and an `nn.Module`
-class built from that config:
+A family is a name, a config (a pydantic model in `aigc.models.configs`), an `nn.Module`
+class built from that config, the objective that trains it (`aigc.models.objective`: its
+optimizers and losses; next-token prediction by default) and, for image families, a sampler.
+The text families:
 
     model = build_model(GPTConfig(vocab_size=512, block_size=64), seed=0)
     logits, loss = model(idx, targets)          # the only call a trainer makes
@@ -14,7 +16,9 @@ The contract every module follows:
   loss | None)`, the loss being mean cross-entropy over targets that are not `IGNORE_INDEX`;
 - `config.block_size`: the longest context `forward` accepts.
 
-A trainer uses only the registry, the config and forward/loss, so adding a family means adding
+Image families (`dcgan`, `vae`, `ddpm`) take `(pixels (B, C, H, W) in [-1, 1], labels (B,))`
+batches through their objective, and `family.sampler(model, labels, seed) -> uint8 (N, H, W, C)`.
+A trainer uses only the registry, the config and the objective, so adding a family means adding
 its config to `aigc.models.configs` and a module that defines `FAMILY = ModelFamily(...)`,
 listed in `_BUILTIN_FAMILIES` below (or passed to `register_family`); no trainer changes.
 The built-in families are imported lazily, when first asked for, so importing this module
@@ -24,14 +28,15 @@ does no work.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F  # noqa: N812 (the usual name)
 from torch import nn
 
-from aigc.models.configs import DEFAULT_FAMILY, ModelConfigBase
+from aigc.models.configs import DEFAULT_FAMILY, FamilyConfig
+from aigc.models.objective import NEXT_TOKEN, Objective
 
 # Targets equal to this are left out of the loss (PyTorch's default ignore index): padding.
 IGNORE_INDEX = -100
@@ -50,28 +55,35 @@ def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
 _BUILTIN_FAMILIES: dict[str, str] = {
     "gpt": "aigc.models.gpt:FAMILY",
     "lstm": "aigc.models.lstm:FAMILY",
+    "dcgan": "aigc.models.dcgan:FAMILY",
+    "vae": "aigc.models.vae:FAMILY",
+    "ddpm": "aigc.models.ddpm:FAMILY",
 }
 _REGISTRY: dict[str, ModelFamily] = {}
 
 
 @dataclass(frozen=True)
 class ModelFamily:
-    """A kind of model: its name, its config class and the module class it configures."""
+    """A kind of model: its name, config class, module class, objective and sampler."""
 
     name: str
-    config_class: type[ModelConfigBase]
+    config_class: type[FamilyConfig]
     model_class: type[nn.Module]
+    objective: Objective = NEXT_TOKEN
+    # Image families: sample(model, labels (N,), seed, **options) -> uint8 (N, H, W, C).
+    sampler: Callable[..., torch.Tensor] | None = None
 
-    def build(self, config: ModelConfigBase) -> nn.Module:
-        if config.vocab_size is None:
-            raise ValueError(f"{self.name}: config.vocab_size is not set (the tokenizer sets it)")
+    def build(self, config: FamilyConfig) -> nn.Module:
+        missing = config.unset_data_fields()
+        if missing:
+            raise ValueError(f"{self.name}: config {missing} not set (the training data sets it)")
         return self.model_class(config)
 
 
 def register_family(family: ModelFamily) -> ModelFamily:
     """Make `family` available by name; re-registering the same family is harmless."""
-    if not issubclass(family.config_class, ModelConfigBase):
-        raise TypeError(f"family {family.name!r}: config_class must derive ModelConfigBase")
+    if not issubclass(family.config_class, FamilyConfig):
+        raise TypeError(f"family {family.name!r}: config_class must derive FamilyConfig")
     existing = _REGISTRY.get(family.name)
     if existing is not None and existing != family:
         raise ValueError(f"a different model family is already registered as {family.name!r}")
@@ -96,7 +108,7 @@ def get_family(name: str) -> ModelFamily:
         ) from None
 
 
-def build_model(config: ModelConfigBase | dict, seed: int | None = None) -> nn.Module:
+def build_model(config: FamilyConfig | dict, seed: int | None = None) -> nn.Module:
     """A freshly initialised model of `config.family` (a config, or a mapping checked as one).
 
     With `seed`, initialisation uses that seed without disturbing the global RNG, so the same

@@ -4,8 +4,10 @@ Usage:
 
     result = train_loop(model, train_loader, val_loader, params.train.loop, seed=0)
 
-The loop needs only `loss = model(x, y)[1]` and batches of `(x, y)`, so it trains any family
-of `aigc.models`. It knows nothing of Ray, MLflow or files. A wrapper (the Ray TorchTrainer
+The loop trains any family of `aigc.models` on batches that are tuples of tensors (text:
+`(x, y)` token blocks; images: `(pixels, labels)`): the family's `Objective`
+(`aigc.models.objective`) names its optimizers and the loss of each, and the loop runs them
+in turn every step. It knows nothing of Ray, MLflow or files. A wrapper (the Ray TorchTrainer
 worker function) passes `LoopHooks`: `on_step` / `on_eval` to report metrics,
 `save_checkpoint` to persist a state, `agree_to_stop` to make every worker stop together; and
 passes `resume_state` to continue from a saved state. The loop calls every hook the same
@@ -15,24 +17,26 @@ gradient all-reduce on all but the last micro-batch (`no_sync`).
 
 Decisions:
 
-- AdamW with decoupled weight decay on matrices only (every parameter with 2+ dimensions:
-  linear and LSTM weights and the embeddings, which here are tied to the output layer, as in
-  nanoGPT); biases and norm gains are not decayed, as shrinking them toward zero buys nothing.
+- Optimizers are the family's (text: AdamW with decoupled weight decay on matrices only,
+  `make_optimizer`); several optimizers step one after the other, each on its own loss, each
+  with its parameters' gradients clipped on their own.
 - Learning rate: linear warmup over `warmup_steps`, then cosine decay to `min_lr` at
   `lr_decay_steps` (default `max_steps`), then flat. It is a pure function of the step, so a
   resumed run needs no scheduler state. With neither set, the rate stays at `lr` after warmup.
 - Budgets (`max_steps`, `max_tokens`, `max_minutes`; at least one) are checked after each
   optimizer step: training stops after the first step that reaches any of them, so the token
-  budget may be overshot by less than one step's tokens. Tokens are the input tokens this
+  budget may be overshot by less than one step's tokens. Tokens are the units the objective
+  counts (`Objective.unit`: input tokens for text, images for image families) that this
   process has trained on.
 - Determinism: with the same model weights, data, config and seed, two CPU runs end with
   identical weights, and a run resumed from the state saved at step k ends identical to one
   never interrupted. The sources of randomness are the global torch RNG (dropout; seeded from
-  `seed`, saved in the state) and the sampler's order. Shuffle with a sampler whose order is a
+  `seed`, saved in the state; it also draws a GAN's noise and a diffusion model's time
+  steps) and the sampler's order. Shuffle with a sampler whose order is a
   function of its epoch (`EpochShuffleSampler`, or DistributedSampler under Ray): the loop calls
   `set_epoch` on it and, on resume, skips the batches of the current epoch already trained on.
-  Data-loader iterators are created outside the training RNG stream, so evaluation and epoch
-  boundaries do not move it.
+  Data-loader iterators are created outside the training RNG stream, and evaluation runs on
+  a fixed stream of its own, so evaluation and epoch boundaries do not move it.
 - On CUDA, `bf16=True` runs forward passes under bfloat16 autocast (no loss scaling needed)
   and `compile=True` wraps the model in `torch.compile`; both are ignored on CPU.
 """
@@ -50,9 +54,12 @@ import torch
 from torch import nn
 
 from aigc.config import LoopParams
-from aigc.models.base import unwrap_model
+from aigc.models.base import get_family, unwrap_model
+from aigc.models.objective import Objective, make_optimizer
 
-STATE_VERSION = 1
+__all__ = ["LoopHooks", "LoopResult", "evaluate", "learning_rate", "make_optimizer", "train_loop"]
+
+STATE_VERSION = 2  # 2: one optimizer state per name
 
 
 @dataclass
@@ -96,18 +103,6 @@ def learning_rate(step: int, config: LoopParams) -> float:
     return config.min_lr + cosine * (config.lr - config.min_lr)
 
 
-def make_optimizer(model: nn.Module, config: LoopParams) -> torch.optim.AdamW:
-    """AdamW with weight decay on 2-D+ parameters only (see the module docstring)."""
-    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    decay = [parameter for parameter in parameters if parameter.dim() >= 2]
-    no_decay = [parameter for parameter in parameters if parameter.dim() < 2]
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
-
-
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -115,25 +110,33 @@ def evaluate(
     max_batches: int,
     device: torch.device,
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    objective: Objective | None = None,
 ) -> dict[str, float]:
-    """Mean loss over the first `max_batches` batches, weighted by tokens per batch."""
+    """Mean validation loss over the first `max_batches` batches, weighted by the objective's
+    units per batch (tokens for text). Randomness (a diffusion model's noise) comes from a
+    fixed stream of its own, so every evaluation sees the same draws and the training stream
+    does not move."""
+    objective = objective or get_family(unwrap_model(model).config.family).objective
     was_training = model.training
     model.eval()
-    total_loss, total_tokens = 0.0, 0
+    total_loss, total_units = 0.0, 0
+    forked = [device] if device.type == "cuda" else []
     try:
-        for index, (x, y) in enumerate(_iterate(loader)):
-            if index >= max_batches:
-                break
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with autocast():
-                _, loss = model(x, y)
-            total_loss += float(loss) * y.numel()
-            total_tokens += y.numel()
+        with torch.random.fork_rng(devices=forked):
+            torch.manual_seed(0)
+            for index, batch in enumerate(_iterate(loader)):
+                if index >= max_batches:
+                    break
+                batch = _to_device(batch, device)
+                with autocast():
+                    loss_sum, units = objective.validation_loss(model, batch)
+                total_loss += loss_sum
+                total_units += units
     finally:
         model.train(was_training)
-    if total_tokens == 0:
+    if total_units == 0:
         raise ValueError("the validation loader yielded no batches; give it at least one")
-    return {"val_loss": total_loss / total_tokens, "val_tokens": float(total_tokens)}
+    return {"val_loss": total_loss / total_units, "val_tokens": float(total_units)}
 
 
 def train_loop(
@@ -149,17 +152,18 @@ def train_loop(
 ) -> LoopResult:
     """Train `model` in place until a budget in `config` is reached; see the module docstring.
 
-    `train_loader` and `val_loader` are iterables of (x, y) batches (DataLoaders, typically);
-    `resume_state` is a state previously given to `hooks.save_checkpoint`; `seed` seeds the
-    training RNG stream (dropout); `device` is "cpu" or "cuda[:N]".
+    `train_loader` and `val_loader` are iterables of batches, tuples of tensors (DataLoaders,
+    typically); `resume_state` is a state previously given to `hooks.save_checkpoint`; `seed`
+    seeds the training RNG stream (dropout, noise); `device` is "cpu" or "cuda[:N]".
     """
     hooks = hooks or LoopHooks()
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {device} was asked for but no CUDA device is visible")
     module = unwrap_model(model)
+    objective = get_family(module.config.family).objective
     model.to(device)
-    optimizer = make_optimizer(module, config)
+    optimizers = objective.make_optimizers(module, config)
     on_cuda = device.type == "cuda"
     forward_model = torch.compile(model) if config.compile and on_cuda else model
 
@@ -172,7 +176,7 @@ def train_loop(
     torch.manual_seed(seed)
     if resume_state is not None:
         step, tokens_seen, epoch, batches_done, elapsed_before = _restore(
-            resume_state, module, optimizer
+            resume_state, module, optimizers
         )
     batches = _train_batches(train_loader, epoch, batches_done)
     started, tokens_at_start = time.monotonic(), tokens_seen
@@ -183,27 +187,34 @@ def train_loop(
 
     while not stop_reason:
         lr = learning_rate(step, config)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        step_loss = torch.zeros((), device=device)
-        for micro in range(config.grad_accumulation):
-            epoch, batches_done, (x, y) = next(batches)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            last_micro = micro == config.grad_accumulation - 1
-            sync = contextlib.nullcontext() if last_micro else _no_sync(model)
-            with sync:
-                with autocast():
-                    _, loss = forward_model(x, y)
-                (loss / config.grad_accumulation).backward()
-            step_loss += loss.detach() / config.grad_accumulation  # no host sync per micro-batch
-            tokens_seen += x.numel()
-        # With clipping off, an infinite threshold still measures the norm, a useful metric.
-        max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(module.parameters(), max_norm))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        micro_batches = []
+        for _ in range(config.grad_accumulation):
+            epoch, batches_done, batch = next(batches)
+            micro_batches.append(_to_device(batch, device))
+            tokens_seen += objective.count(batch)
+        losses, grad_norms = {}, {}
+        for phase, optimizer in optimizers.items():
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * lr / config.lr if "base_lr" in group else lr
+            optimizer.zero_grad(set_to_none=True)
+            phase_loss = torch.zeros((), device=device)
+            for micro, batch in enumerate(micro_batches):
+                last_micro = micro == len(micro_batches) - 1
+                sync = contextlib.nullcontext() if last_micro else _no_sync(model)
+                with sync:
+                    with autocast():
+                        loss = objective.loss(phase, forward_model, batch, step)
+                    (loss / config.grad_accumulation).backward()
+                phase_loss += loss.detach() / config.grad_accumulation  # no host sync per micro
+            # With clipping off, an infinite threshold still measures the norm, a useful metric.
+            max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
+            parameters = [p for group in optimizer.param_groups for p in group["params"]]
+            grad_norms[phase] = float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses[phase] = float(phase_loss)
         step += 1
-        train_loss = float(step_loss)
+        train_loss = losses[objective.loss_phase]
         elapsed = elapsed_before + time.monotonic() - started
 
         stop_reason = _budget_reached(config, step, tokens_seen, elapsed)
@@ -211,25 +222,30 @@ def train_loop(
             agreed = hooks.agree_to_stop(bool(stop_reason))
             stop_reason = (stop_reason or "agreed") if agreed else ""
         if hooks.on_step is not None:
+            # With several optimizers, each one's loss and gradient norm as well.
+            per_phase = {} if len(optimizers) == 1 else _per_phase(losses, grad_norms)
             hooks.on_step(
                 {
                     "step": float(step),
                     "loss": train_loss,
                     "lr": lr,
-                    "grad_norm": grad_norm,
+                    "grad_norm": grad_norms[objective.loss_phase],
                     "tokens_seen": float(tokens_seen),
                     "epoch": float(epoch),
                     "elapsed_seconds": elapsed,
                     "tokens_per_second": (tokens_seen - tokens_at_start)
                     / max(elapsed - elapsed_before, 1e-9),
                     "peak_memory_mb": _peak_memory_mb(device),
+                    **per_phase,
                 }
             )
         if val_loader is not None and (
             stop_reason or (config.eval_every and step % config.eval_every == 0)
         ):
             metrics = {"step": float(step), "tokens_seen": float(tokens_seen)}
-            metrics |= evaluate(forward_model, val_loader, config.eval_batches, device, autocast)
+            metrics |= evaluate(
+                forward_model, val_loader, config.eval_batches, device, autocast, objective
+            )
             evaluations.append(metrics)
             if hooks.on_eval is not None:
                 hooks.on_eval(metrics)
@@ -237,7 +253,7 @@ def train_loop(
             stop_reason or (config.checkpoint_every and step % config.checkpoint_every == 0)
         ):
             hooks.save_checkpoint(
-                _state(module, optimizer, step, tokens_seen, epoch, batches_done, elapsed)
+                _state(module, optimizers, step, tokens_seen, epoch, batches_done, elapsed)
             )
 
     return LoopResult(
@@ -249,6 +265,16 @@ def train_loop(
         final_val_loss=evaluations[-1]["val_loss"] if evaluations else None,
         evaluations=evaluations,
     )
+
+
+def _per_phase(losses: dict[str, float], grad_norms: dict[str, float]) -> dict[str, float]:
+    return {f"loss_{phase}": loss for phase, loss in losses.items()} | {
+        f"grad_norm_{phase}": norm for phase, norm in grad_norms.items()
+    }
+
+
+def _to_device(batch: Any, device: torch.device) -> tuple:
+    return tuple(tensor.to(device, non_blocking=True) for tensor in batch)
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -300,7 +326,7 @@ def _train_batches(loader: Any, epoch: int, skip: int) -> Iterator[tuple[int, in
 
 def _state(
     module: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizers: dict[str, torch.optim.Optimizer],
     step: int,
     tokens_seen: int,
     epoch: int,
@@ -313,7 +339,7 @@ def _state(
     return {
         "version": STATE_VERSION,
         "model": module.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "optimizers": {name: optimizer.state_dict() for name, optimizer in optimizers.items()},
         "rng": rng,
         "step": step,
         "tokens_seen": tokens_seen,
@@ -324,7 +350,7 @@ def _state(
 
 
 def _restore(
-    state: dict[str, Any], module: nn.Module, optimizer: torch.optim.Optimizer
+    state: dict[str, Any], module: nn.Module, optimizers: dict[str, torch.optim.Optimizer]
 ) -> tuple[int, int, int, int, float]:
     if state.get("version") != STATE_VERSION:
         raise ValueError(
@@ -332,7 +358,13 @@ def _restore(
             "it was saved by another version of the training loop"
         )
     module.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    if state["optimizers"].keys() != optimizers.keys():
+        raise ValueError(
+            f"the resume state holds optimizers {sorted(state['optimizers'])}, the family "
+            f"trains with {sorted(optimizers)}; it was saved for another family"
+        )
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(state["optimizers"][name])
     # RNG states must be CPU byte tensors, whatever map_location the state was loaded with.
     torch.set_rng_state(state["rng"]["torch"].cpu())
     if "cuda" in state["rng"] and torch.cuda.is_available():

@@ -54,8 +54,9 @@ from aigc import runtime, timing
 from aigc.config import RayParams
 from aigc.errors import UserError
 from aigc.generator import TextGenerator
+from aigc.models.base import unwrap_model
 from aigc.tracking import TrackingSettings
-from aigc.train.job import TrainJob, build_loaders, build_model_for, run_loop
+from aigc.train.job import Job, build_loaders, build_model_for, run_loop
 from aigc.train.loop import LoopHooks
 
 STATE_FILE = "state.pt"
@@ -79,8 +80,8 @@ class RunLink:
 
 @dataclass(frozen=True)
 class TrainOutcome:
-    bundle_dir: Path  # TextGenerator.save() folder of the final model (the caller's model_dir)
-    metrics: dict[str, float]  # final train/val loss, steps, tokens, stop reason code
+    bundle_dir: Path  # the job's bundle folder of the final model (the caller's model_dir)
+    metrics: dict[str, float]  # final train/val loss, steps, tokens (or images), throughput
     restarts: int
     seconds: float
 
@@ -227,7 +228,7 @@ def wants_gpu(params: RayParams, resources: dict[str, float]) -> bool:
 
 
 def train_on_ray(
-    job: TrainJob,
+    job: Job,
     params: RayParams,
     run: RunLink | None,
     storage: Path,
@@ -346,7 +347,7 @@ def _attempts(run_dir: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def _on_device(job: TrainJob, device: str) -> TrainJob:
+def _on_device(job: Job, device: str) -> Job:
     from dataclasses import replace
 
     return replace(job, device=device)
@@ -372,7 +373,7 @@ def _worker(config: dict[str, Any]) -> None:
     import torch.distributed as dist
     from ray.train.torch import prepare_data_loader, prepare_model
 
-    job: TrainJob = config["job"]
+    job: Job = config["job"]
     link: RunLink | None = config["run"]
     torch.set_num_threads(config["threads"])
     context = ray.train.get_context()
@@ -384,11 +385,11 @@ def _worker(config: dict[str, Any]) -> None:
     # Counted from the run's own record, not the checkpoint: a group that died before its
     # first checkpoint restarts from scratch, and that is a restart too.
     restarts = _record_attempt(Path(config["run_dir"])) if rank == 0 else 0
-    model = prepare_model(model)
+    model = prepare_model(model, parallel_strategy_kwargs=job.ddp_options)
     train_loader = prepare_data_loader(train_loader, move_to_device=False)
     val_loader = prepare_data_loader(val_loader, move_to_device=False)
 
-    tracker = _RankZeroTracker(link, config["progress"], restarts) if rank == 0 else None
+    tracker = _RankZeroTracker(link, config["progress"], restarts, job.unit) if rank == 0 else None
     kill_step = _fault_step(rank)
 
     def on_step(metrics: dict[str, float]) -> None:
@@ -421,7 +422,7 @@ def _worker(config: dict[str, Any]) -> None:
                 summary = tracker.summary(state) if tracker else {}
                 shared = {key: value for key, value in state.items() if key != "rng"}
                 torch.save({**shared, "summary": summary}, Path(directory) / STATE_FILE)
-                _bundle(job, model).save(Path(directory) / BUNDLE_DIR)
+                job.bundle(unwrap_model(model)).save(Path(directory) / BUNDLE_DIR)
             metrics = {"step": state["step"]}
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
 
@@ -468,17 +469,12 @@ def _fault_step(rank: int) -> int | None:
     return int(os.environ["AIGC_FAULT_KILL_STEP"])
 
 
-def _bundle(job: TrainJob, model) -> TextGenerator:
-    from aigc.models.base import unwrap_model
-
-    return TextGenerator(model=unwrap_model(model), tokenizer=job.tokenizer(), config=job.model)
-
-
 class _RankZeroTracker:
     """Rank 0's tracking: MLflow metrics (batched) and progress for the driver."""
 
-    def __init__(self, link: RunLink | None, progress, restarts: int) -> None:
+    def __init__(self, link: RunLink | None, progress, restarts: int, unit: str) -> None:
         self.link = link
+        self.unit = unit  # "tokens" or "images": what the throughput counts
         self.progress = progress
         self.run = None
         if link is not None:
@@ -498,9 +494,11 @@ class _RankZeroTracker:
             "lr": metrics["lr"],
             "grad_norm": metrics["grad_norm"],
             # every worker trains on its own batches: cluster throughput is world × rank 0's
-            "tokens_per_second": metrics["tokens_per_second"] * world_size,
-            "tokens_seen": metrics["tokens_seen"] * world_size,
+            f"{self.unit}_per_second": metrics["tokens_per_second"] * world_size,
+            f"{self.unit}_seen": metrics["tokens_seen"] * world_size,
             "peak_memory_mb": metrics["peak_memory_mb"],
+            # several optimizers (a GAN's): each one's loss, as train_loss_<name>
+            **{f"train_{key}": value for key, value in metrics.items() if key.startswith("loss_")},
         }
         self.last |= record | {"step": float(step), "elapsed_seconds": metrics["elapsed_seconds"]}
         self.pending.append((record, step))

@@ -1,0 +1,78 @@
+"""What one optimizer step of a family does: its optimizers, and the loss each one minimises.
+
+    objective = get_family(config.family).objective
+    optimizers = objective.make_optimizers(module, loop_params)     # {"model": AdamW} for text
+    loss = objective.loss("model", model, batch, step)              # a scalar to backpropagate
+
+The training loop (`aigc.train.loop`) owns everything around it (budgets, gradient
+accumulation, `no_sync`, clipping, the learning-rate schedule, RNG state, exact resume, hooks)
+and runs the optimizers one after the other, in the order `make_optimizers` returns them: for
+each, it zeroes the gradients, backpropagates that optimizer's loss over the step's
+micro-batches and steps it. A GAN's objective returns {"discriminator", "generator"}; text's
+returns one AdamW. Losses go through `model(...)` (never a submodule), so a
+DistributedDataParallel wrapper sees every forward pass; an objective whose phases leave some
+parameters without gradients asks for `find_unused_parameters` in `ddp_options`.
+
+A parameter group may carry `base_lr`: its rate is then `base_lr` times the schedule's factor
+(`learning_rate(step) / loop.lr`), so a family with its own rates (Adam at 2e-4 for a GAN)
+still follows the loop's warmup and decay; groups without it take the schedule's rate as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from aigc.config import LoopParams
+
+
+class Objective:
+    """The next-token objective of the text families: one AdamW, mean cross-entropy."""
+
+    unit = "tokens"  # what `count` counts; budgets (`max_tokens`) and throughput use it
+    ddp_options: dict[str, Any] = {}  # noqa: RUF012 (read-only)
+    loss_phase = "model"  # the optimizer whose loss is reported as the step's `loss`
+
+    def make_optimizers(self, module: nn.Module, loop: LoopParams) -> dict[str, Any]:
+        return {"model": make_optimizer(module, loop)}
+
+    def loss(self, phase: str, model: nn.Module, batch: tuple, step: int) -> torch.Tensor:
+        x, y = batch
+        return model(x, y)[1]
+
+    def count(self, batch: tuple) -> int:
+        return batch[0].numel()
+
+    def validation_loss(self, model: nn.Module, batch: tuple) -> tuple[float, int]:
+        """(loss summed over the batch's units, units): the loop averages over batches."""
+        x, y = batch
+        return float(model(x, y)[1]) * y.numel(), y.numel()
+
+
+NEXT_TOKEN = Objective()
+
+
+def make_optimizer(
+    module: nn.Module | Iterable[nn.Parameter],
+    config: LoopParams,
+    lr: float | None = None,
+    betas: tuple[float, float] | None = None,
+    weight_decay: float | None = None,
+) -> torch.optim.AdamW:
+    """AdamW with weight decay on 2-D+ parameters only (matrices and embeddings; biases and
+    norm gains are not decayed, as shrinking them toward zero buys nothing). `lr`, `betas` and
+    `weight_decay` default to the loop's; with `lr`, the groups carry it as `base_lr`."""
+    parameters = module.parameters() if isinstance(module, nn.Module) else module
+    parameters = [parameter for parameter in parameters if parameter.requires_grad]
+    decay_rate = config.weight_decay if weight_decay is None else weight_decay
+    extra = {} if lr is None else {"base_lr": lr}
+    groups = [
+        {"params": [p for p in parameters if p.dim() >= 2], "weight_decay": decay_rate, **extra},
+        {"params": [p for p in parameters if p.dim() < 2], "weight_decay": 0.0, **extra},
+    ]
+    return torch.optim.AdamW(
+        groups, lr=config.lr if lr is None else lr, betas=betas or config.betas
+    )
