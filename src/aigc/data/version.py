@@ -141,8 +141,9 @@ def status(root: Path) -> dict:
     return json.loads(dvc(root, "status", "--json").stdout or "{}")
 
 
-def push(root: Path, remote: str | None = None) -> None:
-    dvc(root, "push", *(["--remote", remote] if remote else []))
+def push(root: Path, remote: str | None = None, targets: list[str] | None = None) -> None:
+    """`dvc push` of everything, or only of `targets` (.dvc files, stage names)."""
+    dvc(root, "push", *(["--remote", remote] if remote else []), *(targets or []))
 
 
 def locked_out_hash(root: Path, stage: str, out_path: str) -> str:

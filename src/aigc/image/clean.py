@@ -165,7 +165,8 @@ def _converted(image: Image.Image, params: ImageCleanParams) -> Image.Image:
     try:
         converted = image.convert(params.mode)
     except (ValueError, OSError) as error:
-        raise Rejected("wrong_mode", f"mode {image.mode} cannot become {params.mode}: {error}")
+        detail = f"mode {image.mode} cannot become {params.mode}: {error}"
+        raise Rejected("wrong_mode", detail) from None
     if converted.mode != params.mode:
         raise Rejected("wrong_mode", f"mode {converted.mode} after conversion, not {params.mode}")
     return converted
@@ -214,7 +215,10 @@ def near_duplicates(
     hashes = perceptual_hashes([pixels[row] for row in rows], rule.hash_size)
     bits = rule.hash_size**2
     edges = np.linspace(0, bits, min(rule.max_distance + 1, bits) + 1).astype(int)
-    bands = [(int(low), (1 << int(high - low)) - 1) for low, high in zip(edges, edges[1:])]
+    bands = [
+        (int(low), (1 << int(high - low)) - 1)
+        for low, high in zip(edges[:-1], edges[1:], strict=True)
+    ]
     buckets: list[dict[int, list[int]]] = [{} for _ in bands]
     matches: dict[int, tuple[int, int]] = {}
     for position, (row, value) in enumerate(zip(rows, hashes, strict=True)):

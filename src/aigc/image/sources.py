@@ -155,11 +155,12 @@ def read_cifar10_file(path: Path, classes: tuple[str, ...]) -> Iterator[ImageRec
         label_byte = int(records[index, 0])
         meta = {"path": str(path), "index": index, "label_byte": label_byte}
         if label_byte < len(classes):
-            yield ImageRecord(png_bytes(pixels[index]), f"{uri}#{index}", classes[label_byte], meta)
+            yield ImageRecord(
+                png_bytes(pixels[index]), f"{uri}#{index}", classes[label_byte], meta
+            )
         else:
             yield ImageRecord(png_bytes(pixels[index]), f"{uri}#{index}", "", meta, ("bad_label",))
     rest = data[whole * CIFAR10_RECORD :]
     if rest:
         meta = {"path": str(path), "index": whole, "bytes": len(rest)}
         yield ImageRecord(rest, f"{uri}#{whole}", "", meta, ("truncated",))
-

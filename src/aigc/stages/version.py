@@ -4,7 +4,8 @@
     dataset = current_dataset(paths)     # data/labeled, checked against dvc.lock
     dataset.split("train")               # a DataFrame
 
-`Dataset` is what training and evaluation take: a folder and the version it is.
+`Dataset` is what training and evaluation take: a folder and the version it is. The data
+flow returns `DataVersions`: the text dataset and the image one (aigc.stages.image).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from aigc.data.version import (
 )
 from aigc.errors import UserError
 from aigc.paths import ProjectPaths
+from aigc.stages.image import ImageDataset
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,14 @@ class Dataset:
 
     def splits(self) -> tuple[pd.DataFrame, ...]:
         return tuple(self.split(name) for name in SPLITS)
+
+
+@dataclass(frozen=True)
+class DataVersions:
+    """What the data flow returns: one data version per modality."""
+
+    text: Dataset
+    image: ImageDataset
 
 
 @dataclass(frozen=True)
