@@ -27,6 +27,7 @@ input and the fix, exit code 2.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import os
@@ -36,7 +37,6 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -68,9 +68,14 @@ SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="override a parameter: section.key=value (repeatable)"),
 ]
-ModalityOption = Annotated[
-    str, typer.Option("--modality", click_type=click.Choice(["text", "image"]), help="the data")
-]
+
+
+class Modality(enum.StrEnum):
+    text = "text"
+    image = "image"
+
+
+ModalityOption = Annotated[Modality, typer.Option("--modality", help="which data")]
 
 
 def _params(params_file: Path | None, overrides: list[str] | None) -> Params:
@@ -106,7 +111,7 @@ def _root_options(
 def data_collect(
     params_file: ParamsOption = None,
     overrides: SetOption = None,
-    modality: ModalityOption = "text",
+    modality: ModalityOption = Modality.text,
 ) -> None:
     """Read every configured source into a new immutable raw snapshot."""
     from aigc.paths import ProjectPaths
@@ -145,7 +150,7 @@ def data_collect(
 def data_clean(
     params_file: ParamsOption = None,
     overrides: SetOption = None,
-    modality: ModalityOption = "text",
+    modality: ModalityOption = Modality.text,
 ) -> None:
     """Clean the newest raw snapshot; every removed record goes to the quarantine."""
     from aigc.paths import ProjectPaths
@@ -164,7 +169,7 @@ def data_clean(
 def data_label(
     params_file: ParamsOption = None,
     overrides: SetOption = None,
-    modality: ModalityOption = "text",
+    modality: ModalityOption = Modality.text,
 ) -> None:
     """Label the clean records (text: by topic; images: their class) and split them."""
     from aigc.paths import ProjectPaths
@@ -180,7 +185,7 @@ def data_label(
 def data_version(
     params_file: ParamsOption = None,
     overrides: SetOption = None,
-    modality: ModalityOption = "text",
+    modality: ModalityOption = Modality.text,
 ) -> None:
     """Push the labeled dataset to the DVC remote and record it as a data version."""
     from aigc.data.collect import latest_snapshot
@@ -222,7 +227,7 @@ def data_refresh(params_file: ParamsOption = None, overrides: SetOption = None) 
 def data_status(
     params_file: ParamsOption = None,
     overrides: SetOption = None,
-    modality: ModalityOption = "text",
+    modality: ModalityOption = Modality.text,
 ) -> None:
     """Show the current data version, counts per split and label, and earlier versions."""
     from aigc.data.version import (
@@ -244,7 +249,7 @@ def data_status(
         console.print(f"no data version yet ({error})")
         raise typer.Exit(1) from None
     entry = next((known for known in versions if known.version == current), None)
-    console.print(f"current {modality} data version: [bold]{current}[/]")
+    console.print(f"current {modality.value} data version: [bold]{current}[/]")
     stale = status(root)
     console.print(
         "dvc status: up to date" if not stale else f"dvc status: [yellow]changed[/] {stale}"
@@ -272,7 +277,7 @@ def data_checkout(
     ] = None,
     params_file: ParamsOption = None,
     overrides: SetOption = None,
-    modality: ModalityOption = "text",
+    modality: ModalityOption = Modality.text,
 ) -> None:
     """Restore exactly that data version from the DVC cache, or the remote."""
     from aigc.data.version import IMAGE, TEXT, checkout_version, configure_remote
