@@ -20,6 +20,7 @@ and keeps stable. The pieces:
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import shutil
@@ -118,8 +119,26 @@ def configure_remote(root: Path, name: str, url: str) -> str:
         url = str((root / url).resolve())
     if "://" not in url:
         Path(url).mkdir(parents=True, exist_ok=True)
-    dvc(root, "remote", "add", "--local", "--force", "--default", name, url)
+    if not _remote_configured(root, name, url):  # each dvc call costs a second: skip a no-op
+        dvc(root, "remote", "add", "--local", "--force", "--default", name, url)
     return url
+
+
+def _remote_configured(root: Path, name: str, url: str) -> bool:
+    """Whether .dvc/config.local already makes `name` at `url` the default remote."""
+    path = Path(root) / ".dvc" / "config.local"
+    if not path.is_file():
+        return False
+    parser = configparser.ConfigParser()
+    try:
+        parser.read_string(path.read_text())
+    except configparser.Error:
+        return False
+    section = f"'remote \"{name}\"'"
+    return (
+        parser.get("core", "remote", fallback=None) == name
+        and parser.get(section, "url", fallback=None) == url
+    )
 
 
 def track_raw(root: Path, modality: Modality = TEXT) -> str:
