@@ -13,7 +13,7 @@ from prefect import flow
 
 from aigc.config import Params, load_params, write_effective_params
 from aigc.paths import ProjectPaths
-from aigc.stages.version import DataVersions
+from aigc.stages.image import DataVersions
 from tasks.clean import clean
 from tasks.collect import collect
 from tasks.image import image_clean, image_collect, image_label, image_version

@@ -29,11 +29,8 @@ def image_collect(root: Path, params: Params) -> CollectedSnapshot:
 
 @task(name="image_clean")
 def image_clean(root: Path) -> CleanedDataset:
-    cleaned, dvc_lines = image.run_in_dvc(ProjectPaths.at(root), image.CLEAN_STAGE)
-    logger = get_run_logger()
-    for line in dvc_lines:
-        logger.info("dvc: %s", line)
-    logger.info(
+    cleaned = _repro(root, image.CLEAN_STAGE)
+    get_run_logger().info(
         "image clean: %d images kept, %d quarantined %s",
         cleaned.records,
         cleaned.quarantined,
@@ -44,13 +41,19 @@ def image_clean(root: Path) -> CleanedDataset:
 
 @task(name="image_label")
 def image_label(root: Path) -> LabeledDataset:
-    labeled, dvc_lines = image.run_in_dvc(ProjectPaths.at(root), image.LABEL_STAGE)
-    logger = get_run_logger()
-    for line in dvc_lines:
-        logger.info("dvc: %s", line)
-    logger.info("image label: splits %s", labeled.counts["splits"])
-    logger.info("image label: classes %s", labeled.counts["labels"])
+    labeled = _repro(root, image.LABEL_STAGE)
+    get_run_logger().info(
+        "image label: splits %s, classes %s", labeled.counts["splits"], labeled.counts["labels"]
+    )
     return labeled
+
+
+def _repro(root: Path, stage: str):
+    """`dvc repro STAGE` (skipped when nothing changed), DVC's lines in the run's log."""
+    reference, dvc_lines = image.run_in_dvc(ProjectPaths.at(root), stage)
+    for line in dvc_lines:
+        get_run_logger().info("dvc: %s", line)
+    return reference
 
 
 @task(name="image_version")

@@ -15,22 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
 from aigc.config import Cifar10Source, DigitsSource, ImageFolderSource
-from aigc.data.collect import (
-    Collection,
-    NothingCollected,
-    SourceOutcome,
-    _carry_collected_at,
-    _guarded,
-    _read_all,
-)
+from aigc.data.collect import Collection, SourceOutcome, _guarded, _read_all, gather
 from aigc.data.sources.folder import list_files, source_folder
 from aigc.image.sources import (
     ImageRecord,
@@ -67,38 +59,12 @@ def collect_images(
     previous: pd.DataFrame | None = None,
 ) -> Collection:
     """Read all sources; raise SourceError for a failing source whose on_error is `fail`."""
-    timestamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    sources = tuple(sources)
-    if previous is None:
-        previous = pd.DataFrame(columns=RAW_COLUMNS)
-    rows: list[dict] = []
-    carried: list[pd.DataFrame] = []
-    outcomes = []
-    for source in sources:
-        outcome = SourceOutcome(name=source.name, type=source.type)
-        started = time.perf_counter()
-        earlier = previous[previous["source"] == source.name][RAW_COLUMNS]
-        records, kept = _read_source(source, root, outcome, earlier)
-        for record in records:
-            rows.append(_row(source, record))
-            for flag in record.flags:
-                outcome.flagged[flag] = outcome.flagged.get(flag, 0) + 1
-        outcome.records = len(records)
-        outcome.carried_forward = len(kept)
-        carried += [kept] if len(kept) else []
-        outcome.seconds = round(time.perf_counter() - started, 3)
-        outcomes.append(outcome)
-    fresh = _carry_collected_at(pd.DataFrame(rows, columns=RAW_COLUMNS), previous, timestamp)
-    frame = pd.concat([fresh, *carried], ignore_index=True) if carried else fresh
-    if frame.empty:
-        reasons = [
-            _why_nothing(source, outcome, root)
-            for source, outcome in zip(sources, outcomes, strict=True)
-        ]
-        raise NothingCollected([source.name for source in sources], reasons)
+    frame, outcomes = gather(
+        sources, root, now, previous, RAW_COLUMNS, _read_source, _row, _why_nothing
+    )
     frame = frame.astype(dict.fromkeys(TEXT_COLUMNS, "str"))
     frame = frame.sort_values(["source", "uri"], kind="stable").reset_index(drop=True)
-    return Collection(frame=frame, sources=tuple(outcomes))
+    return Collection(frame=frame, sources=outcomes)
 
 
 def _read_source(

@@ -26,15 +26,7 @@ from aigc import timing
 from aigc.config import Params
 from aigc.data.collect import latest_snapshot, read_snapshot, write_snapshot
 from aigc.data.label import read_overrides
-from aigc.data.version import (
-    IMAGE,
-    configure_remote,
-    current_version,
-    push,
-    record_version,
-    repro,
-    track_raw,
-)
+from aigc.data.version import IMAGE, current_version, repro, track_raw
 from aigc.errors import UserError
 from aigc.image.clean import clean_images
 from aigc.image.collect import collect_images
@@ -44,6 +36,7 @@ from aigc.paths import ProjectPaths
 from aigc.stages.clean import CleanedDataset, clean_metrics, cleaned_dataset, write_json
 from aigc.stages.collect import CollectedSnapshot
 from aigc.stages.label import LabeledDataset, labeled_dataset
+from aigc.stages.version import Dataset, publish
 
 CLEAN_STAGE, LABEL_STAGE = "image_clean", IMAGE.label_stage
 
@@ -143,13 +136,10 @@ def version(
     paths: ProjectPaths, params: Params, raw_snapshot: str, counts: dict
 ) -> ImageVersionOutcome:
     """Push the image raw data and labeled dataset, and record the image data version."""
-    remote = ""
-    if params.image.version.push and params.version.push:
-        remote = configure_remote(
-            paths.root, params.version.remote_name, params.version.remote_url
-        )
-        push(paths.root, params.version.remote_name, [f"{IMAGE.raw}.dvc", LABEL_STAGE])
-    entry, new = record_version(paths.root, raw_snapshot, counts, IMAGE)
+    targets = [f"{IMAGE.raw}.dvc", LABEL_STAGE]  # text's version pushed the rest
+    entry, new, remote = publish(
+        paths, params, raw_snapshot, counts, IMAGE, targets, params.image.version.push
+    )
     labeled = ImagePaths.of(paths).labeled
     return ImageVersionOutcome(ImageDataset(labeled, entry.version, counts), new, remote)
 
@@ -157,3 +147,11 @@ def version(
 def current_image_dataset(paths: ProjectPaths) -> ImageDataset:
     """data/image/labeled as dvc.lock records it (run `aigc data refresh` to build it)."""
     return ImageDataset(ImagePaths.of(paths).labeled, current_version(paths.root, IMAGE))
+
+
+@dataclass(frozen=True)
+class DataVersions:
+    """What the data flow returns: one data version per modality."""
+
+    text: Dataset
+    image: ImageDataset

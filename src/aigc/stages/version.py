@@ -4,8 +4,7 @@
     dataset = current_dataset(paths)     # data/labeled, checked against dvc.lock
     dataset.split("train")               # a DataFrame
 
-`Dataset` is what training and evaluation take: a folder and the version it is. The data
-flow returns `DataVersions`: the text dataset and the image one (aigc.stages.image).
+`Dataset` is what training and evaluation take: a folder and the version it is.
 """
 
 from __future__ import annotations
@@ -22,6 +21,9 @@ from aigc.config import Params
 from aigc.data.records import SPLITS
 from aigc.data.version import (
     LABEL_STAGE,
+    TEXT,
+    DataVersion,
+    Modality,
     VersionNotFound,
     configure_remote,
     current_version,
@@ -32,7 +34,6 @@ from aigc.data.version import (
 )
 from aigc.errors import UserError
 from aigc.paths import ProjectPaths
-from aigc.stages.image import ImageDataset
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,6 @@ class Dataset:
 
 
 @dataclass(frozen=True)
-class DataVersions:
-    """What the data flow returns: one data version per modality."""
-
-    text: Dataset
-    image: ImageDataset
-
-
-@dataclass(frozen=True)
 class VersionOutcome:
     dataset: Dataset
     new: bool
@@ -72,14 +65,29 @@ class VersionOutcome:
 def version(
     paths: ProjectPaths, params: Params, raw_snapshot: str, counts: dict
 ) -> VersionOutcome:
+    entry, new, remote = publish(paths, params, raw_snapshot, counts)
+    return VersionOutcome(Dataset(paths.labeled, entry.version, counts), new, remote)
+
+
+def publish(
+    paths: ProjectPaths,
+    params: Params,
+    raw_snapshot: str,
+    counts: dict,
+    modality: Modality = TEXT,
+    push_targets: list[str] | None = None,
+    push_wanted: bool = True,
+) -> tuple[DataVersion, bool, str]:
+    """Push to the `version` section's remote (all, or `push_targets`) and record the
+    modality's data version: (the entry, whether it is new, where it was pushed or "")."""
     remote = ""
-    if params.version.push:
+    if params.version.push and push_wanted:
         remote = configure_remote(
             paths.root, params.version.remote_name, params.version.remote_url
         )
-        push(paths.root, params.version.remote_name)
-    entry, new = record_version(paths.root, raw_snapshot, counts)
-    return VersionOutcome(Dataset(paths.labeled, entry.version, counts), new, remote)
+        push(paths.root, params.version.remote_name, push_targets)
+    entry, new = record_version(paths.root, raw_snapshot, counts, modality)
+    return entry, new, remote
 
 
 class DatasetMismatch(UserError):
