@@ -1,8 +1,9 @@
 """The data flow end to end on real Prefect (test harness), real DVC in a temporary git repo.
 
 One project goes through a whole life: a first run makes a data version per modality (text
-from the inbox, images from the built-in digits); an unchanged rerun keeps them; DVC agrees with Prefect (`dvc status` clean, `dvc repro` in a fresh clone gives
-byte-identical outputs); new inbox data makes a new version; the old one checks out intact.
+from the inbox, images from the built-in digits); an unchanged rerun keeps them; DVC agrees
+with Prefect (`dvc status` clean, `dvc repro` in a fresh clone gives byte-identical outputs);
+new inbox data makes a new version; the old ones (text and image) check out intact.
 """
 
 from __future__ import annotations
