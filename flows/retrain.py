@@ -53,7 +53,7 @@ def retrain(
     params = load_params(params_file or paths.params, overrides or [])
     timeout = 60 * params.run.lock_timeout_minutes
     with PipelineLock(paths.root, timeout, on_wait=get_run_logger().warning):
-        dataset = data_refresh(str(paths.root), params=params)
+        dataset = data_refresh(str(paths.root), params=params).text
         key, existing, decided = plan(paths.root, params, dataset.version, force)
         if decided.action == NO_CHANGE:
             champion = current_champion(paths, params)

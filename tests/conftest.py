@@ -75,8 +75,7 @@ def project(tmp_path: Path) -> Path:
     shutil.copytree(
         REPO / "src" / "aigc", root / "src" / "aigc", ignore=shutil.ignore_patterns("__pycache__")
     )
-    (root / "data" / "labels").mkdir(parents=True)
-    shutil.copy(REPO / "data" / "labels" / "overrides.csv", root / "data" / "labels")
+    shutil.copytree(REPO / "data" / "labels", root / "data" / "labels")  # text's and images'
     params = small_params()
     params["version"] = {"remote_url": str(tmp_path / "remote")}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

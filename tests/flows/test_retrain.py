@@ -218,7 +218,7 @@ def test_crash_between_register_and_decide_is_finished_by_the_next_run(pipeline_
     from tasks.train import train
 
     root, settings = pipeline_project
-    dataset = data_refresh(root=str(root))
+    dataset = data_refresh(root=str(root)).text
     params = load_params(root / "params.yaml")
     key = training_key(dataset.version, params)
     with disable_run_logger():
