@@ -380,28 +380,36 @@ def generate(
 @app.command("run")
 def run(
     force: Annotated[bool, typer.Option(help="retrain even when nothing changed")] = False,
+    only: Annotated[
+        list[str] | None, typer.Option(help="one modality: text or image [default: both]")
+    ] = None,
     timings: Annotated[
         Path | None, typer.Option(help="write where the time went (JSON; bench/pipeline.py)")
     ] = None,
     params_file: ParamsOption = None,
     overrides: SetOption = None,
 ) -> None:
-    """The whole pipeline: data refresh → train → evaluate → register → promote."""
+    """The whole pipeline, for text and images: data refresh → train → evaluate → register →
+    promote, each modality on its own training key and registered model."""
     from aigc.paths import ProjectPaths
-    from flows.retrain import retrain
+    from flows.retrain import chosen_modalities, retrain
 
     _params(params_file, overrides)  # a bad key fails here, before Prefect starts
+    chosen_modalities(only)
     runtime.start(ProjectPaths.at(_root()).work)  # first ends what a killed run left running
     ready = _seconds_since_process_start()
-    summary = retrain(
+    summaries = retrain(
         root=str(_root()),
         params_file=str(params_file) if params_file else None,
         overrides=overrides or [],
         force=force,
+        only=only or None,
     )
-    _print_summary(summary)
+    for summary in summaries.values():
+        _print_summary(summary)
     if timings:
-        record = {"cli_ready": ready, "flow": summary.seconds, "parts": summary.timings}
+        last = list(summaries.values())[-1]  # the parts and seconds are the whole run's
+        record = {"cli_ready": ready, "flow": last.seconds, "parts": last.timings}
         timings.write_text(json.dumps(record, indent=2) + "\n")
 
 
@@ -681,15 +689,17 @@ def _print_stack(statuses) -> None:
 
 def _print_summary(summary) -> None:
     from aigc.evaluate import HEADLINE_METRICS
+    from aigc.evaluate.image_report import IMAGE_HEADLINE_METRICS
 
     colour = {"promoted": "green", "rejected": "yellow", "no change": "cyan"}[summary.status]
     console.print(
-        f"\n[bold {colour}]{summary.status}[/] in {summary.seconds:.0f}s · data version "
+        f"\n[bold]{summary.modality}[/]: [bold {colour}]{summary.status}[/] in "
+        f"{summary.seconds:.0f}s · data version "
         f"{summary.data_version[:12]} · run {summary.run_id[:12]} · challenger version "
         f"{summary.challenger_version} · champion version {summary.champion_version or '-'}"
     )
     table = Table("metric", "challenger", "champion (same test split)")
-    for key in HEADLINE_METRICS:
+    for key in (*HEADLINE_METRICS, *IMAGE_HEADLINE_METRICS):
         if key in summary.challenger_metrics:
             champion = (summary.champion_metrics or {}).get(key)
             table.add_row(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from aigc.config import Params, load_params, write_effective_params
+from aigc.config import MODALITIES, Params, load_params, write_effective_params
 from aigc.paths import ProjectPaths
 from aigc.stages.image import DataVersions
 from tasks.clean import clean
@@ -27,18 +27,22 @@ def data_refresh(
     params_file: str | None = None,
     overrides: list[str] | None = None,
     params: Params | None = None,
+    modalities: tuple[str, ...] = MODALITIES,
 ) -> DataVersions:
     paths = ProjectPaths.at(root)
     params = params or load_params(params_file or paths.params, overrides or [])
     write_effective_params(params, paths.effective_params)
+    text = images = None
 
-    collected = collect(paths.root, params)
-    cleaned = clean(paths.root, wait_for=[collected])
-    labeled = label(paths.root, wait_for=[cleaned])
-    text = version(paths.root, params, collected, labeled)
+    if "text" in modalities:
+        collected = collect(paths.root, params)
+        cleaned = clean(paths.root, wait_for=[collected])
+        labeled = label(paths.root, wait_for=[cleaned])
+        text = version(paths.root, params, collected, labeled)
 
-    images_collected = image_collect(paths.root, params)
-    images_cleaned = image_clean(paths.root, wait_for=[images_collected])
-    images_labeled = image_label(paths.root, wait_for=[images_cleaned])
-    images = image_version(paths.root, params, images_collected, images_labeled)
+    if "image" in modalities:
+        images_collected = image_collect(paths.root, params)
+        images_cleaned = image_clean(paths.root, wait_for=[images_collected])
+        images_labeled = image_label(paths.root, wait_for=[images_cleaned])
+        images = image_version(paths.root, params, images_collected, images_labeled)
     return DataVersions(text=text, image=images)

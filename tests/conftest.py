@@ -111,6 +111,17 @@ TINY = {
         "max_new_tokens": 16,
     },
     "registry": {"policy": {"bootstrap_samples": 200}},
+    "image": {
+        "train": {"batch_size": 32, "loop": {"max_steps": 30, "eval_every": 15}},
+        "evaluate": {
+            "samples_per_class": 20,
+            "kid_subsets": 10,
+            "kid_subset_size": 20,
+            "grid_per_class": 4,
+            "classifier": {"epochs": 3},
+        },
+        "registry": {"policy": {"bootstrap_samples": 100}},
+    },
 }
 
 

@@ -301,13 +301,6 @@ class ImageVersionParams(Section):
     push: bool = True  # to the DVC remote of the `version` section
 
 
-class ImageParams(Section):
-    collect: ImageCollectParams = ImageCollectParams()
-    clean: ImageCleanParams = ImageCleanParams()
-    label: ImageLabelParams = ImageLabelParams()
-    version: ImageVersionParams = ImageVersionParams()
-
-
 # --- train / evaluate / tracking -------------------------------------------------------
 
 
@@ -468,8 +461,7 @@ class ImageTrainParams(Section):
     )
     batch_size: int = Field(default=64, ge=1)  # per worker
     seed: int = 1337
-    loop: LoopParams = Field(default_factory=_image_loop)
-    ray: RayParams = RayParams()
+    loop: LoopParams = Field(default_factory=_image_loop)  # on the cluster of `train.ray`
 
     @field_validator("model", mode="before")
     @classmethod
@@ -485,29 +477,7 @@ class ImageTrainParams(Section):
         return value
 
 
-class Params(Section):
-    collect: CollectParams = CollectParams()
-    clean: CleanParams = CleanParams()
-    label: LabelParams = LabelParams()
-    split: SplitParams = SplitParams()
-    version: VersionParams = VersionParams()
-    train: TrainParams = TrainParams()
-    evaluate: EvaluateParams = EvaluateParams()
-    tracking: TrackingParams = TrackingParams()
-    registry: RegistryParams = RegistryParams()
-    run: RunParams = RunParams()
-    image: ImageParams = ImageParams()
-
-    def section_hash(self, *sections: str) -> str:
-        """A stable hash of the named sections (all when none), for keys and tags."""
-        data = self.model_dump(mode="json")
-        chosen = {name: data[name] for name in (sections or tuple(sorted(data)))}
-        blob = json.dumps(chosen, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-# --- image.evaluate (issue 11) ---------------------------------------------------------
-# Wired into ImageParams by the integrator: `image.evaluate` and the image promotion policy.
+# --- image.evaluate ---------------------------------------------------------------------
 
 
 class ImageClassifierParams(Section):
@@ -560,6 +530,63 @@ class ImagePromotionPolicy(PromotionPolicy):
     guard_metrics: dict[str, GuardRule] = Field(default_factory=_image_guards)
     bootstrap_samples: int = Field(default=300, ge=0)
     baseline_metric: str | None = "trivial_frechet_distance"
+
+
+class ImageRegistryParams(Section):
+    model_name: str = "aigc-image"
+    experiment: str = "aigc-image"  # the MLflow experiment of image runs
+    policy: ImagePromotionPolicy = ImagePromotionPolicy()
+
+
+class ImageParams(Section):
+    """The image modality: its own data stages, model, evaluation and registered model.
+    Training runs on the cluster `train.ray` names and tracks to `tracking`'s store."""
+
+    collect: ImageCollectParams = ImageCollectParams()
+    clean: ImageCleanParams = ImageCleanParams()
+    label: ImageLabelParams = ImageLabelParams()
+    version: ImageVersionParams = ImageVersionParams()
+    train: ImageTrainParams = ImageTrainParams()
+    evaluate: ImageEvaluateParams = ImageEvaluateParams()
+    registry: ImageRegistryParams = ImageRegistryParams()
+
+
+MODALITIES = ("text", "image")
+Modality = Literal["text", "image"]
+
+
+class Params(Section):
+    collect: CollectParams = CollectParams()
+    clean: CleanParams = CleanParams()
+    label: LabelParams = LabelParams()
+    split: SplitParams = SplitParams()
+    version: VersionParams = VersionParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    tracking: TrackingParams = TrackingParams()
+    registry: RegistryParams = RegistryParams()
+    run: RunParams = RunParams()
+    image: ImageParams = ImageParams()
+
+    def section_hash(self, *sections: str) -> str:
+        """A stable hash of the named sections (all when none), for keys and tags."""
+        data = self.model_dump(mode="json")
+        chosen = {name: data[name] for name in (sections or tuple(sorted(data)))}
+        blob = json.dumps(chosen, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def for_modality(self, modality: Modality) -> Params:
+        """These params as the shared stages (plan, register, promote) read them for
+        `modality`: for images, the image registry's model name, policy and experiment."""
+        if modality == "text":
+            return self
+        registry = self.image.registry
+        return self.model_copy(
+            update={
+                "registry": RegistryParams(model_name=registry.model_name, policy=registry.policy),
+                "tracking": self.tracking.model_copy(update={"experiment": registry.experiment}),
+            }
+        )
 
 
 # --- loading ---------------------------------------------------------------------------

@@ -151,7 +151,13 @@ def current_image_dataset(paths: ProjectPaths) -> ImageDataset:
 
 @dataclass(frozen=True)
 class DataVersions:
-    """What the data flow returns: one data version per modality."""
+    """What the data flow returns: one data version per modality (None: not refreshed)."""
 
-    text: Dataset
-    image: ImageDataset
+    text: Dataset | None
+    image: ImageDataset | None
+
+    def of(self, modality: str) -> Dataset | ImageDataset:
+        dataset = self.text if modality == "text" else self.image
+        if dataset is None:
+            raise ValueError(f"the data flow did not refresh the {modality} data")
+        return dataset
