@@ -10,7 +10,7 @@
     aigc train           the train stage on the current data version (Ray), then evaluate
     aigc evaluate        the evaluate stage: a logged model on the test split
     aigc promote         the promote stage: the gate decides on the current challenger
-    aigc generate        sample text from a logged model
+    aigc generate        sample text, or a grid of images, from a logged model
     aigc run             the whole pipeline (change-aware), with a promotion decision
     aigc schedule        serve `aigc run` as a Prefect deployment on a cron schedule
     aigc registry show|history|promote|rollback   versions, decisions, manual overrides
@@ -35,7 +35,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -46,6 +46,9 @@ from aigc import runtime
 from aigc.config import Params, load_params
 from aigc.errors import UserError
 from aigc.settings import apply_offline_defaults
+
+if TYPE_CHECKING:
+    from aigc.models.image import ImageGenerator
 
 console = Console()
 app = typer.Typer(help="aigc: a training pipeline for generative models.", no_args_is_help=True)
@@ -345,9 +348,18 @@ def evaluate(
 @app.command("generate")
 def generate(
     model_uri: Annotated[str, typer.Option("--model-uri", help="runs:/…, models:/NAME@ALIAS")],
-    label: Annotated[str | None, typer.Option(help="topic to condition on")] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="topic to condition on; for an image model a class, repeatable: one grid row "
+            "each [default: every class]"
+        ),
+    ] = None,
     prompt: Annotated[str, typer.Option(help="text to continue")] = "",
-    count: Annotated[int, typer.Option("-n", min=1, help="how many samples")] = 3,
+    count: Annotated[
+        int | None,
+        typer.Option("-n", min=1, help="how many samples (per label for images) [default: 3]"),
+    ] = None,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
     max_new_tokens: Annotated[
         int | None,
@@ -356,25 +368,90 @@ def generate(
     temperature: Annotated[
         float | None, typer.Option(min=0.0, help="0: greedy [default: evaluate.temperature]")
     ] = None,
+    guidance: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="image ddpm: classifier-free guidance [default: the model's]"),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="image models: the grid PNG to write")] = None,
     params_file: ParamsOption = None,
     overrides: SetOption = None,
 ) -> None:
-    """Generate text with a logged model."""
+    """Generate text, or a grid of images (one row per label), with a logged model."""
+    from aigc.models.image import ImageGenerator
     from aigc.tracking import TrackingSettings, load_generator
 
     params = _params(params_file, overrides)
     generator = load_generator(model_uri, TrackingSettings.of(params.tracking, _root()))
+    count = 3 if count is None else count
+    if isinstance(generator, ImageGenerator):
+        _refuse_options(
+            "an image model", prompt=prompt, max_new_tokens=max_new_tokens, temperature=temperature
+        )
+        _generate_grid(generator, label or list(generator.classes), count, seed, guidance, out)
+        return
+    _refuse_options("a text model", guidance=guidance, out=out)
+    if label and len(label) > 1:
+        raise UserError(f"--label given {len(label)} times: a text model takes one topic")
+    topic = label[0] if label else None
     texts = generator.generate(
         [prompt] * count,
-        [label] * count,
+        [topic] * count,
         max_new_tokens=params.evaluate.sample_tokens if max_new_tokens is None else max_new_tokens,
         temperature=params.evaluate.temperature if temperature is None else temperature,
         top_k=params.evaluate.top_k,
         seed=seed,
     )
     for index, text in enumerate(texts):
-        console.rule(f"sample {index} · {label or 'unconditioned'} · seed {seed}")
+        console.rule(f"sample {index} · {topic or 'unconditioned'} · seed {seed}")
         console.print(prompt + text, highlight=False, markup=False)
+
+
+def _refuse_options(kind: str, **options: object) -> None:
+    """A UserError naming the options given that `kind` of model has no use for."""
+    given = [f"--{name.replace('_', '-')}" for name, value in options.items() if value]
+    if given:
+        raise UserError(f"{', '.join(given)}: not an option for {kind}; leave it out")
+
+
+def _generate_grid(
+    generator: ImageGenerator,
+    labels: list[str],
+    count: int,
+    seed: int,
+    guidance: float | None,
+    out: Path | None,
+) -> None:
+    """Write a grid PNG of `count` samples of each label, one row per label, in their order."""
+    import numpy as np
+
+    from aigc.config import ImageEvaluateParams
+    from aigc.evaluate.image_grid import write_sample_grid
+    from aigc.models.image import UnknownClass
+    from aigc.serving.pyfunc import sample_request
+
+    if out is None:
+        raise UserError("--out: an image model writes a grid of samples; name the PNG to write")
+    for label in labels:
+        try:
+            generator.class_index(label)
+        except UnknownClass as error:
+            raise UserError(f"--label {label!r}: {error}") from None
+    # A row is the same request whatever the other rows are: `--label 7` alone gives row 0 here
+    # and the pyfunc's answer to (label 7, n, seed).
+    samples = np.concatenate(
+        [sample_request(generator, label, count, seed, guidance) for label in labels]
+    )  # (rows * count, H, W, C)
+    grid = ImageEvaluateParams()  # the evaluation grid's look: tile scale and gap
+    write_sample_grid(
+        samples,
+        np.repeat(np.arange(len(labels)), count),  # (rows * count,) the row of each sample
+        out,
+        classes=len(labels),
+        per_class=count,
+        scale=grid.grid_scale,
+        gap=grid.grid_gap,
+    )
+    console.print(f"{out}: {len(labels)} rows ({', '.join(labels)}) of {count}, seed {seed}")
 
 
 @app.command("run")

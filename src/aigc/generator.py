@@ -21,11 +21,10 @@ from torch import nn
 from aigc.config import EvaluateParams
 from aigc.errors import UserError
 from aigc.models.base import generate as sample_tokens
-from aigc.models.checkpoint import load_model, save_checkpoint
+from aigc.models.checkpoint import MODEL_FILE, load_model, save_checkpoint
 from aigc.models.configs import ModelConfigBase
 from aigc.text.tokenizer import TextTokenizer
 
-MODEL_FILE = "model.pt"
 _SAMPLING = EvaluateParams()  # sampling defaults: the evaluate section's, defined there once
 TOKENIZER_FILE = "tokenizer.json"
 

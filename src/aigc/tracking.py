@@ -11,7 +11,7 @@ runs in one process:
         model_uri = log_generator_model(run, bundle_dir)   # "models:/m-…"
     # a restarted worker continues the same run: TrainingRun.resume(settings, run_id)
 
-    generator = load_generator("models:/aigc-text@champion", settings)
+    generator = load_generator("models:/aigc-text@champion", settings)   # or an ImageGenerator
 
 Defaults: a sqlite store at `mlflow/mlflow.db` and artifacts under `mlflow/artifacts/`, both
 relative to the project root; a remote tracking URI (http://…) is used unchanged and then keeps
@@ -42,11 +42,13 @@ from aigc.errors import UserError
 if TYPE_CHECKING:
     from types import TracebackType
 
+    import pandas as pd
     from mlflow import MlflowClient
     from mlflow.entities import DatasetInput, Run
 
     from aigc.config import TrackingParams
     from aigc.generator import TextGenerator
+    from aigc.models.image import ImageGenerator
 
 SQLITE_PREFIX = "sqlite:///"
 REMOTE_SCHEMES = ("http", "https", "databricks")
@@ -463,13 +465,46 @@ def _global_tracking_uri(uri: str) -> Iterator[None]:
             mlflow.set_tracking_uri(previous)
 
 
-def _pip_requirements() -> list[str]:
-    """What the pyfunc needs besides the aigc code logged with it, pinned to what is here."""
+def _pip_requirements(image: bool) -> list[str]:
+    """What the pyfunc needs besides the aigc code logged with it, pinned to what is here:
+    a text model its tokenizer library, an image model Pillow for the PNGs it returns."""
     from importlib.metadata import version
 
-    packages = ("mlflow", "torch", "tokenizers", "pandas", "numpy")
+    packages = ("mlflow", "torch", "pillow" if image else "tokenizers", "pandas", "numpy")
     # "2.13.0+cpu" names a build on PyTorch's own index; the requirement is the version.
     return [f"{name}=={version(name).split('+')[0]}" for name in packages]
+
+
+def _generator_class(bundle_dir: Path) -> type[TextGenerator] | type[ImageGenerator]:
+    """Which generator a bundle folder holds: a text bundle has its tokenizer beside the model,
+    an image bundle the model alone (its class names are inside the checkpoint)."""
+    from aigc.generator import TOKENIZER_FILE, TextGenerator
+    from aigc.models.image import ImageGenerator
+
+    return TextGenerator if (bundle_dir / TOKENIZER_FILE).is_file() else ImageGenerator
+
+
+def _example_input(generator_class: type, bundle_dir: Path) -> pd.DataFrame:
+    """One request, in the columns of the pyfunc that serves `generator_class`."""
+    import pandas as pd
+
+    from aigc.generator import TOKENIZER_FILE
+    from aigc.models.image import ImageGenerator
+    from aigc.text.tokenizer import TextTokenizer
+
+    if generator_class is ImageGenerator:
+        classes = ImageGenerator.load(bundle_dir).classes
+        return pd.DataFrame({"label": [classes[0]], "n": [1], "seed": [0]})
+    labels = TextTokenizer.load(bundle_dir / TOKENIZER_FILE).labels
+    return pd.DataFrame(
+        {
+            "prompt": ["The"],
+            "label": [labels[0] if labels else None],
+            "max_new_tokens": [8],
+            "temperature": [0.8],
+            "seed": [0],
+        }
+    )
 
 
 def log_generator_model(
@@ -479,39 +514,32 @@ def log_generator_model(
     input_example: bool = True,
     step: int = 0,
 ) -> str:
-    """Log a TextGenerator bundle folder as a pyfunc model of `run`; returns "models:/m-…".
+    """Log a generator bundle folder (a TextGenerator's or an ImageGenerator's) as a pyfunc
+    model of `run`; returns "models:/m-…".
 
-    The model is a models-from-code pyfunc (aigc.serving.pyfunc) with the bundle as artifact
+    The model is a models-from-code pyfunc (aigc.serving.pyfunc: GeneratorPyfunc for text,
+    ImageGeneratorPyfunc for images, as the bundle holds) with the bundle as artifact
     "bundle", the aigc package as code, pinned pip requirements and a signature. The URI
     returned is the LoggedModel's (MLflow 3); `runs:/<run_id>/<name>` names the same model.
     `input_example` logs a one-row example, which MLflow also runs once to check serving."""
     import mlflow
-    import pandas as pd
     from mlflow.models import Model
 
     import aigc
+    from aigc.models.image import ImageGenerator
     from aigc.serving import pyfunc
-    from aigc.text.tokenizer import TextTokenizer
 
     bundle_dir = Path(bundle_dir)
-    labels = TextTokenizer.load(bundle_dir / "tokenizer.json").labels
-    example = None
-    if input_example:
-        example = pd.DataFrame(
-            {
-                "prompt": ["The"],
-                "label": [labels[0] if labels else None],
-                "max_new_tokens": [8],
-                "temperature": [0.8],
-                "seed": [0],
-            }
-        )
+    generator_class = _generator_class(bundle_dir)
+    image = generator_class is ImageGenerator
+    example = _example_input(generator_class, bundle_dir) if input_example else None
     params = run.client.get_run(run.run_id).data.params
     # Created here, in the run's experiment: left to itself, Model.log would create it in the
     # process-wide "current" experiment instead.
     logged = run.client.create_logged_model(
         run.experiment_id, name=name, source_run_id=run.run_id, params=params
     )
+    pyfunc_class = "ImageGeneratorPyfunc" if image else "GeneratorPyfunc"
     with tempfile.TemporaryDirectory() as scratch, _global_tracking_uri(run.settings.tracking_uri):
         info = Model.log(
             artifact_path=None,
@@ -520,11 +548,11 @@ def log_generator_model(
             run_id=run.run_id,
             model_id=logged.model_id,
             step=step,
-            python_model=str(pyfunc.write_model_code(scratch)),
+            python_model=str(pyfunc.write_model_code(scratch, pyfunc_class)),
             artifacts={pyfunc.BUNDLE_ARTIFACT: str(bundle_dir)},
             code_paths=[str(Path(aigc.__file__).parent)],
-            pip_requirements=_pip_requirements(),
-            signature=pyfunc.model_signature(),
+            pip_requirements=_pip_requirements(image),
+            signature=pyfunc.image_model_signature() if image else pyfunc.model_signature(),
             input_example=example,
         )
     return info.model_uri
@@ -734,8 +762,9 @@ def check_model_uri(model_uri: str, settings: TrackingSettings) -> None:
 
 def load_generator(
     model_uri: str, settings: TrackingSettings | None = None, device: str = "cpu"
-) -> TextGenerator:
-    """The TextGenerator of a logged model, for aigc's own use (evaluation, sampling).
+) -> TextGenerator | ImageGenerator:
+    """The generator of a logged model, for aigc's own use (evaluation, sampling): a
+    TextGenerator or an ImageGenerator, as its bundle holds.
 
     `model_uri` is `runs:/<run_id>/model`, `models:/m-…`, `models:/<name>@<alias>`,
     `models:/<name>/<version>` (all looked up in `settings`' store), or a local model folder.
@@ -743,11 +772,10 @@ def load_generator(
     import mlflow
     from mlflow.models import Model
 
-    from aigc.generator import TextGenerator
-
-    def from_folder(folder: Path) -> TextGenerator:
+    def from_folder(folder: Path) -> TextGenerator | ImageGenerator:
         flavors = Model.load(str(folder / "MLmodel")).flavors
-        return TextGenerator.load(folder / _bundle_path(model_uri, flavors), device=device)
+        bundle_dir = folder / _bundle_path(model_uri, flavors)
+        return _generator_class(bundle_dir).load(bundle_dir, device=device)
 
     folder = _local_model_folder(model_uri)
     if folder is not None:

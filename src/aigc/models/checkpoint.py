@@ -26,6 +26,7 @@ from aigc.models.configs import ModelConfigBase
 
 CHECKPOINT_FORMAT = "aigc-model-checkpoint"
 CHECKPOINT_VERSION = 1
+MODEL_FILE = "model.pt"  # the checkpoint's name in a generator's bundle folder, text or image
 
 
 def save_checkpoint(

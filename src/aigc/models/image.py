@@ -23,11 +23,16 @@ import torch
 from torch import nn
 
 from aigc.config import LoopParams
-from aigc.models.checkpoint import load_model, save_checkpoint
+from aigc.errors import UserError
+from aigc.models.checkpoint import MODEL_FILE, load_model, save_checkpoint
 from aigc.models.configs import ImageConfigBase
 from aigc.models.objective import Objective, make_optimizer
 
-MODEL_FILE = "model.pt"
+
+class UnknownClass(UserError, ValueError):
+    """A class name the generator was not trained on; its message names the classes it knows.
+
+    Also a ValueError, which is what callers of a library function expect for a bad argument."""
 
 
 class ImageObjective(Objective):
@@ -148,13 +153,19 @@ class ImageGenerator:
         save_checkpoint(directory / MODEL_FILE, self.model, self.config, extra)
         return directory
 
+    def class_index(self, label: str) -> int:
+        """The index of class `label`; UnknownClass, naming the known ones, if there is none."""
+        if label not in self.classes:
+            raise UnknownClass(f"unknown class {label!r}; this model's classes are {self.classes}")
+        return self.classes.index(label)
+
     def sample(self, labels: Sequence[str | int], seed: int, **options: Any) -> torch.Tensor:
         """uint8 (N, H, W, C) images of the given classes (names or indices); same seed, same
         images. Options are the family's (ddpm: `steps`, `guidance`)."""
         from aigc.models.base import get_family
 
         indices = [
-            self.classes.index(label) if isinstance(label, str) else label for label in labels
+            self.class_index(label) if isinstance(label, str) else label for label in labels
         ]
         sampler = get_family(self.family).sampler
         return sampler(self.model, torch.tensor(indices, dtype=torch.long), seed, **options)

@@ -178,11 +178,14 @@ def _train_on_ray(
 
 
 def weights_digest(bundle_dir: Path) -> str:
-    """sha256 over the model's tensors (names, dtypes, shapes, bytes), in name order."""
-    from aigc.generator import TextGenerator
+    """sha256 over the model's tensors (names, dtypes, shapes, bytes), in name order. Text and
+    image bundles both keep their model in `model.pt`; the tokenizer or class names beside it
+    are not weights."""
+    from aigc.models.checkpoint import MODEL_FILE, load_model
 
+    model, _, _, _ = load_model(Path(bundle_dir) / MODEL_FILE)
     digest = hashlib.sha256()
-    for name, tensor in sorted(TextGenerator.load(bundle_dir).model.state_dict().items()):
+    for name, tensor in sorted(model.state_dict().items()):
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
