@@ -73,6 +73,18 @@ def test_champion_no_change_promotion_rollback_and_reproduction(pipeline_project
     assert aliases(settings) == {CHAMPION: "1", CHALLENGER: "1"}
     recorded = settings.client().get_run(first.run_id).data.params
     assert recorded["train.loop.max_steps"] == "30", "MLflow holds the effective values"
+    # The image generator went through the same stages, on its own key and registered model.
+    (image,) = versions(settings, "aigc-image")
+    assert image.tags["aigc.data_version"] != first.tags["aigc.data_version"]
+    assert image.tags.get("aigc.decision") in {"promoted", "rejected"}, image.tags
+    image_run = settings.client().get_run(image.run_id)
+    assert image_run.data.tags["aigc.modality"] == "image"
+    assert {"frechet_distance", "trivial_frechet_distance", "recall"} <= set(
+        image_run.data.metrics
+    )
+    assert "samples/samples.png" in [
+        item.path for item in settings.client().list_artifacts(image.run_id, "samples")
+    ]
 
     again = retrain(root=str(root), overrides=["train.loop.max_steps=30"], only=["text"])["text"]
     assert again.status == "no change" and again.challenger_version == "1"
@@ -117,6 +129,11 @@ def test_champion_no_change_promotion_rollback_and_reproduction(pipeline_project
         filter_string=f"tags.reproduction_of = '{first.run_id}'",
     )
     assert len(runs) == 1
+    result = subprocess.run(
+        [AIGC, "reproduce", "aigc-image/1"], cwd=root, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "the reproduction matches" in result.stdout and "identical" in result.stdout
 
     # A tampered dataset in the DVC cache (and remote): a clear error, nothing trained.
     first_data = first.tags["aigc.data_version"]
