@@ -187,7 +187,8 @@ IMAGE_COLUMNS = ("label", *IMAGE_DEFAULTS)
 
 def image_model_signature() -> mlflow.models.ModelSignature:
     """Image input columns as in `sample_frame`; output: one list of PNG bytes per row."""
-    from mlflow.types import Array, ColSpec, DataType, Schema
+    from mlflow.types import ColSpec, DataType, Schema
+    from mlflow.types.schema import Array
 
     inputs = Schema(
         [
