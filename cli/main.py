@@ -1,9 +1,12 @@
 """The `aigc` command line: the outermost layer (cli → flows → tasks → src/aigc).
 
     aigc data collect|clean|label|version   one data stage (clean and label are what DVC runs)
-    aigc data refresh    the data flow in Prefect: collect → clean → label → version
+    aigc data refresh    the data flow in Prefect: collect → clean → label → version, text
+                         then images
     aigc data status     the current data version, its counts, and the earlier versions
     aigc data checkout   restore a data version from the DVC cache or remote
+    (`--modality image` points collect, clean, label, version, status and checkout at the
+    image data: data/image/, the DVC stages image_clean and image_label, image.* params)
     aigc train           the train stage on the current data version (Ray), then evaluate
     aigc evaluate        the evaluate stage: a logged model on the test split
     aigc promote         the promote stage: the gate decides on the current challenger
@@ -24,6 +27,7 @@ input and the fix, exit code 2.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import os
@@ -69,6 +73,14 @@ SetOption = Annotated[
 ]
 
 
+class Modality(enum.StrEnum):
+    text = "text"
+    image = "image"
+
+
+ModalityOption = Annotated[Modality, typer.Option("--modality", help="which data")]
+
+
 def _params(params_file: Path | None, overrides: list[str] | None) -> Params:
     return load_params(params_file, overrides or [])
 
@@ -99,13 +111,20 @@ def _root_options(
 
 
 @data_app.command("collect")
-def data_collect(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
+def data_collect(
+    params_file: ParamsOption = None,
+    overrides: SetOption = None,
+    modality: ModalityOption = Modality.text,
+) -> None:
     """Read every configured source into a new immutable raw snapshot."""
     from aigc.paths import ProjectPaths
+    from aigc.stages import image
     from aigc.stages.collect import collect
 
     params = _params(params_file, overrides)
-    collected = collect(ProjectPaths.at(_root()), params)
+    collected = (image.collect if modality == "image" else collect)(
+        ProjectPaths.at(_root()), params
+    )
     table = Table("source", "type", "records", "flagged", "refused", "carried", "errors", "s")
     for source in collected.report["sources"]:
         flagged = ", ".join(f"{key} {value}" for key, value in source["flagged"].items())
@@ -126,16 +145,23 @@ def data_collect(params_file: ParamsOption = None, overrides: SetOption = None) 
     else:
         console.print(f"sources unchanged: newest snapshot {snapshot.path.name} still holds")
     if collected.raw_hash:
-        console.print(f"data/raw tracked by DVC: {collected.raw_hash}")
+        raw = "data/image/raw" if modality == "image" else "data/raw"
+        console.print(f"{raw} tracked by DVC: {collected.raw_hash}")
 
 
 @data_app.command("clean")
-def data_clean(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
+def data_clean(
+    params_file: ParamsOption = None,
+    overrides: SetOption = None,
+    modality: ModalityOption = Modality.text,
+) -> None:
     """Clean the newest raw snapshot; every removed record goes to the quarantine."""
     from aigc.paths import ProjectPaths
+    from aigc.stages import image
     from aigc.stages.clean import clean
 
-    cleaned = clean(ProjectPaths.at(_root()), _params(params_file, overrides))
+    stage = image.clean if modality == "image" else clean
+    cleaned = stage(ProjectPaths.at(_root()), _params(params_file, overrides))
     console.print(
         f"clean: {cleaned.records} records kept, {cleaned.quarantined} quarantined"
         + "".join(f"\n  {rule}: {count}" for rule, count in cleaned.quarantined_by_rule.items())
@@ -143,29 +169,42 @@ def data_clean(params_file: ParamsOption = None, overrides: SetOption = None) ->
 
 
 @data_app.command("label")
-def data_label(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
-    """Label the clean records by topic and split them into train/validation/test."""
+def data_label(
+    params_file: ParamsOption = None,
+    overrides: SetOption = None,
+    modality: ModalityOption = Modality.text,
+) -> None:
+    """Label the clean records (text: by topic; images: their class) and split them."""
     from aigc.paths import ProjectPaths
+    from aigc.stages import image
     from aigc.stages.label import label
 
-    labeled = label(ProjectPaths.at(_root()), _params(params_file, overrides))
+    stage = image.label if modality == "image" else label
+    labeled = stage(ProjectPaths.at(_root()), _params(params_file, overrides))
     _print_counts(labeled.counts)
 
 
 @data_app.command("version")
-def data_version(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
+def data_version(
+    params_file: ParamsOption = None,
+    overrides: SetOption = None,
+    modality: ModalityOption = Modality.text,
+) -> None:
     """Push the labeled dataset to the DVC remote and record it as a data version."""
     from aigc.data.collect import latest_snapshot
     from aigc.paths import ProjectPaths
+    from aigc.stages import image
     from aigc.stages.label import labeled_dataset
     from aigc.stages.version import version
 
     paths = ProjectPaths.at(_root())
-    snapshot = latest_snapshot(paths.raw)
-    if snapshot is None or not (paths.reports / "label.json").exists():
+    where = image.ImagePaths.of(paths) if modality == "image" else paths
+    stage = image.version if modality == "image" else version
+    snapshot = latest_snapshot(where.raw)
+    if snapshot is None or not (where.reports / "label.json").exists():
         raise UserError("nothing to version yet: run `aigc data refresh` first")
-    outcome = version(
-        paths, _params(params_file, overrides), snapshot.name, labeled_dataset(paths).counts
+    outcome = stage(
+        paths, _params(params_file, overrides), snapshot.name, labeled_dataset(where).counts
     )
     state = "new" if outcome.new else "unchanged"
     console.print(f"data version [bold]{outcome.dataset.version}[/] ({state})")
@@ -175,33 +214,45 @@ def data_version(params_file: ParamsOption = None, overrides: SetOption = None) 
 
 @data_app.command("refresh")
 def data_refresh(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
-    """Run the data flow in Prefect: collect → clean → label → version."""
+    """Run the data flow in Prefect: collect → clean → label → version, text then images."""
     from flows.data_refresh import data_refresh as flow
 
     started = time.perf_counter()
-    dataset = flow(root=str(_root()), params=_params(params_file, overrides))
-    console.print(
-        f"\n[bold green]data version {dataset.version[:12]}[/] "
-        f"({time.perf_counter() - started:.0f}s)"
-    )
-    _print_counts(dataset.counts)
+    versions = flow(root=str(_root()), params=_params(params_file, overrides))
+    seconds = time.perf_counter() - started
+    for name, dataset in (("text", versions.text), ("image", versions.image)):
+        console.print(f"\n[bold green]{name} data version {dataset.version[:12]}[/]")
+        _print_counts(dataset.counts)
+    console.print(f"data refresh took {seconds:.0f}s")
 
 
 @data_app.command("status")
-def data_status(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
+def data_status(
+    params_file: ParamsOption = None,
+    overrides: SetOption = None,
+    modality: ModalityOption = Modality.text,
+) -> None:
     """Show the current data version, counts per split and label, and earlier versions."""
-    from aigc.data.version import VersionNotFound, current_version, history, status
+    from aigc.data.version import (
+        IMAGE,
+        TEXT,
+        VersionNotFound,
+        current_version,
+        history,
+        status,
+    )
 
     _params(params_file, overrides)  # validates the configuration the data was built with
     root = _root()
-    versions = history(root)
+    kind = IMAGE if modality == "image" else TEXT
+    versions = history(root, kind)
     try:
-        current = current_version(root)
+        current = current_version(root, kind)
     except VersionNotFound as error:
         console.print(f"no data version yet ({error})")
         raise typer.Exit(1) from None
     entry = next((known for known in versions if known.version == current), None)
-    console.print(f"current data version: [bold]{current}[/]")
+    console.print(f"current {modality.value} data version: [bold]{current}[/]")
     stale = status(root)
     console.print(
         "dvc status: up to date" if not stale else f"dvc status: [yellow]changed[/] {stale}"
@@ -229,15 +280,17 @@ def data_checkout(
     ] = None,
     params_file: ParamsOption = None,
     overrides: SetOption = None,
+    modality: ModalityOption = Modality.text,
 ) -> None:
     """Restore exactly that data version from the DVC cache, or the remote."""
-    from aigc.data.version import checkout_version, configure_remote
+    from aigc.data.version import IMAGE, TEXT, checkout_version, configure_remote
     from aigc.paths import ProjectPaths
 
     params = _params(params_file, overrides)
     paths = ProjectPaths.at(_root())
+    kind = IMAGE if modality == "image" else TEXT
     configure_remote(paths.root, params.version.remote_name, params.version.remote_url)
-    dest = checkout_version(paths.root, version, out or paths.labeled)
+    dest = checkout_version(paths.root, version, out or kind.labeled_path(paths.root), kind)
     console.print(f"restored data version {version} into {dest}")
 
 
@@ -404,28 +457,36 @@ def _generate_grid(
 @app.command("run")
 def run(
     force: Annotated[bool, typer.Option(help="retrain even when nothing changed")] = False,
+    only: Annotated[
+        list[str] | None, typer.Option(help="one modality: text or image [default: both]")
+    ] = None,
     timings: Annotated[
         Path | None, typer.Option(help="write where the time went (JSON; bench/pipeline.py)")
     ] = None,
     params_file: ParamsOption = None,
     overrides: SetOption = None,
 ) -> None:
-    """The whole pipeline: data refresh → train → evaluate → register → promote."""
+    """The whole pipeline, for text and images: data refresh → train → evaluate → register →
+    promote, each modality on its own training key and registered model."""
     from aigc.paths import ProjectPaths
-    from flows.retrain import retrain
+    from flows.retrain import chosen_modalities, retrain
 
     _params(params_file, overrides)  # a bad key fails here, before Prefect starts
+    chosen_modalities(only)
     runtime.start(ProjectPaths.at(_root()).work)  # first ends what a killed run left running
     ready = _seconds_since_process_start()
-    summary = retrain(
+    summaries = retrain(
         root=str(_root()),
         params_file=str(params_file) if params_file else None,
         overrides=overrides or [],
         force=force,
+        only=only or None,
     )
-    _print_summary(summary)
+    for summary in summaries.values():
+        _print_summary(summary)
     if timings:
-        record = {"cli_ready": ready, "flow": summary.seconds, "parts": summary.timings}
+        last = list(summaries.values())[-1]  # the parts and seconds are the whole run's
+        record = {"cli_ready": ready, "flow": last.seconds, "parts": last.timings}
         timings.write_text(json.dumps(record, indent=2) + "\n")
 
 
@@ -705,15 +766,17 @@ def _print_stack(statuses) -> None:
 
 def _print_summary(summary) -> None:
     from aigc.evaluate import HEADLINE_METRICS
+    from aigc.evaluate.image_report import IMAGE_HEADLINE_METRICS
 
     colour = {"promoted": "green", "rejected": "yellow", "no change": "cyan"}[summary.status]
     console.print(
-        f"\n[bold {colour}]{summary.status}[/] in {summary.seconds:.0f}s · data version "
+        f"\n[bold]{summary.modality}[/]: [bold {colour}]{summary.status}[/] in "
+        f"{summary.seconds:.0f}s · data version "
         f"{summary.data_version[:12]} · run {summary.run_id[:12]} · challenger version "
         f"{summary.challenger_version} · champion version {summary.champion_version or '-'}"
     )
     table = Table("metric", "challenger", "champion (same test split)")
-    for key in HEADLINE_METRICS:
+    for key in (*HEADLINE_METRICS, *IMAGE_HEADLINE_METRICS):
         if key in summary.challenger_metrics:
             champion = (summary.champion_metrics or {}).get(key)
             table.add_row(

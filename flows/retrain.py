@@ -1,6 +1,7 @@
 """Prefect flow `retrain`: data refresh → plan → train → evaluate → register → promote.
 
-The whole pipeline as its users run it, by hand (`aigc run`), on a schedule
+For each modality (text, then images; `--only` picks), on its own training key and
+registered model. The whole pipeline as its users run it, by hand (`aigc run`), on a schedule
 (`aigc schedule`, or `prefect deploy` with prefect.yaml) or from the Prefect UI. It is
 change-aware (`aigc.retrain.plan_retrain`): when the data version, the code and the training
 params are those of a version already decided, it ends as "no change"; a version registered
@@ -11,12 +12,14 @@ outcome (status, versions, metrics, reasons) is the run's Markdown artifact `ret
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from aigc import runtime, timing
-from aigc.config import load_params
+from aigc.config import MODALITIES, Modality, Params, load_params
+from aigc.errors import UserError
 from aigc.paths import ProjectPaths
 from aigc.retrain import (
     NO_CHANGE,
@@ -28,7 +31,9 @@ from aigc.retrain import (
     summary_markdown,
 )
 from aigc.stages.evaluate import load_evaluation
+from aigc.stages.image import ImageDataset
 from aigc.stages.promote import current_champion, rival
+from aigc.stages.version import Dataset
 from flows.data_refresh import data_refresh
 from tasks.evaluate import evaluate
 from tasks.plan import plan
@@ -45,55 +50,109 @@ def retrain(
     params_file: str | None = None,
     overrides: list[str] | None = None,
     force: bool = False,
-) -> RetrainSummary:
+    only: list[str] | None = None,
+) -> dict[str, RetrainSummary]:
+    """Each modality (text, image; `only` picks) retrained on its own key: one summary each."""
     started = time.perf_counter()
     timing.reset()  # the summary's parts are this run's
     paths = ProjectPaths.at(root)
     runtime.start(paths.work).note_children()  # Prefect's temporary server, if this run has one
     params = load_params(params_file or paths.params, overrides or [])
+    modalities = chosen_modalities(only)
     timeout = 60 * params.run.lock_timeout_minutes
     with PipelineLock(paths.root, timeout, on_wait=get_run_logger().warning):
-        dataset = data_refresh(str(paths.root), params=params)
-        key, existing, decided = plan(paths.root, params, dataset.version, force)
-        if decided.action == NO_CHANGE:
-            champion = current_champion(paths, params)
-            return published(
-                no_change_summary(existing, champion, dataset.version, key, decided, started)
+        data = data_refresh(str(paths.root), params=params, modalities=modalities)
+        return {
+            modality: published(
+                replace(
+                    retrain_model(paths, params, modality, data.of(modality), force, started),
+                    modality=modality,
+                )
             )
-        if decided.action == TRAIN:
-            trained = train(paths.root, params, dataset, key)
-            evaluation = evaluate(
-                paths.root, params, trained.model_uri, dataset, trained.run_id, trained.bundle_dir
-            )
-            challenger = register(paths.root, params, trained, evaluation, key)
-        else:  # registered by a run that stopped before deciding
-            challenger = existing
-            evaluation = load_evaluation(paths, challenger.run_id, challenger.uri) or evaluate(
-                paths.root, params, challenger.uri, dataset
-            )
-        champion = rival(current_champion(paths, params), challenger)
-        champion_evaluation = None
-        if champion is not None:
-            champion_evaluation = evaluate.with_options(task_run_name="evaluate-champion")(
-                paths.root, params, champion.uri, dataset
-            )
-        decision = promote(
-            paths.root, params, challenger, evaluation, champion, champion_evaluation
+            for modality in modalities
+        }
+
+
+def retrain_model(
+    paths: ProjectPaths,
+    params: Params,
+    modality: Modality,
+    dataset: Dataset | ImageDataset,
+    force: bool,
+    started: float,
+) -> RetrainSummary:
+    """plan → train → evaluate → register → evaluate-champion → promote, for one modality."""
+    view = params.for_modality(modality)  # its registered model, policy and experiment
+    named = task_names(modality)
+    key, existing, decided = plan.with_options(**named("plan"))(
+        paths.root, params, dataset.version, force, modality
+    )
+    if decided.action == NO_CHANGE:
+        champion = current_champion(paths, view)
+        return no_change_summary(existing, champion, dataset.version, key, decided, started)
+    if decided.action == TRAIN:
+        trained = train.with_options(**named("train"))(paths.root, params, dataset, key, modality)
+        evaluation = evaluate.with_options(**named("evaluate"))(
+            paths.root,
+            params,
+            trained.model_uri,
+            dataset,
+            trained.run_id,
+            trained.bundle_dir,
+            modality,
         )
-        champion_after = challenger if decision.promote else champion
-        return published(
-            decision_summary(
-                challenger, champion_after, decision, evaluation.samples, key, started
-            )
+        challenger = register.with_options(**named("register"))(
+            paths.root, params, trained, evaluation, key, modality
         )
+    else:  # registered by a run that stopped before deciding
+        challenger = existing
+        evaluation = load_evaluation(
+            paths, challenger.run_id, challenger.uri
+        ) or evaluate.with_options(**named("evaluate"))(
+            paths.root, params, challenger.uri, dataset, modality=modality
+        )
+    champion = rival(current_champion(paths, view), challenger)
+    champion_evaluation = None
+    if champion is not None:
+        champion_evaluation = evaluate.with_options(**named("evaluate-champion"))(
+            paths.root, params, champion.uri, dataset, modality=modality
+        )
+    decision = promote.with_options(**named("promote"))(
+        paths.root, view, challenger, evaluation, champion, champion_evaluation
+    )
+    champion_after = challenger if decision.promote else champion
+    return decision_summary(challenger, champion_after, decision, evaluation.samples, key, started)
+
+
+def chosen_modalities(only: list[str] | None) -> tuple[Modality, ...]:
+    """`only` checked against the modalities there are (all when empty)."""
+    unknown = sorted(set(only or ()) - set(MODALITIES))
+    if unknown:
+        raise UserError(f"--only {', '.join(unknown)}: choose from {', '.join(MODALITIES)}")
+    return tuple(modality for modality in MODALITIES if not only or modality in only)
+
+
+def task_names(modality: Modality):
+    """Task run names in the Prefect UI: text's as they always were, images' `image_<name>`
+    (as the image data tasks)."""
+
+    def named(name: str) -> dict[str, str]:
+        return (
+            {}
+            if modality == "text" and name != "evaluate-champion"
+            else {"task_run_name": name if modality == "text" else f"image_{name}"}
+        )
+
+    return named
 
 
 def published(summary: RetrainSummary) -> RetrainSummary:
     """The summary, also shown in the Prefect UI as the run's Markdown artifact."""
     create_markdown_artifact(
         markdown=summary_markdown(summary),
-        key=SUMMARY_ARTIFACT,
-        description=f"retrain: {summary.status}, data version {summary.data_version[:12]}",
+        key=SUMMARY_ARTIFACT if summary.modality == "text" else f"{SUMMARY_ARTIFACT}-image",
+        description=f"retrain {summary.modality}: {summary.status}, data version "
+        f"{summary.data_version[:12]}",
     )
     return summary
 

@@ -18,8 +18,14 @@ from aigc.stages.collect import collect as collect_stage
 
 @task(name="collect")
 def collect(root: Path, params: Params) -> CollectedSnapshot:
-    logger = get_run_logger()
     collected = collect_stage(ProjectPaths.at(root), params)
+    log_collection(collected, "data/raw")
+    return collected
+
+
+def log_collection(collected: CollectedSnapshot, raw: str) -> None:
+    """Per source: records, flags, errors, refusals, carried records; then the snapshot."""
+    logger = get_run_logger()
     for source in collected.report["sources"]:
         logger.info(
             "source %s (%s): %d records, flagged %s, %d errors, %.1fs",
@@ -45,5 +51,4 @@ def collect(root: Path, params: Params) -> CollectedSnapshot:
     snapshot = collected.snapshot
     state = "new snapshot" if snapshot.new else "no change since"
     logger.info("%s %s: %d records", state, snapshot.path.name, snapshot.records)
-    logger.info("data/raw tracked by DVC: %s", collected.raw_hash)
-    return collected
+    logger.info("%s tracked by DVC: %s", raw, collected.raw_hash)

@@ -7,7 +7,7 @@ from pathlib import Path
 from prefect import get_run_logger, task
 
 from aigc import timing
-from aigc.config import Params
+from aigc.config import Modality, Params
 from aigc.registry.registry import ModelVersion, find_by_key
 from aigc.retrain import Plan, plan_retrain, training_key
 from aigc.tracking import TrackingSettings
@@ -15,13 +15,16 @@ from aigc.tracking import TrackingSettings
 
 @task(name="plan")
 def plan(
-    root: Path, params: Params, data_version: str, force: bool
+    root: Path, params: Params, data_version: str, force: bool, modality: Modality = "text"
 ) -> tuple[str, ModelVersion | None, Plan]:
     """(training key, the version already trained from it if any, the plan)."""
     with timing.timed("change check"):
-        key = training_key(data_version, params)
-        settings = TrackingSettings.of(params.tracking, root)
-        existing = find_by_key(settings, params.registry.model_name, key)
+        key = training_key(data_version, params, modality)
+        view = params.for_modality(modality)
+        settings = TrackingSettings.of(view.tracking, root)
+        existing = find_by_key(settings, view.registry.model_name, key)
     decided = plan_retrain(existing, force)
-    get_run_logger().info("training key %s: %s: %s", key, decided.action, decided.reason)
+    get_run_logger().info(
+        "%s training key %s: %s: %s", modality, key, decided.action, decided.reason
+    )
     return key, existing, decided

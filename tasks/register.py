@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from aigc.config import Params
+from aigc.config import Modality, Params
 from aigc.paths import ProjectPaths
 from aigc.registry.registry import ModelVersion
 from aigc.stages.evaluate import Evaluation
@@ -16,8 +16,13 @@ from aigc.stages.train import TrainedModel
 
 @task(name="register")
 def register(
-    root: Path, params: Params, trained: TrainedModel, evaluation: Evaluation, key: str
+    root: Path,
+    params: Params,
+    trained: TrainedModel,
+    evaluation: Evaluation,
+    key: str,
+    modality: Modality = "text",
 ) -> ModelVersion:
-    version = register_stage(ProjectPaths.at(root), params, trained, evaluation, key)
+    version = register_stage(ProjectPaths.at(root), params, trained, evaluation, key, modality)
     get_run_logger().info("registered %s version %s as challenger", version.name, version.version)
     return version

@@ -6,30 +6,40 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from aigc.config import Params
+from aigc.config import Modality, Params
 from aigc.paths import ProjectPaths
-from aigc.stages.train import TrainedModel
-from aigc.stages.train import train as train_stage
+from aigc.stages.image import ImageDataset
+from aigc.stages.train import TrainedModel, train_images
+from aigc.stages.train import train as train_text
 from aigc.stages.version import Dataset
 from aigc.train.progress import ProgressLog, stopped_by, tokens_per_step
 
 
 @task(name="train")
-def train(root: Path, params: Params, dataset: Dataset, key: str) -> TrainedModel:
+def train(
+    root: Path,
+    params: Params,
+    dataset: Dataset | ImageDataset,
+    key: str,
+    modality: Modality = "text",
+) -> TrainedModel:
     logger = get_run_logger()
-    trained = train_stage(
+    settings = params.train if modality == "text" else params.image.train
+    stage = train_text if modality == "text" else train_images
+    trained = stage(
         ProjectPaths.at(root),
         params,
         dataset,
         # called from the thread that drains rank 0's queue: the logger is bound here
-        on_progress=ProgressLog(params.train, logger.info),
+        on_progress=ProgressLog(settings, logger.info),
         extra_tags={"aigc.training_key": key},
     )
     logger.info(
-        "trained run %s: %d steps (stopped by %s) in %.0fs, train loss %.3f",
+        "trained %s run %s: %d steps (stopped by %s) in %.0fs, train loss %.3f",
+        modality,
         trained.run_id,
         trained.steps,
-        stopped_by(params.train.loop, tokens_per_step(params.train), trained.steps),
+        stopped_by(settings.loop, tokens_per_step(settings), trained.steps),
         trained.seconds,
         trained.metrics.get("train_loss", float("nan")),
     )

@@ -75,8 +75,7 @@ def project(tmp_path: Path) -> Path:
     shutil.copytree(
         REPO / "src" / "aigc", root / "src" / "aigc", ignore=shutil.ignore_patterns("__pycache__")
     )
-    (root / "data" / "labels").mkdir(parents=True)
-    shutil.copy(REPO / "data" / "labels" / "overrides.csv", root / "data" / "labels")
+    shutil.copytree(REPO / "data" / "labels", root / "data" / "labels")  # text's and images'
     params = small_params()
     params["version"] = {"remote_url": str(tmp_path / "remote")}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -112,6 +111,17 @@ TINY = {
         "max_new_tokens": 16,
     },
     "registry": {"policy": {"bootstrap_samples": 200}},
+    "image": {
+        "train": {"batch_size": 32, "loop": {"max_steps": 30, "eval_every": 15}},
+        "evaluate": {
+            "samples_per_class": 20,
+            "kid_subsets": 10,
+            "kid_subset_size": 20,
+            "grid_per_class": 4,
+            "classifier": {"epochs": 3},
+        },
+        "registry": {"policy": {"bootstrap_samples": 100}},
+    },
 }
 
 

@@ -121,11 +121,16 @@ class CollectParams(Section):
 
     @model_validator(mode="after")
     def _unique_names(self) -> CollectParams:
-        names = [source.name for source in self.sources]
-        duplicated = sorted({name for name in names if names.count(name) > 1})
-        if duplicated:
-            raise ValueError(f"source names must be unique; repeated: {duplicated}")
-        return self
+        return unique_source_names(self)
+
+
+def unique_source_names(section: Any) -> Any:
+    """`section` (whose sources have names) if no two sources share a name."""
+    names = [source.name for source in section.sources]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise ValueError(f"source names must be unique; repeated: {duplicated}")
+    return section
 
 
 # --- clean -----------------------------------------------------------------------------
@@ -213,6 +218,87 @@ class VersionParams(Section):
     remote_name: str = "storage"
     remote_url: str = "dvc-remote"
     push: bool = True
+
+
+# --- image data (collect, clean, label, version of the image modality) ------------------
+
+
+class DigitsSource(SourceBase):
+    """scikit-learn's handwritten digits: 1,797 real 8x8 grey images of 10 classes, offline."""
+
+    type: Literal["digits"] = "digits"
+
+
+class ImageFolderSource(SourceBase):
+    """A directory of images, `class_name/*.png`: the label is the folder's name; files at the
+    top level are unlabeled. Read recursively with the text folder source's refusal rules."""
+
+    type: Literal["image_folder"] = "image_folder"
+    path: str
+    extensions: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+    missing_ok: bool = True
+
+
+class Cifar10Source(SourceBase):
+    """CIFAR-10's binary batches (`data_batch_*.bin`, `test_batch.bin`) in a folder; class
+    names from `batches.meta.txt` beside them, else CIFAR-10's own ten."""
+
+    type: Literal["cifar10"] = "cifar10"
+    path: str
+    files: tuple[str, ...] = ("data_batch_*.bin", "test_batch.bin")  # glob patterns
+
+
+ImageSource = Annotated[
+    DigitsSource | ImageFolderSource | Cifar10Source, Field(discriminator="type")
+]
+
+
+class ImageCollectParams(Section):
+    sources: tuple[ImageSource, ...] = (DigitsSource(name="digits"),)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ImageCollectParams:
+        return unique_source_names(self)
+
+
+class ImageNearDuplicateRule(Rule):
+    """Perceptual hash (imagehash.phash) within `max_distance` bits of a kept image's.
+
+    On the digits, distance 1 quarantines none, 2 quarantines 19 of 1,797, 4 quarantines 135:
+    distinct writers' 8x8 digits share hashes quickly, so the default only catches re-encodings
+    and other copies that the pixel hash misses."""
+
+    hash_size: int = Field(default=8, ge=2, le=16)  # a hash of hash_size**2 bits
+    max_distance: int = Field(default=1, ge=0)
+
+
+class ImageCleanParams(Section):
+    """Decode with Pillow, convert to `mode` and `size`, quarantine what does not fit."""
+
+    mode: Literal["L", "RGB"] = "L"
+    size: tuple[int, int] = (8, 8)  # (width, height) every clean image has
+    convert_mode: bool = True  # False: an image in another mode is quarantined (wrong_mode)
+    resize: Literal["never", "stretch", "center_crop"] = "never"  # never: wrong_size
+    max_pixels: int = Field(default=4096 * 4096, ge=1)  # larger: a decompression bomb
+    exact_duplicate: Rule = Rule()
+    near_duplicate: ImageNearDuplicateRule = ImageNearDuplicateRule()
+
+
+class ImageSplitParams(SplitParams):
+    # About 180 test images on the digits: fixed sample counts for the image metrics.
+    validation_fraction: float = Field(default=0.05, ge=0, lt=0.5)
+    test_fraction: float = Field(default=0.1, ge=0, lt=0.5)
+
+
+class ImageLabelParams(Section):
+    """The source's class; a row of `overrides_file` (id,label) wins; a hash split."""
+
+    overrides_file: str = "data/labels/image_overrides.csv"
+    split: ImageSplitParams = ImageSplitParams()
+
+
+class ImageVersionParams(Section):
+    push: bool = True  # to the DVC remote of the `version` section
 
 
 # --- train / evaluate / tracking -------------------------------------------------------
@@ -375,8 +461,7 @@ class ImageTrainParams(Section):
     )
     batch_size: int = Field(default=64, ge=1)  # per worker
     seed: int = 1337
-    loop: LoopParams = Field(default_factory=_image_loop)
-    ray: RayParams = RayParams()
+    loop: LoopParams = Field(default_factory=_image_loop)  # on the cluster of `train.ray`
 
     @field_validator("model", mode="before")
     @classmethod
@@ -392,28 +477,7 @@ class ImageTrainParams(Section):
         return value
 
 
-class Params(Section):
-    collect: CollectParams = CollectParams()
-    clean: CleanParams = CleanParams()
-    label: LabelParams = LabelParams()
-    split: SplitParams = SplitParams()
-    version: VersionParams = VersionParams()
-    train: TrainParams = TrainParams()
-    evaluate: EvaluateParams = EvaluateParams()
-    tracking: TrackingParams = TrackingParams()
-    registry: RegistryParams = RegistryParams()
-    run: RunParams = RunParams()
-
-    def section_hash(self, *sections: str) -> str:
-        """A stable hash of the named sections (all when none), for keys and tags."""
-        data = self.model_dump(mode="json")
-        chosen = {name: data[name] for name in (sections or tuple(sorted(data)))}
-        blob = json.dumps(chosen, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-# --- image.evaluate (issue 11) ---------------------------------------------------------
-# Wired into ImageParams by the integrator: `image.evaluate` and the image promotion policy.
+# --- image.evaluate ---------------------------------------------------------------------
 
 
 class ImageClassifierParams(Section):
@@ -466,6 +530,63 @@ class ImagePromotionPolicy(PromotionPolicy):
     guard_metrics: dict[str, GuardRule] = Field(default_factory=_image_guards)
     bootstrap_samples: int = Field(default=300, ge=0)
     baseline_metric: str | None = "trivial_frechet_distance"
+
+
+class ImageRegistryParams(Section):
+    model_name: str = "aigc-image"
+    experiment: str = "aigc-image"  # the MLflow experiment of image runs
+    policy: ImagePromotionPolicy = ImagePromotionPolicy()
+
+
+class ImageParams(Section):
+    """The image modality: its own data stages, model, evaluation and registered model.
+    Training runs on the cluster `train.ray` names and tracks to `tracking`'s store."""
+
+    collect: ImageCollectParams = ImageCollectParams()
+    clean: ImageCleanParams = ImageCleanParams()
+    label: ImageLabelParams = ImageLabelParams()
+    version: ImageVersionParams = ImageVersionParams()
+    train: ImageTrainParams = ImageTrainParams()
+    evaluate: ImageEvaluateParams = ImageEvaluateParams()
+    registry: ImageRegistryParams = ImageRegistryParams()
+
+
+MODALITIES = ("text", "image")
+Modality = Literal["text", "image"]
+
+
+class Params(Section):
+    collect: CollectParams = CollectParams()
+    clean: CleanParams = CleanParams()
+    label: LabelParams = LabelParams()
+    split: SplitParams = SplitParams()
+    version: VersionParams = VersionParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    tracking: TrackingParams = TrackingParams()
+    registry: RegistryParams = RegistryParams()
+    run: RunParams = RunParams()
+    image: ImageParams = ImageParams()
+
+    def section_hash(self, *sections: str) -> str:
+        """A stable hash of the named sections (all when none), for keys and tags."""
+        data = self.model_dump(mode="json")
+        chosen = {name: data[name] for name in (sections or tuple(sorted(data)))}
+        blob = json.dumps(chosen, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def for_modality(self, modality: Modality) -> Params:
+        """These params as the shared stages (plan, register, promote) read them for
+        `modality`: for images, the image registry's model name, policy and experiment."""
+        if modality == "text":
+            return self
+        registry = self.image.registry
+        return self.model_copy(
+            update={
+                "registry": RegistryParams(model_name=registry.model_name, policy=registry.policy),
+                "tracking": self.tracking.model_copy(update={"experiment": registry.experiment}),
+            }
+        )
 
 
 # --- loading ---------------------------------------------------------------------------

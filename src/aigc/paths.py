@@ -48,6 +48,11 @@ class ProjectPaths:
         return self.root / "data" / "versions.jsonl"
 
     @property
+    def image(self) -> Path:
+        """The image modality's data: raw/, clean/, labeled/, reports/ and versions.jsonl."""
+        return self.root / "data" / "image"
+
+    @property
     def dvc_lock(self) -> Path:
         return self.root / "dvc.lock"
 

@@ -24,14 +24,15 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from aigc.config import Params, TrackingParams
-from aigc.data.version import checkout_version
+from aigc.config import LoopParams, Params, TrackingParams
+from aigc.data.version import IMAGE, TEXT, checkout_version
 from aigc.errors import UserError
 from aigc.fingerprint import code_version
 from aigc.paths import ProjectPaths
 from aigc.registry.registry import get_version
-from aigc.stages.evaluate import evaluate
-from aigc.stages.train import train
+from aigc.stages.evaluate import evaluate, evaluate_images
+from aigc.stages.image import ImageDataset
+from aigc.stages.train import train, train_images
 from aigc.stages.version import Dataset
 from aigc.tracking import TrackingSettings, TrainingRun, get_run, git_commit
 
@@ -111,21 +112,32 @@ def verify_dataset(root: Path, folder: Path, version: str) -> None:
             )
 
 
-def reproduction_params(original: Params, steps: int, workdir: Path, root: Path) -> Params:
+def reproduction_params(
+    original: Params, steps: int, workdir: Path, root: Path, modality: str = "text"
+) -> Params:
     """The recorded params, made reproducible: exact steps, absolute tracking, own storage."""
-    loop = original.train.loop
-    horizon = loop.lr_decay_steps or loop.max_steps
-    loop = loop.model_copy(
-        update={
-            "max_steps": steps,
-            "max_minutes": None,
-            "max_tokens": None,
-            "lr_decay_steps": horizon,
-        }
-    )
+
+    def exact(loop: LoopParams) -> LoopParams:
+        horizon = loop.lr_decay_steps or loop.max_steps
+        return loop.model_copy(
+            update={
+                "max_steps": steps,
+                "max_minutes": None,
+                "max_tokens": None,
+                "lr_decay_steps": horizon,
+            }
+        )
+
     ray = original.train.ray.model_copy(update={"storage_path": str(workdir / "ray")})
-    train = original.train.model_copy(update={"loop": loop, "ray": ray})
-    return original.model_copy(update={"train": train})
+    train = original.train.model_copy(update={"ray": ray})
+    if modality == "text":
+        train = train.model_copy(update={"loop": exact(original.train.loop)})
+        return original.model_copy(update={"train": train})
+    image_train = original.image.train.model_copy(
+        update={"loop": exact(original.image.train.loop)}
+    )
+    image = original.image.model_copy(update={"train": image_train})
+    return original.model_copy(update={"train": train, "image": image})
 
 
 def reproduce(
@@ -156,32 +168,57 @@ def reproduce(
             f"{git_commit(paths.root)}): metrics may legitimately differ"
         )
 
+    modality = tags.get("aigc.modality", "text")
     workdir = paths.work / "reproductions" / run_id
-    restored = checkout_version(paths.root, data_version, workdir / "labeled")
-    verify_dataset(paths.root, restored, data_version)
-
-    recorded = reproduction_params(
-        recorded_params(settings, run_id), int(tags["aigc.steps"]), workdir, paths.root
+    restored = checkout_version(
+        paths.root, data_version, workdir / "labeled", IMAGE if modality == "image" else TEXT
     )
+    verify_dataset(paths.root, restored, data_version)
+    recorded = reproduction_params(
+        recorded_params(settings, run_id),
+        int(tags["aigc.steps"]),
+        workdir,
+        paths.root,
+        modality,
+    )
+    experiment = client.get_experiment(original.info.experiment_id).name
     recorded = recorded.model_copy(
         update={
             "tracking": TrackingParams(
                 tracking_uri=settings.tracking_uri,
                 artifact_root=settings.artifact_root,
-                experiment=settings.experiment,
+                experiment=experiment,
             )
         }
     )
-    dataset = Dataset(restored, data_version)
     workpaths = ProjectPaths.at(workdir)
-    trained = train(
+    if modality == "image":
+        dataset, train_stage, evaluate_stage = (
+            ImageDataset(restored, data_version),
+            train_images,
+            evaluate_images,
+        )
+        recorded = recorded.model_copy(
+            update={
+                "image": recorded.image.model_copy(
+                    update={
+                        "registry": recorded.image.registry.model_copy(
+                            update={"experiment": experiment}
+                        )
+                    }
+                )
+            }
+        )
+    else:
+        dataset, train_stage, evaluate_stage = Dataset(restored, data_version), train, evaluate
+    trained = train_stage(
         workpaths,
         recorded,
         dataset,
         on_progress=on_progress,
         extra_tags={"reproduction_of": run_id},
     )
-    evaluate(
+    evaluate_stage(
         workpaths,
         recorded,
         trained.model_uri,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from aigc import timing
-from aigc.config import Params
+from aigc.config import Modality, Params
 from aigc.errors import UserError
 from aigc.fingerprint import code_version
 from aigc.registry.decide import Decision
@@ -32,9 +33,19 @@ from aigc.registry.registry import DECISION_TAG, ModelVersion
 NO_CHANGE, TRAIN, DECIDE = "no change", "train", "decide"
 
 
-def training_key(data_version: str, params: Params) -> str:
-    """One key from the data version, the code version and the training params."""
-    parts = [data_version, code_version(), params.section_hash("train")]
+def training_key(data_version: str, params: Params, modality: Modality = "text") -> str:
+    """One key from the data version, the code version and the training params (for images:
+    `image.train` and the worker group of `train.ray`, which shapes data-parallel training)."""
+    if modality == "text":
+        training = params.section_hash("train")
+    else:
+        ray = params.train.ray
+        chosen = {
+            "image.train": params.image.train.model_dump(mode="json"),
+            "workers": [ray.num_workers, ray.cpus_per_worker, str(ray.use_gpu)],
+        }
+        training = hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
+    parts = [data_version, code_version(), training]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
 
 
@@ -144,6 +155,7 @@ class RetrainSummary:
     samples: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)  # aigc.timing's parts
+    modality: str = "text"
 
 
 def no_change_summary(
@@ -195,6 +207,7 @@ def decision_summary(
 def summary_markdown(summary: RetrainSummary) -> str:
     """The run's outcome as Markdown, for the Prefect UI: status, versions, the headline
     metrics of challenger and champion side by side (on the same test split), the reasons."""
+    from aigc.evaluate.image_report import IMAGE_HEADLINE_METRICS
     from aigc.evaluate.report import HEADLINE_METRICS
 
     def number(value: float | None) -> str:
@@ -202,7 +215,7 @@ def summary_markdown(summary: RetrainSummary) -> str:
 
     champion = summary.champion_metrics or {}
     lines = [
-        f"# Retrain: {summary.status}",
+        f"# Retrain ({summary.modality}): {summary.status}",
         "",
         "| | |",
         "|---|---|",
@@ -220,7 +233,7 @@ def summary_markdown(summary: RetrainSummary) -> str:
     ]
     lines += [
         f"| {name} | {number(summary.challenger_metrics[name])} | {number(champion.get(name))} |"
-        for name in HEADLINE_METRICS
+        for name in (*HEADLINE_METRICS, *IMAGE_HEADLINE_METRICS)
         if name in summary.challenger_metrics
     ]
     lines += ["", "## Reasons", ""]

@@ -1,8 +1,9 @@
 """The data flow end to end on real Prefect (test harness), real DVC in a temporary git repo.
 
-One project goes through a whole life: a first run makes a data version; an unchanged rerun
-keeps it; DVC agrees with Prefect (`dvc status` clean, `dvc repro` in a fresh clone gives
-byte-identical outputs); new inbox data makes a new version; the old one checks out intact.
+One project goes through a whole life: a first run makes a data version per modality (text
+from the inbox, images from the built-in digits); an unchanged rerun keeps them; DVC agrees
+with Prefect (`dvc status` clean, `dvc repro` in a fresh clone gives byte-identical outputs);
+new inbox data makes a new version; the old ones (text and image) check out intact.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from aigc.data.version import configure_remote, current_version, dvc, history, status
+from aigc.data.version import IMAGE, configure_remote, current_version, dvc, history, status
+from aigc.image.dataset import read_labeled
 from tests.conftest import git, make_documents, write_documents
 
 pytestmark = pytest.mark.slow
@@ -39,10 +41,27 @@ def files_bytes(folder: Path) -> dict[str, bytes]:
 def test_data_flow_versions_reproduces_and_restores(project: Path, prefect, tmp_path: Path):
     from flows.data_refresh import data_refresh
 
-    first = data_refresh(root=str(project))
+    both = data_refresh(root=str(project))
+    first, images = both.text, both.image
     version = current_version(project)
     assert first.version == version and len(version) == 32
     assert status(project) == {}, "dvc status must be clean after the flow"
+
+    # The image data version: its own DVC output, history and raw snapshot tracked by DVC.
+    image_version = current_version(project, IMAGE)
+    assert images.version == image_version != version
+    assert [known.version for known in history(project, IMAGE)] == [image_version]
+    assert (project / "data" / "image" / "raw.dvc").is_file()
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    assert {out["path"] for out in lock["stages"]["image_label"]["outs"]} >= {"data/image/labeled"}
+    image_raw = pd.read_parquet(next((project / "data/image/raw").glob("snapshot-*.parquet")))
+    image_clean = pd.read_parquet(project / "data/image/clean/records.parquet")
+    image_held = pd.read_parquet(project / "data/image/clean/quarantine.parquet")
+    assert len(image_raw) == len(image_clean) + len(image_held) == 1797
+    splits = read_labeled(images.path)
+    assert sum(len(split) for split in splits.values()) == images.counts["records"] == 1797
+    assert splits["train"].pixels.shape[1:] == (8, 8, 1) and len(splits["test"].classes) == 10
+    image_bytes = files_bytes(project / "data" / "image" / "labeled")
 
     raw = pd.read_parquet(next((project / "data" / "raw").glob("snapshot-*.parquet")))
     clean = pd.read_parquet(project / "data" / "clean" / "records.parquet")
@@ -54,7 +73,7 @@ def test_data_flow_versions_reproduces_and_restores(project: Path, prefect, tmp_
 
     # Unchanged inputs: no new snapshot, DVC skips the stages, same version.
     again = data_refresh(root=str(project))
-    assert again.version == version
+    assert again.text.version == version and again.image.version == image_version
     assert len(list((project / "data" / "raw").glob("snapshot-*.parquet"))) == 1
     assert [known.version for known in history(project)] == [version]
 
@@ -64,15 +83,16 @@ def test_data_flow_versions_reproduces_and_restores(project: Path, prefect, tmp_
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(project), str(clone))
     configure_remote(clone, "storage", str(tmp_path / "remote"))
-    dvc(clone, "pull", "--quiet", "data/raw.dvc")
+    dvc(clone, "pull", "--quiet", "data/raw.dvc", "data/image/raw.dvc")
     subprocess.run([AIGC, "params", "--write"], cwd=clone, check=True, capture_output=True)
     assert "Running stage 'label'" in dvc(clone, "repro").stdout
     assert git(clone, "status", "--porcelain", "dvc.lock") == "", "outputs differ in the clone"
     assert files_bytes(clone / "data" / "labeled") == first_bytes
+    assert files_bytes(clone / "data" / "image" / "labeled") == image_bytes
 
     # New data in the inbox: a new snapshot and a new version.
     write_documents(project / "data" / "inbox", make_documents(12, seed=7, prefix="new"))
-    second = data_refresh(root=str(project))
+    second = data_refresh(root=str(project)).text
     assert second.version != version
     assert [known.version for known in history(project)] == [version, second.version]
     assert status(project) == {}
@@ -87,11 +107,22 @@ def test_data_flow_versions_reproduces_and_restores(project: Path, prefect, tmp_
     assert restored.returncode == 0, restored.stderr + restored.stdout
     assert files_bytes(project / "data" / "labeled") == first_bytes
 
+    # The image version restores the same way, from its own history.
+    (project / "data" / "image" / "labeled" / "images.parquet").unlink()
+    restored = subprocess.run(
+        [AIGC, "data", "checkout", "--modality", "image", image_version[:10]],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert restored.returncode == 0, restored.stderr + restored.stdout
+    assert files_bytes(project / "data" / "image" / "labeled") == image_bytes
+
 
 def test_checkout_from_the_remote_in_another_clone(project: Path, prefect, tmp_path: Path):
     from flows.data_refresh import data_refresh
 
-    labeled = data_refresh(root=str(project))
+    labeled = data_refresh(root=str(project)).text
     expected = files_bytes(project / "data" / "labeled")
     git(project, "add", "-A")
     git(project, "commit", "-qm", "v1")

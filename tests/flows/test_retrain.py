@@ -74,7 +74,7 @@ def test_champion_no_change_promotion_rollback_and_reproduction(pipeline_project
     recorded = settings.client().get_run(first.run_id).data.params
     assert recorded["train.loop.max_steps"] == "30", "MLflow holds the effective values"
 
-    again = retrain(root=str(root), overrides=["train.loop.max_steps=30"])
+    again = retrain(root=str(root), overrides=["train.loop.max_steps=30"], only=["text"])["text"]
     assert again.status == "no change" and again.challenger_version == "1"
     assert len(versions(settings, "aigc-text")) == 1, "no change must not train or register"
 
@@ -84,7 +84,8 @@ def test_champion_no_change_promotion_rollback_and_reproduction(pipeline_project
     better = retrain(
         root=str(root),
         overrides=["train.loop.max_steps=120", "registry.policy.guard_metrics={}"],
-    )
+        only=["text"],
+    )["text"]
     assert better.data_version != again.data_version
     assert better.challenger_version == "2" and better.status == "promoted", "\n".join(
         better.reasons
@@ -153,8 +154,10 @@ def test_a_run_reports_its_progress_and_outcome_then_a_worse_challenger_is_rejec
     with a tiny budget rejected with reasons."""
     root, settings = pipeline_project
     caplog.set_level(logging.INFO, logger="prefect")
-    state = retrain(root=str(root), overrides=["train.loop.max_minutes=5"], return_state=True)
-    champion = state.result()
+    state = retrain(
+        root=str(root), overrides=["train.loop.max_minutes=5"], only=["text"], return_state=True
+    )
+    champion = state.result()["text"]
     assert champion.status == "promoted", champion.reasons
 
     # In the terminal: what stops training, then step/budget at each tenth of the budget.
@@ -197,7 +200,7 @@ def test_a_run_reports_its_progress_and_outcome_then_a_worse_challenger_is_rejec
     assert f"| test_bits_per_character | {bits:.4g} |" in artifact.data
     assert all(" ".join(reason.split()) in artifact.data for reason in champion.reasons)
 
-    worse = retrain(root=str(root), overrides=["train.loop.max_steps=3"])
+    worse = retrain(root=str(root), overrides=["train.loop.max_steps=3"], only=["text"])["text"]
     assert worse.status == "rejected" and worse.challenger_version == "2"
     assert any("test_bits_per_character" in reason for reason in worse.reasons), worse.reasons
     assert aliases(settings) == {CHAMPION: "1", CHALLENGER: "2"}
@@ -218,7 +221,7 @@ def test_crash_between_register_and_decide_is_finished_by_the_next_run(pipeline_
     from tasks.train import train
 
     root, settings = pipeline_project
-    dataset = data_refresh(root=str(root))
+    dataset = data_refresh(root=str(root)).text
     params = load_params(root / "params.yaml")
     key = training_key(dataset.version, params)
     with disable_run_logger():
@@ -227,7 +230,7 @@ def test_crash_between_register_and_decide_is_finished_by_the_next_run(pipeline_
         register.fn(root, params, trained, evaluation, key)  # ... and the process dies here
     assert aliases(settings) == {CHAMPION: None, CHALLENGER: "1"}
 
-    summary = retrain(root=str(root))
+    summary = retrain(root=str(root), only=["text"])["text"]
     assert summary.challenger_version == "1", "the registered version is decided, not retrained"
     assert len(versions(settings, "aigc-text")) == 1
     assert summary.status == "promoted" and aliases(settings) == {CHAMPION: "1", CHALLENGER: "1"}
@@ -236,6 +239,6 @@ def test_crash_between_register_and_decide_is_finished_by_the_next_run(pipeline_
 def test_a_second_run_waits_for_the_lock_then_ends_clearly(pipeline_project, prefect):
     root, settings = pipeline_project
     with PipelineLock(root), pytest.raises(PipelineBusy, match="another aigc run holds"):
-        retrain(root=str(root), overrides=["run.lock_timeout_minutes=0.02"])
+        retrain(root=str(root), overrides=["run.lock_timeout_minutes=0.02"], only=["text"])
     assert not (root / "data" / "raw").exists(), "the waiting run must not touch data/"
     assert versions(settings, "aigc-text") == []

@@ -115,3 +115,13 @@ def test_params_yaml_restates_no_default():
         if node == value or (isinstance(value, list) and node == list(value)):
             restated.append(".".join(path))
     assert restated == []
+
+
+def test_image_defaults_are_the_digits_and_overrides_reach_them(tmp_path):
+    path = write(tmp_path / "p.yaml", {})
+    params = load_params(path, ["image.clean.size=[32, 32]", "image.clean.mode=RGB"])
+    assert [source.type for source in params.image.collect.sources] == ["digits"]
+    assert params.image.clean.size == (32, 32) and params.image.clean.mode == "RGB"
+    bad = {"image": {"collect": {"sources": [{"name": "x", "type": "cifar100", "path": "."}]}}}
+    with pytest.raises(ConfigError, match="image.collect.sources.0"):
+        load_params(write(tmp_path / "bad.yaml", bad))

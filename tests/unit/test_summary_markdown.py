@@ -22,7 +22,7 @@ def test_a_decision_shows_status_versions_metrics_side_by_side_and_reasons():
         seconds=93.4,
     )
     markdown = summary_markdown(summary)
-    assert markdown.startswith("# Retrain: rejected\n")
+    assert markdown.startswith("# Retrain (text): rejected\n")
     assert "| status | **rejected** |" in markdown
     assert "| data version | `0123456789abcdef0123456789abcdef` |" in markdown
     assert f"| challenger | version 2, run `{'r' * 32}` |" in markdown

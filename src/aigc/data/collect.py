@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -106,20 +106,44 @@ def collect_sources(
     previous: pd.DataFrame | None = None,
 ) -> Collection:
     """Read all sources; raise SourceError for a failing source whose on_error is `fail`."""
+    frame, outcomes = gather(
+        sources, root, now, previous, RAW_COLUMNS, _read_source, _row, _why_nothing
+    )
+    frame = frame.astype(dict.fromkeys(RAW_COLUMNS, "str"))
+    frame = frame.sort_values(["source", "uri"], kind="stable").reset_index(drop=True)
+    check(frame, RAW_SCHEMA, "collect")
+    return Collection(frame=frame, sources=tuple(outcomes))
+
+
+def gather(
+    sources: Iterable[Any],
+    root: Path,
+    now: datetime | None,
+    previous: pd.DataFrame | None,
+    columns: list[str],
+    read_source: Callable[[Any, Path, SourceOutcome, pd.DataFrame], tuple[list, pd.DataFrame]],
+    make_row: Callable[[Any, Any], dict],
+    why_nothing: Callable[[Any, SourceOutcome, Path], str],
+) -> tuple[pd.DataFrame, tuple[SourceOutcome, ...]]:
+    """The rows of every source (text's or images'), with first-seen times and what was
+    carried forward, and each source's outcome; NothingCollected when there is no row.
+
+    `read_source(source, root, outcome, earlier)` gives (records read, earlier rows kept for
+    what failed); `make_row(source, record)` a row of `columns`."""
     timestamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     sources = tuple(sources)
     if previous is None:
-        previous = pd.DataFrame(columns=RAW_COLUMNS)
+        previous = pd.DataFrame(columns=columns)
     rows: list[dict] = []
     carried: list[pd.DataFrame] = []
     outcomes = []
     for source in sources:
         outcome = SourceOutcome(name=source.name, type=source.type)
         started = time.perf_counter()
-        earlier = previous[previous["source"] == source.name][RAW_COLUMNS]
-        records, kept = _read_source(source, root, outcome, earlier)
+        earlier = previous[previous["source"] == source.name][columns]
+        records, kept = read_source(source, root, outcome, earlier)
         for record in records:
-            rows.append(_row(source, record))
+            rows.append(make_row(source, record))
             for flag in record.flags:
                 outcome.flagged[flag] = outcome.flagged.get(flag, 0) + 1
         outcome.records = len(records)
@@ -127,18 +151,15 @@ def collect_sources(
         carried += [kept] if len(kept) else []
         outcome.seconds = round(time.perf_counter() - started, 3)
         outcomes.append(outcome)
-    fresh = _carry_collected_at(pd.DataFrame(rows, columns=RAW_COLUMNS), previous, timestamp)
+    fresh = _carry_collected_at(pd.DataFrame(rows, columns=columns), previous, timestamp)
     frame = pd.concat([fresh, *carried], ignore_index=True) if carried else fresh
     if frame.empty:
         reasons = [
-            _why_nothing(source, outcome, root)
+            why_nothing(source, outcome, root)
             for source, outcome in zip(sources, outcomes, strict=True)
         ]
         raise NothingCollected([source.name for source in sources], reasons)
-    frame = frame.astype(dict.fromkeys(RAW_COLUMNS, "str"))
-    frame = frame.sort_values(["source", "uri"], kind="stable").reset_index(drop=True)
-    check(frame, RAW_SCHEMA, "collect")
-    return Collection(frame=frame, sources=tuple(outcomes))
+    return frame, tuple(outcomes)
 
 
 def _read_source(

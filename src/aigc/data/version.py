@@ -1,5 +1,9 @@
 """The `version` stage: DVC gives every dataset a content hash; the labeled one is the version.
 
+Each modality (`TEXT`, `IMAGE`) has its own raw folder, label stage, labeled output and
+history, so a text and an image data version are recorded side by side; every function
+below takes the modality and defaults to text.
+
 aigc drives DVC through its Python API (`dvc.repo.Repo`) for the calls every run makes (add,
 repro, status, push, pull): a `python -m dvc` process costs about half a second to start,
 and a run makes several. Rare set-up calls (init, config, remote) use DVC's command line. The
@@ -41,6 +45,29 @@ from aigc.paths import ProjectPaths
 from aigc.settings import OFFLINE_ENVIRONMENT
 
 LABEL_STAGE = "label"
+
+
+@dataclass(frozen=True)
+class Modality:
+    """Where one modality's versioned data lives, relative to the project root."""
+
+    name: str
+    raw: str  # `dvc add`ed snapshots
+    label_stage: str  # the DVC stage whose output is the data version
+    labeled: str
+    versions: str  # the history, one JSON line per version
+
+    def labeled_path(self, root: Path) -> Path:
+        return Path(root) / self.labeled
+
+    def versions_path(self, root: Path) -> Path:
+        return Path(root) / self.versions
+
+
+TEXT = Modality("text", "data/raw", LABEL_STAGE, "data/labeled", "data/versions.jsonl")
+IMAGE = Modality(
+    "image", "data/image/raw", "image_label", "data/image/labeled", "data/image/versions.jsonl"
+)
 
 
 class DvcError(UserError):
@@ -147,15 +174,33 @@ def configure_remote(root: Path, name: str, url: str) -> str:
         url = str((root / url).resolve())
     if "://" not in url:
         Path(url).mkdir(parents=True, exist_ok=True)
-    dvc(root, "remote", "add", "--local", "--force", "--default", name, url)
+    if not _remote_configured(root, name, url):  # each dvc call costs a second: skip a no-op
+        dvc(root, "remote", "add", "--local", "--force", "--default", name, url)
     return url
 
 
-def track_raw(root: Path) -> str:
-    """`dvc add data/raw`; returns the raw directory's DVC hash."""
-    with _repo(root, "add data/raw") as repo:
-        repo.add("data/raw")
-    entry = yaml.safe_load((root / "data" / "raw.dvc").read_text())["outs"][0]
+def _remote_configured(root: Path, name: str, url: str) -> bool:
+    """Whether .dvc/config.local already makes `name` at `url` the default remote."""
+    path = Path(root) / ".dvc" / "config.local"
+    if not path.is_file():
+        return False
+    parser = configparser.ConfigParser()
+    try:
+        parser.read_string(path.read_text())
+    except configparser.Error:
+        return False
+    section = f"'remote \"{name}\"'"
+    return (
+        parser.get("core", "remote", fallback=None) == name
+        and parser.get(section, "url", fallback=None) == url
+    )
+
+
+def track_raw(root: Path, modality: Modality = TEXT) -> str:
+    """`dvc add data/raw` (the modality's raw folder); returns its DVC hash."""
+    with _repo(root, f"add {modality.raw}") as repo:
+        repo.add(modality.raw)
+    entry = yaml.safe_load((Path(root) / f"{modality.raw}.dvc").read_text())["outs"][0]
     return entry["md5"].removesuffix(".dir")
 
 
@@ -174,9 +219,13 @@ def status(root: Path) -> dict:
         return repo.status()
 
 
-def push(root: Path, remote: str | None = None) -> None:
-    with _repo(root, "push" + (f" --remote {remote}" if remote else "")) as repo:
-        repo.push(remote=remote)
+def push(root: Path, remote: str | None = None, targets: list[str] | None = None) -> None:
+    """`dvc push` of everything, or only of `targets` (.dvc files, stage names)."""
+    doing = "push" + (f" --remote {remote}" if remote else "") + "".join(
+        f" {target}" for target in targets or []
+    )
+    with _repo(root, doing) as repo:
+        repo.push(targets=targets or None, remote=remote)
 
 
 def locked_out_hash(root: Path, stage: str, out_path: str) -> str:
@@ -191,22 +240,24 @@ def locked_out_hash(root: Path, stage: str, out_path: str) -> str:
     raise VersionNotFound(f"dvc.lock has no output {out_path!r} for stage {stage!r}")
 
 
-def current_version(root: Path) -> str:
-    return locked_out_hash(root, LABEL_STAGE, "data/labeled")
+def current_version(root: Path, modality: Modality = TEXT) -> str:
+    return locked_out_hash(root, modality.label_stage, modality.labeled)
 
 
-def history(root: Path) -> list[DataVersion]:
-    path = ProjectPaths.at(root).versions
+def history(root: Path, modality: Modality = TEXT) -> list[DataVersion]:
+    path = modality.versions_path(root)
     if not path.exists():
         return []
     lines = path.read_text().splitlines()
     return [DataVersion(**json.loads(line)) for line in lines if line.strip()]
 
 
-def record_version(root: Path, raw_snapshot: str, counts: dict) -> tuple[DataVersion, bool]:
+def record_version(
+    root: Path, raw_snapshot: str, counts: dict, modality: Modality = TEXT
+) -> tuple[DataVersion, bool]:
     """Append the current labeled dataset to the history unless it is already there."""
-    version = current_version(root)
-    for known in history(root):
+    version = current_version(root, modality)
+    for known in history(root, modality):
         if known.version == version:
             return known, False
     entry = DataVersion(
@@ -215,32 +266,34 @@ def record_version(root: Path, raw_snapshot: str, counts: dict) -> tuple[DataVer
         raw_snapshot=raw_snapshot,
         counts=counts,
     )
-    path = ProjectPaths.at(root).versions
+    path = modality.versions_path(root)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         handle.write(json.dumps(vars(entry), sort_keys=True) + "\n")
     return entry, True
 
 
-def resolve_version(root: Path, version: str) -> str:
+def resolve_version(root: Path, version: str, modality: Modality = TEXT) -> str:
     """A full hash from a full hash or a unique prefix of one in the history."""
     version = version.strip().lower().removesuffix(".dir")
     if len(version) == 32 and all(char in "0123456789abcdef" for char in version):
         return version
-    matches = {known.version for known in history(root) if known.version.startswith(version)}
+    matches = {
+        known.version for known in history(root, modality) if known.version.startswith(version)
+    }
     if len(matches) == 1:
         return matches.pop()
     if not matches:
         raise VersionNotFound(
-            f"no data version starts with {version!r} in {ProjectPaths.at(root).versions}; "
+            f"no data version starts with {version!r} in {modality.versions_path(root)}; "
             "run `aigc data status` for the known versions, or pass the full 32-digit hash"
         )
     raise VersionNotFound(f"{version!r} is ambiguous: {sorted(matches)}; give more digits")
 
 
-def checkout_version(root: Path, version: str, dest: Path) -> Path:
+def checkout_version(root: Path, version: str, dest: Path, modality: Modality = TEXT) -> Path:
     """Restore the labeled dataset with hash `version` into `dest` (replaced whole)."""
-    full = resolve_version(root, version)
+    full = resolve_version(root, version, modality)
     scratch = root / f".aigc-checkout-{uuid.uuid4().hex[:8]}"
     scratch.mkdir()
     try:

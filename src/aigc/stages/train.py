@@ -1,6 +1,7 @@
 """The `train` stage: a data version -> a trained generator in an MLflow run, trained on Ray.
 
-    trained = train(paths, params, dataset)
+    trained = train(paths, params, dataset)                 # text
+    trained = train_images(paths, params, image_dataset)    # images: the same run, on Ray
 
 In order: train the tokenizer and encode the splits (driver), start or join Ray, open the
 MLflow run (the effective params, tags: data version, git commit, code version, params hash;
@@ -24,6 +25,7 @@ from aigc.config import Params
 from aigc.data.records import SPLITS
 from aigc.fingerprint import code_version
 from aigc.paths import ProjectPaths
+from aigc.stages.image import ImageDataset
 from aigc.stages.version import Dataset
 from aigc.tracking import (
     DatasetInfo,
@@ -33,7 +35,7 @@ from aigc.tracking import (
     log_generator_model,
     run_tags,
 )
-from aigc.train.job import prepare_job
+from aigc.train.job import Job, prepare_job
 
 
 @dataclass(frozen=True)
@@ -54,44 +56,94 @@ def train(
     on_progress: Callable[[dict[str, float]], None] | None = None,
     extra_tags: dict[str, str] | None = None,
 ) -> TrainedModel:
+    """A text generator from a text data version (tokenizer trained and splits encoded here)."""
+    train_frame, validation, test = dataset.splits()
+    with timing.timed("tokenizer and encoding"):
+        job = prepare_job(train_frame, validation, params.train)
+    frames = (train_frame, validation, test)
+    return _train_on_ray(
+        paths,
+        params,
+        job,
+        dataset.version,
+        dataset.path,
+        {split: len(frame) for split, frame in zip(SPLITS, frames, strict=True)},
+        sections={"train", "evaluate", "split"},
+        first_metrics={"train_tokens": float(job.train_tokens.numel())},
+        on_progress=on_progress,
+        extra_tags={"aigc.modality": "text", **(extra_tags or {})},
+    )
+
+
+def train_images(
+    paths: ProjectPaths,
+    params: Params,
+    dataset: ImageDataset,
+    on_progress: Callable[[dict[str, float]], None] | None = None,
+    extra_tags: dict[str, str] | None = None,
+) -> TrainedModel:
+    """An image generator from an image data version, on the same Ray cluster as text."""
+    from aigc.train.job import prepare_image_job
+
+    splits = dataset.splits()
+    job = prepare_image_job(splits["train"], splits["val"], params.image.train)
+    return _train_on_ray(
+        paths,
+        params.for_modality("image"),
+        job,
+        dataset.version,
+        dataset.path,
+        {split: len(images) for split, images in splits.items()},
+        sections={"image"},
+        first_metrics={"train_images": float(len(splits["train"]))},
+        on_progress=on_progress,
+        extra_tags={"aigc.modality": "image", **(extra_tags or {})},
+    )
+
+
+def _train_on_ray(
+    paths: ProjectPaths,
+    params: Params,
+    job: Job,
+    data_version: str,
+    data_path: Path,
+    profile: dict[str, int],
+    sections: set[str],
+    first_metrics: dict[str, float],
+    on_progress: Callable[[dict[str, float]], None] | None,
+    extra_tags: dict[str, str] | None,
+) -> TrainedModel:
+    """Either modality's job trained on Ray inside an MLflow run that records `sections` of
+    the params, the data version as the run's dataset input, and the model at the end."""
     from aigc.train.ray_runner import RunLink, connect, train_on_ray
 
     started = time.perf_counter()
     record = runtime.start(paths.work)
-    train_frame, validation, test = dataset.splits()
-    with timing.timed("tokenizer and encoding"):
-        job = prepare_job(train_frame, validation, params.train)
     settings = TrackingSettings.of(params.tracking, paths.root)
     with timing.timed("ray start"):
         connect(params.train.ray, paths.work)
     tags = run_tags(
-        dataset.version,
+        data_version,
         git_commit(paths.root),
-        params.section_hash("train", "evaluate"),
+        params.section_hash(*sorted(sections)),
         extra={
-            "aigc.family": params.train.model.family,
+            "aigc.family": job.family,
             "aigc.code_version": code_version(),
             **(extra_tags or {}),
         },
     )
     with TrainingRun.start(
         settings,
-        run_name=f"{params.train.model.family}-{dataset.version[:8]}",
-        params=params.model_dump(mode="json", include={"train", "evaluate", "split"}),
+        run_name=f"{job.family}-{data_version[:8]}",
+        params=params.model_dump(mode="json", include=sections),
         tags=tags,
         dataset=DatasetInfo(
-            name="labeled",
-            digest=f"{dataset.version}.dir",
-            source=str(dataset.path),
-            profile={
-                split: len(frame)
-                for split, frame in zip(SPLITS, (train_frame, validation, test), strict=True)
-            },
+            name="labeled", digest=f"{data_version}.dir", source=str(data_path), profile=profile
         ),
     ) as run:
         run.log_dict(params.model_dump(mode="json"), "params.json")
         record.note_mlflow_run(settings.tracking_uri, run.run_id)
-        run.log_metrics({"train_tokens": float(job.train_tokens.numel())}, step=0)
+        run.log_metrics(first_metrics, step=0)
         storage = paths.root / params.train.ray.storage_path
         record.note_path(storage / run.run_id)
         outcome = train_on_ray(
@@ -117,7 +169,7 @@ def train(
     return TrainedModel(
         run_id=run.run_id,
         model_uri=model_uri,
-        data_version=dataset.version,
+        data_version=data_version,
         steps=steps,
         metrics=dict(outcome.metrics) | {"restarts": float(outcome.restarts)},
         bundle_dir=outcome.bundle_dir,

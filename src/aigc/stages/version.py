@@ -21,6 +21,9 @@ from aigc.config import Params
 from aigc.data.records import SPLITS
 from aigc.data.version import (
     LABEL_STAGE,
+    TEXT,
+    DataVersion,
+    Modality,
     VersionNotFound,
     configure_remote,
     current_version,
@@ -62,14 +65,29 @@ class VersionOutcome:
 def version(
     paths: ProjectPaths, params: Params, raw_snapshot: str, counts: dict
 ) -> VersionOutcome:
+    entry, new, remote = publish(paths, params, raw_snapshot, counts)
+    return VersionOutcome(Dataset(paths.labeled, entry.version, counts), new, remote)
+
+
+def publish(
+    paths: ProjectPaths,
+    params: Params,
+    raw_snapshot: str,
+    counts: dict,
+    modality: Modality = TEXT,
+    push_targets: list[str] | None = None,
+    push_wanted: bool = True,
+) -> tuple[DataVersion, bool, str]:
+    """Push to the `version` section's remote (all, or `push_targets`) and record the
+    modality's data version: (the entry, whether it is new, where it was pushed or "")."""
     remote = ""
-    if params.version.push:
+    if params.version.push and push_wanted:
         remote = configure_remote(
             paths.root, params.version.remote_name, params.version.remote_url
         )
-        push(paths.root, params.version.remote_name)
-    entry, new = record_version(paths.root, raw_snapshot, counts)
-    return VersionOutcome(Dataset(paths.labeled, entry.version, counts), new, remote)
+        push(paths.root, params.version.remote_name, push_targets)
+    entry, new = record_version(paths.root, raw_snapshot, counts, modality)
+    return entry, new, remote
 
 
 class DatasetMismatch(UserError):

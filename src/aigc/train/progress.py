@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from aigc.config import LoopParams, TrainParams
+from aigc.config import ImageTrainParams, LoopParams, TrainParams
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,11 @@ class Budget:
         return f"~{self.steps}" if self.estimated else str(self.steps)
 
 
-def tokens_per_step(train: TrainParams) -> int:
-    """Input tokens one worker trains on per optimizer step (batches are always full)."""
-    return train.batch_size * train.model.block_size * train.loop.grad_accumulation
+def tokens_per_step(train: TrainParams | ImageTrainParams) -> int:
+    """Input tokens (or images: one each) one worker trains on per optimizer step (batches
+    are always full)."""
+    per_example = getattr(train.model, "block_size", 1)
+    return train.batch_size * per_example * train.loop.grad_accumulation
 
 
 def stopping_budget(
@@ -120,7 +122,7 @@ class ProgressLog:
 
     def __init__(
         self,
-        train: TrainParams,
+        train: TrainParams | ImageTrainParams,
         emit: Callable[[str], None],
         parts: int = 10,
         max_silence_seconds: float = 60.0,

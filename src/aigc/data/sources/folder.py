@@ -106,7 +106,7 @@ def _target(path: Path, folder: Path, kind: str = "") -> tuple[Path, str]:
 
 def read_file(source: FolderSource, path: Path) -> Iterator[SourceRecord]:
     """The records of one file; raises SourceError for a file that cannot be read at all."""
-    data = _read_no_follow(path)
+    data = read_no_follow(path)
     uri = path.as_uri()
     meta = {"path": str(path), "bytes": len(data)}
     if b"\x00" in data[:_SNIFF_BYTES]:
@@ -123,7 +123,7 @@ def read_file(source: FolderSource, path: Path) -> Iterator[SourceRecord]:
         yield SourceRecord(text=text, uri=uri, meta=meta, flags=flags)
 
 
-def _read_no_follow(path: Path) -> bytes:
+def read_no_follow(path: Path) -> bytes:
     """The bytes of `path`; OSError if it has become a symbolic link since it was listed."""
     descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     with os.fdopen(descriptor, "rb") as handle:

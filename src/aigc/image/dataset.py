@@ -1,0 +1,68 @@
+"""The labeled image dataset: the file the image label stage writes and training reads.
+
+`data/image/labeled/images.parquet` has one row per image: `id` (the pixel hash), `label`
+(a class name), `split` (train | val | test), `png` (the image at the configured size and
+mode) and `source`.
+
+    splits = read_labeled("data/image/labeled")     # {"train": ImageSplit, "val": …, "test": …}
+    splits["train"].pixels                          # (N, H, W, C) uint8
+    splits["train"].classes[splits["train"].labels[0]]
+
+`classes` is the sorted list of every class in the file, the same for every split, and
+`labels` index into it.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aigc.errors import UserError
+
+LABELED_FILE = "images.parquet"
+LABELED_COLUMNS = ["id", "label", "split", "png", "source"]
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True, eq=False)
+class ImageSplit:
+    pixels: np.ndarray  # (N, H, W, C) uint8
+    labels: np.ndarray  # (N,) int64, indices into classes
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """PNG bytes → (H, W, C) uint8."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        pixels = np.asarray(image)
+    return pixels[:, :, None] if pixels.ndim == 2 else pixels
+
+
+def read_labeled(path: Path | str) -> dict[str, ImageSplit]:
+    """One ImageSplit per split of the labeled file (or of the folder holding it)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / LABELED_FILE
+    if not path.is_file():
+        raise UserError(f"{path} does not exist: run `aigc data refresh` first")
+    frame = pd.read_parquet(path, columns=LABELED_COLUMNS)
+    classes = sorted(frame["label"].astype(str).unique())
+    index = {name: position for position, name in enumerate(classes)}
+    images = [decode_png(data) for data in frame["png"]]
+    shape = images[0].shape if images else (0, 0, 1)
+    pixels = np.stack(images) if images else np.zeros((0, *shape), np.uint8)  # (N, H, W, C)
+    labels = frame["label"].astype(str).map(index).to_numpy(np.int64)
+    splits = frame["split"].to_numpy(object)
+    return {
+        split: ImageSplit(pixels[splits == split], labels[splits == split], list(classes))
+        for split in SPLITS
+    }
