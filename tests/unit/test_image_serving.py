@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -40,16 +41,9 @@ from aigc.tracking import (
 )
 from aigc.train.job import train_single_process
 from tests.conftest import REPO
-from tests.unit.test_image_models import TINY, digits, job_for
+from tests.unit.test_image_models import TINY, job_for
 
 CLASSES = [str(digit) for digit in range(10)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def quiet_downloads():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +89,9 @@ def state_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def test_an_image_bundle_is_logged_as_an_image_pyfunc(logged: dict) -> None:
+def test_an_image_bundle_is_logged_as_an_image_pyfunc(
+    logged: dict, generator: ImageGenerator
+) -> None:
     info = Model.load(Path(logged["folder"]) / "MLmodel")
     assert [column.name for column in info.signature.inputs.inputs] == [
         "label",
@@ -114,6 +110,10 @@ def test_an_image_bundle_is_logged_as_an_image_pyfunc(logged: dict) -> None:
     }
     code = (Path(logged["folder"]) / "aigc_generator_model.py").read_text()
     assert "set_model(ImageGeneratorPyfunc())" in code
+    # MLflow's own loading and input checks, in this process (a fresh one: the slow test below)
+    model = mlflow.pyfunc.load_model(logged["folder"])
+    (row,) = model.predict(pd.DataFrame({"label": ["7"], "n": [2], "seed": [3]}))
+    assert np.array_equal(np.stack([decode(png) for png in row]), generator.sample(["7"] * 2, 3))
 
 
 def test_load_generator_gives_the_image_generator_back(
@@ -192,6 +192,7 @@ def environment(logged: dict) -> dict[str, str]:
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, path)),
         "MLFLOW_TRACKING_URI": logged["settings"].tracking_uri,
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
 
 
@@ -231,9 +232,10 @@ def test_generate_writes_a_grid_one_row_per_label(
     logged: dict, generator: ImageGenerator, tmp_path: Path
 ) -> None:
     out = tmp_path / "grid.png"
+    labels = ["--label", "7", "--label", "1"]
     uri = "models:/aigc-image@champion"
-    result = aigc(logged, "generate", "--model-uri", uri, "--label", "7", "--label", "1", "-n", "4",
-                  "--seed", "3", "--out", str(out))  # fmt: skip
+    result = aigc(logged, "generate", "--model-uri", uri, *labels, "-n", "4", "--seed", "3",
+                  "--out", str(out))  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     grid = np.asarray(Image.open(out))
     scale, gap = 4, 2  # image.evaluate's grid_scale and grid_gap
