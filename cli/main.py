@@ -455,7 +455,7 @@ def _generate_grid(
         scale=look.grid_scale,
         gap=look.grid_gap,
     )
-    console.print(f"{out}: {len(labels)} rows ({', '.join(labels)}) of {count}, seed {seed}")
+    console.print(f"wrote {out}: {count} samples of each of {', '.join(labels)}, seed {seed}")
 
 
 @app.command("run")
