@@ -48,6 +48,7 @@ from aigc.errors import UserError
 from aigc.settings import apply_offline_defaults
 
 if TYPE_CHECKING:
+    from aigc.config import ImageEvaluateParams
     from aigc.models.image import ImageGenerator
 
 console = Console()
@@ -387,7 +388,8 @@ def generate(
         _refuse_options(
             "an image model", prompt=prompt, max_new_tokens=max_new_tokens, temperature=temperature
         )
-        _generate_grid(generator, label or list(generator.classes), count, seed, guidance, out)
+        labels = label or list(generator.classes)
+        _generate_grid(generator, labels, count, seed, guidance, out, params.image.evaluate)
         return
     _refuse_options("a text model", guidance=guidance, out=out)
     if label and len(label) > 1:
@@ -408,7 +410,9 @@ def generate(
 
 def _refuse_options(kind: str, **options: object) -> None:
     """A UserError naming the options given that `kind` of model has no use for."""
-    given = [f"--{name.replace('_', '-')}" for name, value in options.items() if value]
+    given = [
+        f"--{name.replace('_', '-')}" for name, value in options.items() if value not in (None, "")
+    ]
     if given:
         raise UserError(f"{', '.join(given)}: not an option for {kind}; leave it out")
 
@@ -420,11 +424,12 @@ def _generate_grid(
     seed: int,
     guidance: float | None,
     out: Path | None,
+    look: ImageEvaluateParams,
 ) -> None:
-    """Write a grid PNG of `count` samples of each label, one row per label, in their order."""
+    """Write a grid PNG of `count` samples of each label, one row per label, in their order,
+    with the tile scale and gap of the evaluation's grid (`look`)."""
     import numpy as np
 
-    from aigc.config import ImageEvaluateParams
     from aigc.evaluate.image_grid import write_sample_grid
     from aigc.models.image import UnknownClass
     from aigc.serving.pyfunc import sample_request
@@ -441,17 +446,16 @@ def _generate_grid(
     samples = np.concatenate(
         [sample_request(generator, label, count, seed, guidance) for label in labels]
     )  # (rows * count, H, W, C)
-    grid = ImageEvaluateParams()  # the evaluation grid's look: tile scale and gap
     write_sample_grid(
         samples,
         np.repeat(np.arange(len(labels)), count),  # (rows * count,) the row of each sample
         out,
         classes=len(labels),
         per_class=count,
-        scale=grid.grid_scale,
-        gap=grid.grid_gap,
+        scale=look.grid_scale,
+        gap=look.grid_gap,
     )
-    console.print(f"{out}: {len(labels)} rows ({', '.join(labels)}) of {count}, seed {seed}")
+    console.print(f"wrote {out}: {count} samples of each of {', '.join(labels)}, seed {seed}")
 
 
 @app.command("run")

@@ -187,7 +187,8 @@ IMAGE_COLUMNS = ("label", *IMAGE_DEFAULTS)
 
 def image_model_signature() -> mlflow.models.ModelSignature:
     """Image input columns as in `sample_frame`; output: one list of PNG bytes per row."""
-    from mlflow.types import Array, ColSpec, DataType, Schema
+    from mlflow.types import ColSpec, DataType, Schema
+    from mlflow.types.schema import Array
 
     inputs = Schema(
         [
@@ -263,7 +264,8 @@ def sample_frame(generator: ImageGenerator, frame: pd.DataFrame) -> list[list[by
     per request, as text's is one string per request; and PNG is what a client of an image
     service does something with: it carries its size and mode, opens with any image library
     (`PIL.Image.open(io.BytesIO(png))`) and, lossless, decodes to exactly the sampled pixels,
-    the uint8 (H, W, C) of `ImageGenerator.sample` ((H, W) for greyscale)."""
+    the uint8 (H, W, C) of `ImageGenerator.sample` ((H, W) for greyscale). Served over REST
+    (`mlflow models serve`), MLflow sends each PNG base64-encoded, as it does any binary."""
     if "label" not in frame.columns:
         raise ValueError(
             f"model input has no 'label' column (columns: {list(frame.columns)}); pass a "
