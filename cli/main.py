@@ -810,7 +810,12 @@ def _training_progress(params: Params):
         TimeElapsedColumn,
     )
 
-    from aigc.train.progress import BudgetEstimate, describe_budgets, tokens_per_step
+    from aigc.train.progress import (
+        BudgetEstimate,
+        describe_budgets,
+        throughput,
+        tokens_per_step,
+    )
 
     loop, step_tokens = params.train.loop, tokens_per_step(params.train)
 
@@ -823,7 +828,7 @@ def _training_progress(params: Params):
             TextColumn("{task.fields[limit]}"),
             TextColumn("loss {task.fields[loss]:.3f}"),
             TextColumn("lr {task.fields[lr]:.2e}"),
-            TextColumn("{task.fields[tps]:,.0f} tok/s"),
+            TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(),
         )
         bar = Progress(*columns, console=console, transient=False)
@@ -837,7 +842,7 @@ def _training_progress(params: Params):
                 console.print(f"training until {describe_budgets(loop, step_tokens)}")
                 bar.start()
                 shown.append(
-                    bar.add_task("train", total=budget.steps, limit="", loss=0.0, lr=0.0, tps=0.0)
+                    bar.add_task("train", total=budget.steps, limit="", loss=0.0, lr=0.0, rate="")
                 )
             budget = estimate.update(metrics)
             bar.update(
@@ -847,7 +852,7 @@ def _training_progress(params: Params):
                 completed=metrics["step"],
                 loss=metrics["train_loss"],
                 lr=metrics["lr"],
-                tps=metrics["tokens_per_second"],
+                rate=throughput(metrics).strip(),
             )
 
         try:

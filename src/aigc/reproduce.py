@@ -42,6 +42,11 @@ UNCOMPARED_METRICS = frozenset(
 )
 
 
+def compared(metric: str) -> bool:
+    """Whether a reproduction must match `metric`: not a timing (`*_seconds`) or the like."""
+    return metric not in UNCOMPARED_METRICS and not metric.endswith("_seconds")
+
+
 class ReproductionError(UserError):
     pass
 
@@ -229,7 +234,7 @@ def reproduce(
     report.reproduction_run_id = trained.run_id
     reproduced = client.get_run(trained.run_id)
     for name, value in sorted(original.data.metrics.items()):
-        if name in UNCOMPARED_METRICS or name not in reproduced.data.metrics:
+        if not compared(name) or name not in reproduced.data.metrics:
             continue
         again = reproduced.data.metrics[name]
         ok = abs(again - value) <= tolerance * max(1.0, abs(value))

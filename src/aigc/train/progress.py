@@ -110,9 +110,15 @@ def progress_line(metrics: Mapping[str, float], budget: Budget) -> str:
         line += f" val loss {metrics['val_loss']:.3f}"
     if "lr" in metrics:
         line += f" lr {metrics['lr']:.2e}"
-    if "tokens_per_second" in metrics:
-        line += f" {metrics['tokens_per_second']:,.0f} tok/s"
-    return line
+    return line + throughput(metrics)
+
+
+def throughput(metrics: Mapping[str, float]) -> str:
+    """ " 1,234 tok/s" (text) or " 532 img/s" (images); empty before there is a rate."""
+    for key, unit in (("tokens_per_second", "tok/s"), ("images_per_second", "img/s")):
+        if key in metrics:
+            return f" {metrics[key]:,.0f} {unit}"
+    return ""
 
 
 class ProgressLog:
