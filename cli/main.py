@@ -233,8 +233,9 @@ def data_checkout(
 
     params = _params(params_file, overrides)
     paths = ProjectPaths.at(_root())
-    configure_remote(paths.root, params.version.remote_name, params.version.remote_url)
-    dest = checkout_version(paths.root, version, out or paths.labeled)
+    remote = params.version.remote_name
+    configure_remote(paths.root, remote, params.version.remote_url)
+    dest = checkout_version(paths.root, version, out or paths.labeled, remote)
     console.print(f"restored data version {version} into {dest}")
 
 

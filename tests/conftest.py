@@ -64,13 +64,12 @@ def git(root: Path, *args: str) -> str:
     ).stdout
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A real git + DVC project with the repo's dvc.yaml and code, and a small config."""
+def make_project(root: Path, remote: Path) -> Path:
+    """A real git + DVC project at `root` with the repo's dvc.yaml and code, a small config
+    and a DVC remote folder `remote`, committed."""
     from aigc.data.version import init_project
 
-    root = tmp_path / "project"
-    root.mkdir()
+    root.mkdir(parents=True)
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     shutil.copytree(
         REPO / "src" / "aigc", root / "src" / "aigc", ignore=shutil.ignore_patterns("__pycache__")
@@ -78,7 +77,7 @@ def project(tmp_path: Path) -> Path:
     (root / "data" / "labels").mkdir(parents=True)
     shutil.copy(REPO / "data" / "labels" / "overrides.csv", root / "data" / "labels")
     params = small_params()
-    params["version"] = {"remote_url": str(tmp_path / "remote")}
+    params["version"] = {"remote_url": str(remote)}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     write_documents(root / "data" / "inbox", make_documents(60))
     init_project(root)
@@ -87,6 +86,12 @@ def project(tmp_path: Path) -> Path:
     git(root, "add", "-A")
     git(root, "commit", "-qm", "project")
     return root
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A real git + DVC project with the repo's dvc.yaml and code, and a small config."""
+    return make_project(tmp_path / "project", tmp_path / "remote")
 
 
 # A tiny training and evaluation config: the end-to-end tests check the machinery, not the model.

@@ -24,8 +24,8 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from aigc.config import Params, TrackingParams
-from aigc.data.version import checkout_version
+from aigc.config import Params, RayParams, TrackingParams, is_uri
+from aigc.data.version import checkout_version, configure_remote
 from aigc.errors import UserError
 from aigc.fingerprint import code_version
 from aigc.paths import ProjectPaths
@@ -109,8 +109,13 @@ def verify_dataset(root: Path, folder: Path, version: str) -> None:
             )
 
 
-def reproduction_params(original: Params, steps: int, workdir: Path, root: Path) -> Params:
-    """The recorded params, made reproducible: exact steps, absolute tracking, own storage."""
+def reproduction_params(
+    original: Params, steps: int, workdir: Path, here: RayParams | None = None
+) -> Params:
+    """The recorded params, made reproducible: exact steps, absolute tracking, own storage.
+
+    Where training runs is this machine's choice, not the recording's: the Ray cluster and
+    a shared checkpoint storage (a URI) come from `here`, this machine's Ray params."""
     loop = original.train.loop
     horizon = loop.lr_decay_steps or loop.max_steps
     loop = loop.model_copy(
@@ -121,7 +126,9 @@ def reproduction_params(original: Params, steps: int, workdir: Path, root: Path)
             "lr_decay_steps": horizon,
         }
     )
-    ray = original.train.ray.model_copy(update={"storage_path": str(workdir / "ray")})
+    here = here or original.train.ray
+    storage = here.storage_path if is_uri(here.storage_path) else str(workdir / "ray")
+    ray = original.train.ray.model_copy(update={"storage_path": storage, "address": here.address})
     train = original.train.model_copy(update={"loop": loop, "ray": ray})
     return original.model_copy(update={"train": train})
 
@@ -155,11 +162,13 @@ def reproduce(
         )
 
     workdir = paths.work / "reproductions" / run_id
-    restored = checkout_version(paths.root, data_version, workdir / "labeled")
+    remote = params.version.remote_name
+    configure_remote(paths.root, remote, params.version.remote_url)
+    restored = checkout_version(paths.root, data_version, workdir / "labeled", remote)
     verify_dataset(paths.root, restored, data_version)
 
     recorded = reproduction_params(
-        recorded_params(settings, run_id), int(tags["aigc.steps"]), workdir, paths.root
+        recorded_params(settings, run_id), int(tags["aigc.steps"]), workdir, params.train.ray
     )
     recorded = recorded.model_copy(
         update={

@@ -84,15 +84,39 @@ def init_project(root: Path) -> None:
 
 
 def configure_remote(root: Path, name: str, url: str) -> str:
-    """Point the default DVC remote at `url` (a path relative to root, or a URL).
+    """Make `name` the DVC remote at `url` (a path relative to the project, or a URL).
 
-    Written to .dvc/config.local, so params.yaml decides and git stays clean."""
-    if "://" not in url and not Path(url).is_absolute():
-        url = str((root / url).resolve())
-    if "://" not in url:
-        Path(url).mkdir(parents=True, exist_ok=True)
-    dvc(root, "remote", "add", "--local", "--force", "--default", name, url)
-    return url
+    The committed .dvc/config names the project's remotes (`storage`, a folder beside the
+    project; `stack`, the stack's bucket), so a clone has them. Only a remote that config
+    lacks, or names elsewhere, is written, to the git-ignored .dvc/config.local; a folder is
+    written relative to .dvc/, as DVC reads it. An S3 remote's endpoint and key come from the
+    environment (AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID, ...), never from a file."""
+    if is_url(url):
+        wanted = url
+    else:
+        folder = (root / url).resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        wanted = os.path.relpath(folder, root / ".dvc")
+    if _remote_location(root, remotes(root).get(name, "")) != _remote_location(root, wanted):
+        dvc(root, "remote", "add", "--local", "--force", name, wanted)
+    return url if is_url(url) else str((root / url).resolve())
+
+
+def remotes(root: Path) -> dict[str, str]:
+    """The DVC remotes configured for `root` (every config level): {name: url as written}."""
+    rows = [line.split() for line in dvc(root, "remote", "list").stdout.splitlines()]
+    return {row[0]: row[1] for row in rows if len(row) >= 2}  # a third word: "(default)"
+
+
+def is_url(location: str) -> bool:
+    return "://" in location
+
+
+def _remote_location(root: Path, url: str) -> str:
+    """A remote's URL, or its folder resolved as DVC does (relative to .dvc/)."""
+    if not url or is_url(url):
+        return url
+    return str((root / ".dvc" / url).resolve())
 
 
 def track_raw(root: Path) -> str:
@@ -177,8 +201,9 @@ def resolve_version(root: Path, version: str) -> str:
     raise VersionNotFound(f"{version!r} is ambiguous: {sorted(matches)}; give more digits")
 
 
-def checkout_version(root: Path, version: str, dest: Path) -> Path:
-    """Restore the labeled dataset with hash `version` into `dest` (replaced whole)."""
+def checkout_version(root: Path, version: str, dest: Path, remote: str | None = None) -> Path:
+    """Restore the labeled dataset with hash `version` into `dest` (replaced whole), from the
+    DVC cache, else from `remote` (the default remote when None)."""
     full = resolve_version(root, version)
     scratch = root / f".aigc-checkout-{uuid.uuid4().hex[:8]}"
     scratch.mkdir()
@@ -187,14 +212,18 @@ def checkout_version(root: Path, version: str, dest: Path) -> Path:
         (scratch / "dataset.dvc").write_text(
             yaml.safe_dump({"outs": [{"md5": f"{full}.dir", "hash": "md5", "path": "dataset"}]})
         )
-        result = dvc(root, "pull", str(scratch / "dataset.dvc"), check=False)
+        chosen = ["--remote", remote] if remote else []
+        result = dvc(root, "pull", *chosen, str(scratch / "dataset.dvc"), check=False)
         restored = scratch / "dataset"
         if result.returncode != 0 or not restored.is_dir():
+            words = "\n".join(part.strip() for part in (result.stderr, result.stdout) if part)
+            where = f"remote {remote!r}" if remote else "the default remote"
             raise VersionNotFound(
-                f"data version {full} is neither in the DVC cache nor on the remote: "
-                f"{(result.stderr or result.stdout).strip()[-800:]}\n"
-                "Check the remote (`version.remote_url` in params.yaml) and that this "
-                "version was pushed."
+                f"data version {full} is neither in the DVC cache nor on {where} "
+                f"({remotes(root).get(remote or '', 'see .dvc/config')}); DVC says:\n"
+                f"{words.strip()[-800:] or f'nothing (exit status {result.returncode})'}\n"
+                "Check the remote (`version.remote_name`/`version.remote_url` in params.yaml, "
+                "its endpoint and key in the environment) and that this version was pushed."
             )
         if dest.exists():
             shutil.rmtree(dest)
