@@ -29,7 +29,7 @@ from tests.conftest import REPO
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
-SERVICES = ("postgres", "s3", "mlflow", "prefect", "worker")
+SERVICES = ("postgres", "s3", "mlflow", "prefect", "worker", "ray-head", "ray-node")
 
 
 def aigc(cwd: Path, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:

@@ -97,15 +97,24 @@ def configure_remote(root: Path, name: str, url: str) -> str:
         folder = (root / url).resolve()
         folder.mkdir(parents=True, exist_ok=True)
         wanted = os.path.relpath(folder, root / ".dvc")
-    if _remote_location(root, remotes(root).get(name, "")) != _remote_location(root, wanted):
+    rows = _remote_rows(root)
+    configured = {row[0]: row[1] for row in rows}
+    if _remote_location(root, configured.get(name, "")) != _remote_location(root, wanted):
         dvc(root, "remote", "add", "--local", "--force", name, wanted)
+    if not any(row[0] == name and row[2:] == ["(default)"] for row in rows):
+        dvc(root, "remote", "default", "--local", name)  # so a plain `dvc pull` uses it too
     return url if is_url(url) else str((root / url).resolve())
 
 
 def remotes(root: Path) -> dict[str, str]:
-    """The DVC remotes configured for `root` (every config level): {name: url as written}."""
+    """The DVC remotes configured for `root` (every config level): {name: url}."""
+    return {row[0]: row[1] for row in _remote_rows(root)}
+
+
+def _remote_rows(root: Path) -> list[list[str]]:
+    """`dvc remote list`: [name, url] or [name, url, "(default)"] for each remote."""
     rows = [line.split() for line in dvc(root, "remote", "list").stdout.splitlines()]
-    return {row[0]: row[1] for row in rows if len(row) >= 2}  # a third word: "(default)"
+    return [row for row in rows if len(row) >= 2]
 
 
 def is_url(location: str) -> bool:

@@ -74,10 +74,8 @@ class _RayNode(Service):
             f"--num-cpus={CPUS_PER_NODE}",
             "--num-gpus=0",
             "--disable-usage-stats",
-            f"--temp-dir={config.home / 'ray' / self.name}",
             *self.arguments(config),
         ]
-        (config.home / "ray").mkdir(parents=True, exist_ok=True)
         log = config.log(self.name)
         if log.exists():  # health reads this start's log only; the last one stays beside it
             log.replace(log.with_suffix(".log.1"))
