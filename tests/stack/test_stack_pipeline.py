@@ -9,8 +9,10 @@ stack is down at the end, and no process it started is left.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.parse
@@ -22,7 +24,7 @@ import pytest
 import yaml
 
 from aigc.stack.stack import StackPaths
-from tests.conftest import REPO, TINY, git, make_project
+from tests.conftest import REPO, TINY, git, make_documents, make_project, write_documents
 from tests.stack.test_stack import aigc, ok, read_env, s3_client
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -136,9 +138,11 @@ def test_run_reproduce_and_deployment_on_the_stack(stack):
 
     # Prefect: the flow run and every one of its task runs completed.
     api = profile["PREFECT_API_URL"]
-    (flow_run,) = get(f"{api}/flow_runs/filter", {})
-    assert flow_run["state_type"] == "COMPLETED", flow_run["state"]
-    tasks = get(f"{api}/task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run["id"]]}}})
+    flow_runs = get(f"{api}/flow_runs/filter", {})
+    (top,) = [run for run in flow_runs if not run["parent_task_run_id"]]
+    assert top["name"] and {run["state_type"] for run in flow_runs} == {"COMPLETED"}, flow_runs
+    ids = [run["id"] for run in flow_runs]  # the run and its subflows
+    tasks = get(f"{api}/task_runs/filter", {"flow_runs": {"id": {"any_": ids}}})
     assert tasks and {task["state_type"] for task in tasks} == {"COMPLETED"}
 
     # A second clone, no data, no DVC cache, no mlflow/: the profile file is all it gets.
@@ -155,7 +159,7 @@ def test_run_reproduce_and_deployment_on_the_stack(stack):
     # The deployed retrain, run by the stack's worker.
     started = time.monotonic()
     environment = {"PREFECT_API_URL": api, "PREFECT_HOME": str(root.parent / "prefect-home")}
-    prefect = shutil.which("prefect", path=str(Path(__import__("sys").executable).parent))
+    prefect = shutil.which("prefect", path=str(Path(sys.executable).parent))
     deploy = [prefect, "--no-prompt", "deploy", "--name", "nightly-retrain"]
     run = subprocess.run(deploy, cwd=root, env=_with(environment), capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -171,6 +175,74 @@ def test_run_reproduce_and_deployment_on_the_stack(stack):
 
 
 def _with(variables: dict[str, str]) -> dict[str, str]:
-    import os
-
     return {**os.environ, **variables}
+
+
+def test_object_store_down_at_version_names_the_remote_and_the_next_run_pushes(stack):
+    from aigc.data.version import current_version, status
+    from aigc.stack.processes import ProcessRecord, stop
+    from aigc.stack.stack import S3
+
+    root, profile = stack
+    write_documents(root / "data" / "inbox", make_documents(8, seed=3, prefix="late"))
+    state = json.loads(StackPaths(root).state.read_text())
+    stop(ProcessRecord(**state["processes"]["s3"]), S3.stop_plan)
+    started = time.monotonic()
+    failed = aigc(root, "--profile", "stack", "data", "refresh", timeout=300)
+    print(f"data refresh with the object store down: {time.monotonic() - started:.1f} s")
+    output = failed.stdout + failed.stderr
+    assert failed.returncode == 2, output
+    assert "DVC remote 'stack' (s3://dvc/aigc)" in output and "Traceback" not in output, output
+    assert status(root) == {}, "the data was versioned locally; only the push failed"
+
+    ok(aigc(root, "stack", "up"))  # the object store again, on its port, with its data
+    ok(aigc(root, "--profile", "stack", "data", "refresh", timeout=300))
+    version = current_version(root)
+    manifest = f"aigc/files/md5/{version[:2]}/{version[2:]}.dir"
+    assert manifest in bucket_keys(profile, "dvc", "aigc/"), "the missed push was not made"
+
+
+def test_ray_worker_node_killed_mid_training(stack):
+    """The worker node's processes are killed once a checkpoint is in the bucket, and `stack
+    up` starts a replacement node: the run resumes from that checkpoint, or (where Ray cannot
+    recover) ends with a one-line error and the registry unchanged."""
+    from aigc.stack.processes import ProcessRecord
+
+    root, profile = stack
+    versions_before = mlflow(profile, "registered-models/get", name="aigc-text")
+    state = json.loads(StackPaths(root).state.read_text())
+    node = ProcessRecord(**state["processes"]["ray-node"])
+    overrides = ["train.loop.max_steps=100000", "train.loop.max_minutes=0.5"]
+    overrides += ["train.loop.checkpoint_every=20", "train.loop.eval_every=1000"]
+    command = [sys.executable, "-m", "cli.main", "--profile", "stack", "train", "--no-evaluate"]
+    command += [part for override in overrides for part in ("--set", override)]
+    path = os.pathsep.join([str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH", "")])
+    log = root.parent / "killed-node-training.log"
+    with log.open("w") as output:
+        training = subprocess.Popen(
+            command, cwd=root, env={**os.environ, "PYTHONPATH": path}, stdout=output, stderr=output
+        )
+    started = time.monotonic()
+    while not any("checkpoint_" in key for key in bucket_keys(profile, "ray", "aigc/")):
+        assert training.poll() is None, log.read_text()
+        assert time.monotonic() - started < 300, "no checkpoint reached the bucket"
+        time.sleep(0.5)
+    for process in node.family():  # the whole node: `ray start`, its raylet, its workers
+        process.kill()
+    ok(aigc(root, "stack", "up"))  # a replacement node
+    training.wait(timeout=600)
+    output = log.read_text()
+    seconds = time.monotonic() - started
+    print(f"training with a killed node: {seconds:.1f} s, exit {training.returncode}")
+    runs = get(
+        f"{profile['MLFLOW_TRACKING_URI']}/api/2.0/mlflow/runs/search",
+        {"experiment_ids": ["1"], "order_by": ["attributes.start_time DESC"], "max_results": 1},
+    )["runs"]
+    run = runs[0]
+    if training.returncode == 0:
+        metrics = {metric["key"]: metric["value"] for metric in run["data"]["metrics"]}
+        assert run["info"]["status"] == "FINISHED" and metrics["restarts"] >= 1, run
+    else:
+        assert training.returncode == 2 and "Traceback" not in output, output
+        assert run["info"]["status"] == "FAILED", run
+    assert mlflow(profile, "registered-models/get", name="aigc-text") == versions_before

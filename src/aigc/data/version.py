@@ -148,7 +148,17 @@ def status(root: Path) -> dict:
 
 
 def push(root: Path, remote: str | None = None) -> None:
-    dvc(root, "push", *(["--remote", remote] if remote else []))
+    """`dvc push`; a failure names the remote and its URL, with DVC's own reason. What was
+    not pushed stays in the cache, and the next push sends it."""
+    try:
+        dvc(root, "push", *(["--remote", remote] if remote else []))
+    except DvcError as error:
+        url = remotes(root).get(remote or "", "the default remote")
+        raise DvcError(
+            f"could not push the data to DVC remote {remote!r} ({url}); it stays in the DVC "
+            "cache and the next run pushes it. Check that the remote is reachable (its "
+            f"endpoint and key come from the environment). {error}"
+        ) from None
 
 
 def locked_out_hash(root: Path, stage: str, out_path: str) -> str:
