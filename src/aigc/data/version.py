@@ -88,44 +88,43 @@ def configure_remote(root: Path, name: str, url: str) -> str:
 
     The committed .dvc/config names the project's remotes (`storage`, a folder beside the
     project; `stack`, the stack's bucket), so a clone has them. Only a remote that config
-    lacks, or names elsewhere, is written, to the git-ignored .dvc/config.local; a folder is
-    written relative to .dvc/, as DVC reads it. An S3 remote's endpoint and key come from the
+    lacks, or names elsewhere, is written, to the git-ignored .dvc/config.local (a folder as a
+    relative path, which DVC keeps relative). An S3 remote's endpoint and key come from the
     environment (AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID, ...), never from a file."""
-    if is_url(url):
-        wanted = url
-    else:
-        folder = (root / url).resolve()
-        folder.mkdir(parents=True, exist_ok=True)
-        wanted = os.path.relpath(folder, root / ".dvc")
-    rows = _remote_rows(root)
-    configured = {row[0]: row[1] for row in rows}
-    if _remote_location(root, configured.get(name, "")) != _remote_location(root, wanted):
+    location = url if is_url(url) else str((root / url).resolve())
+    config = _dvc_config(root)
+    configured = config.get(f"remote.{name}.url", "")
+    if configured and not is_url(configured):
+        configured = str(Path(configured).resolve())  # DVC lists folders as absolute paths
+    if configured != location:
+        if not is_url(url):
+            Path(location).mkdir(parents=True, exist_ok=True)
+        # A relative folder is taken from the working directory (root) and written relative
+        # to the config file.
+        wanted = url if is_url(url) else os.path.relpath(location, root)
         dvc(root, "remote", "add", "--local", "--force", name, wanted)
-    if not any(row[0] == name and row[2:] == ["(default)"] for row in rows):
+    if config.get("core.remote") != name:
         dvc(root, "remote", "default", "--local", name)  # so a plain `dvc pull` uses it too
-    return url if is_url(url) else str((root / url).resolve())
+    return location
 
 
 def remotes(root: Path) -> dict[str, str]:
     """The DVC remotes configured for `root` (every config level): {name: url}."""
-    return {row[0]: row[1] for row in _remote_rows(root)}
+    return {
+        key.removeprefix("remote.").removesuffix(".url"): value
+        for key, value in _dvc_config(root).items()
+        if key.startswith("remote.") and key.endswith(".url")
+    }
 
 
-def _remote_rows(root: Path) -> list[list[str]]:
-    """`dvc remote list`: [name, url] or [name, url, "(default)"] for each remote."""
-    rows = [line.split() for line in dvc(root, "remote", "list").stdout.splitlines()]
-    return [row for row in rows if len(row) >= 2]
+def _dvc_config(root: Path) -> dict[str, str]:
+    """`dvc config --list`, every level, the later (local) winning; folders made absolute."""
+    lines = dvc(root, "config", "--list").stdout.splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line)
 
 
 def is_url(location: str) -> bool:
     return "://" in location
-
-
-def _remote_location(root: Path, url: str) -> str:
-    """A remote's URL, or its folder resolved as DVC does (relative to .dvc/)."""
-    if not url or is_url(url):
-        return url
-    return str((root / ".dvc" / url).resolve())
 
 
 def track_raw(root: Path) -> str:
