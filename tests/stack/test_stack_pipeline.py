@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -179,23 +180,25 @@ def _with(variables: dict[str, str]) -> dict[str, str]:
 
 
 def test_object_store_down_at_version_names_the_remote_and_the_next_run_pushes(stack):
+    """A profile whose S3 endpoint nothing answers (the store down, or out of reach)."""
     from aigc.data.version import current_version, status
-    from aigc.stack.processes import ProcessRecord, stop
-    from aigc.stack.stack import S3
 
     root, profile = stack
     write_documents(root / "data" / "inbox", make_documents(8, seed=3, prefix="late"))
-    state = json.loads(StackPaths(root).state.read_text())
-    stop(ProcessRecord(**state["processes"]["s3"]), S3.stop_plan)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    unreachable = root.parent / "unreachable.env"
+    text = (root / ".aigc" / "stack" / "profile.env").read_text()
+    unreachable.write_text(text.replace(profile["AWS_ENDPOINT_URL_S3"], dead))
     started = time.monotonic()
-    failed = aigc(root, "--profile", "stack", "data", "refresh", timeout=300)
+    failed = aigc(root, "--profile", str(unreachable), "data", "refresh", timeout=300)
     print(f"data refresh with the object store down: {time.monotonic() - started:.1f} s")
     output = failed.stdout + failed.stderr
     assert failed.returncode == 2, output
     assert "DVC remote 'stack' (s3://dvc/aigc)" in output and "Traceback" not in output, output
     assert status(root) == {}, "the data was versioned locally; only the push failed"
 
-    ok(aigc(root, "stack", "up"))  # the object store again, on its port, with its data
     ok(aigc(root, "--profile", "stack", "data", "refresh", timeout=300))
     version = current_version(root)
     manifest = f"aigc/files/md5/{version[:2]}/{version[2:]}.dir"
@@ -209,7 +212,7 @@ def test_ray_worker_node_killed_mid_training(stack):
     from aigc.stack.processes import ProcessRecord
 
     root, profile = stack
-    versions_before = mlflow(profile, "registered-models/get", name="aigc-text")
+    versions_before = mlflow(profile, "model-versions/search")
     state = json.loads(StackPaths(root).state.read_text())
     node = ProcessRecord(**state["processes"]["ray-node"])
     overrides = ["train.loop.max_steps=100000", "train.loop.max_minutes=0.5"]
@@ -245,4 +248,4 @@ def test_ray_worker_node_killed_mid_training(stack):
     else:
         assert training.returncode == 2 and "Traceback" not in output, output
         assert run["info"]["status"] == "FAILED", run
-    assert mlflow(profile, "registered-models/get", name="aigc-text") == versions_before
+    assert mlflow(profile, "model-versions/search") == versions_before
