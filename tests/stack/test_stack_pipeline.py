@@ -8,6 +8,7 @@ stack is down at the end, and no process it started is left.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -209,43 +210,87 @@ def test_ray_worker_node_killed_mid_training(stack):
     """The worker node's processes are killed once a checkpoint is in the bucket, and `stack
     up` starts a replacement node: the run resumes from that checkpoint, or (where Ray cannot
     recover) ends with a one-line error and the registry unchanged."""
-    from aigc.stack.processes import ProcessRecord
+    root, profile = stack
+    versions_before = mlflow(profile, "model-versions/search")
+    node = recorded(root, "ray-node")
+    with training_to_a_checkpoint(root, profile, "killed-node") as training:
+        for process in node.family():  # the whole node: `ray start`, its raylet, its workers
+            process.kill()
+        ok(aigc(root, "stack", "up"))  # a replacement node
+    run = latest_run(profile)
+    if training.returncode == 0:
+        metrics = {metric["key"]: metric["value"] for metric in run["data"]["metrics"]}
+        assert run["info"]["status"] == "FINISHED" and metrics["restarts"] >= 1, run
+    else:
+        assert training.returncode == 2 and "Traceback" not in training.output, training.output
+        assert run["info"]["status"] == "FAILED", run
+    assert mlflow(profile, "model-versions/search") == versions_before
+
+
+def test_mlflow_server_stopped_and_restarted_during_training(stack):
+    """The tracking server goes away mid-training and comes back (same port, same database):
+    the run completes, or fails with a one-line error; the registry is unchanged."""
+    from aigc.stack.processes import stop
+    from aigc.stack.stack import MLFLOW
 
     root, profile = stack
     versions_before = mlflow(profile, "model-versions/search")
+    with training_to_a_checkpoint(root, profile, "mlflow-restart") as training:
+        stop(recorded(root, "mlflow"), MLFLOW.stop_plan)
+        time.sleep(5)
+        ok(aigc(root, "stack", "up"))
+    run = latest_run(profile)
+    if training.returncode == 0:
+        assert run["info"]["status"] == "FINISHED", run
+    else:
+        assert training.returncode == 2 and "Traceback" not in training.output, training.output
+    assert mlflow(profile, "model-versions/search") == versions_before
+
+
+def recorded(root: Path, service: str):
+    from aigc.stack.processes import ProcessRecord
+
     state = json.loads(StackPaths(root).state.read_text())
-    node = ProcessRecord(**state["processes"]["ray-node"])
+    return ProcessRecord(**state["processes"][service])
+
+
+def latest_run(profile: dict[str, str]) -> dict:
+    return get(
+        f"{profile['MLFLOW_TRACKING_URI']}/api/2.0/mlflow/runs/search",
+        {"experiment_ids": ["1"], "order_by": ["attributes.start_time DESC"], "max_results": 1},
+    )["runs"][0]
+
+
+@contextlib.contextmanager
+def training_to_a_checkpoint(root: Path, profile: dict[str, str], name: str):
+    """`aigc --profile stack train` (half a minute, a checkpoint every 20 steps) in the
+    background; the body runs once a checkpoint is in the bucket; then waits for the end:
+    the yielded process has `returncode` and `output`."""
     overrides = ["train.loop.max_steps=100000", "train.loop.max_minutes=0.5"]
     overrides += ["train.loop.checkpoint_every=20", "train.loop.eval_every=1000"]
     command = [sys.executable, "-m", "cli.main", "--profile", "stack", "train", "--no-evaluate"]
     command += [part for override in overrides for part in ("--set", override)]
     path = os.pathsep.join([str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH", "")])
-    log = root.parent / "killed-node-training.log"
+    log = root.parent / f"{name}-training.log"
+    before = set(bucket_keys(profile, "ray", "aigc/"))
     with log.open("w") as output:
         training = subprocess.Popen(
             command, cwd=root, env={**os.environ, "PYTHONPATH": path}, stdout=output, stderr=output
         )
     started = time.monotonic()
-    while not any("checkpoint_" in key for key in bucket_keys(profile, "ray", "aigc/")):
+    while not any(
+        "checkpoint_" in key for key in set(bucket_keys(profile, "ray", "aigc/")) - before
+    ):
         assert training.poll() is None, log.read_text()
         assert time.monotonic() - started < 300, "no checkpoint reached the bucket"
         time.sleep(0.5)
-    for process in node.family():  # the whole node: `ray start`, its raylet, its workers
-        process.kill()
-    ok(aigc(root, "stack", "up"))  # a replacement node
+    try:
+        yield training
+    except BaseException:
+        training.kill()  # by its pid: the test failed, the training must not outlive it
+        training.wait()
+        raise
     training.wait(timeout=600)
-    output = log.read_text()
+    training.output = log.read_text()
     seconds = time.monotonic() - started
-    print(f"training with a killed node: {seconds:.1f} s, exit {training.returncode}")
-    runs = get(
-        f"{profile['MLFLOW_TRACKING_URI']}/api/2.0/mlflow/runs/search",
-        {"experiment_ids": ["1"], "order_by": ["attributes.start_time DESC"], "max_results": 1},
-    )["runs"]
-    run = runs[0]
-    if training.returncode == 0:
-        metrics = {metric["key"]: metric["value"] for metric in run["data"]["metrics"]}
-        assert run["info"]["status"] == "FINISHED" and metrics["restarts"] >= 1, run
-    else:
-        assert training.returncode == 2 and "Traceback" not in output, output
-        assert run["info"]["status"] == "FAILED", run
-    assert mlflow(profile, "model-versions/search") == versions_before
+    print(f"{name}: training took {seconds:.1f} s, exit {training.returncode}")
