@@ -20,9 +20,11 @@ shared storage cannot run code in the driver or a worker.
 
 When a worker process dies, `FailureConfig(max_failures)` restarts the group and each worker
 resumes from the last checkpoint (or from scratch, before the first); the MLflow run
-continues (same run id). Rank 0 appends a line to the run's attempts file at every start, so
-restarts are counted either way. Once the final model is copied to `model_dir`, the run's
-storage folder (checkpoints) is deleted. Progress (step, loss, lr, tokens/s) flows from
+continues (same run id). Rank 0 writes a file in the run's attempts folder at every start
+(object stores cannot append), so restarts are counted either way. Once the final model is
+copied to `model_dir`, the run's storage folder (checkpoints) is deleted. The storage is a
+folder or a URI (s3://…, `storage_location`); the workers' node ids are the run's tag
+`aigc.ray_node_ids`. Progress (step, loss, lr, tokens/s) flows from
 rank 0 to the driver through a Ray queue, where the caller shows it (a progress bar in the CLI).
 
 Fault injection for tests: with `AIGC_FAULT_KILL_RANK=R`, `AIGC_FAULT_KILL_STEP=S` and
