@@ -290,8 +290,11 @@ def data_checkout(
     params = _params(params_file, overrides)
     paths = ProjectPaths.at(_root())
     kind = IMAGE if modality == "image" else TEXT
-    configure_remote(paths.root, params.version.remote_name, params.version.remote_url)
-    dest = checkout_version(paths.root, version, out or kind.labeled_path(paths.root), kind)
+    remote = params.version.remote_name
+    configure_remote(paths.root, remote, params.version.remote_url)
+    dest = checkout_version(
+        paths.root, version, out or kind.labeled_path(paths.root), kind, remote
+    )
     console.print(f"restored data version {version} into {dest}")
 
 

@@ -64,20 +64,19 @@ def git(root: Path, *args: str) -> str:
     ).stdout
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A real git + DVC project with the repo's dvc.yaml and code, and a small config."""
+def make_project(root: Path, remote: Path) -> Path:
+    """A real git + DVC project at `root` with the repo's dvc.yaml and code, a small config
+    and a DVC remote folder `remote`, committed."""
     from aigc.data.version import init_project
 
-    root = tmp_path / "project"
-    root.mkdir()
+    root.mkdir(parents=True)
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     shutil.copytree(
         REPO / "src" / "aigc", root / "src" / "aigc", ignore=shutil.ignore_patterns("__pycache__")
     )
     shutil.copytree(REPO / "data" / "labels", root / "data" / "labels")  # text's and images'
     params = small_params()
-    params["version"] = {"remote_url": str(tmp_path / "remote")}
+    params["version"] = {"remote_url": str(remote)}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     write_documents(root / "data" / "inbox", make_documents(60))
     init_project(root)
@@ -86,6 +85,12 @@ def project(tmp_path: Path) -> Path:
     git(root, "add", "-A")
     git(root, "commit", "-qm", "project")
     return root
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A real git + DVC project with the repo's dvc.yaml and code, and a small config."""
+    return make_project(tmp_path / "project", tmp_path / "remote")
 
 
 # A tiny training and evaluation config: the end-to-end tests check the machinery, not the model.

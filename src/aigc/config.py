@@ -569,8 +569,13 @@ class Params(Section):
     image: ImageParams = ImageParams()
 
     def section_hash(self, *sections: str) -> str:
-        """A stable hash of the named sections (all when none), for keys and tags."""
+        """A stable hash of the named sections (all when none), for keys and tags.
+
+        Where a run trains (PLACEMENT_SETTINGS) is left out: the same data, code and params
+        make the same model on a laptop and on a cluster, and give the same training key."""
         data = self.model_dump(mode="json")
+        for section, *path, key in PLACEMENT_SETTINGS:
+            data[section] = _without(data[section], [*path, key])
         chosen = {name: data[name] for name in (sections or tuple(sorted(data)))}
         blob = json.dumps(chosen, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -587,6 +592,32 @@ class Params(Section):
                 "tracking": self.tracking.model_copy(update={"experiment": registry.experiment}),
             }
         )
+
+
+# Settings that say where training runs, not what it computes (out of params hashes).
+PLACEMENT_SETTINGS = (
+    ("train", "ray", "address"),
+    ("train", "ray", "storage_path"),
+    ("train", "ray", "max_failures"),
+)
+
+
+def _without(data: dict, path: list[str]) -> dict:
+    """A copy of nested `data` without the key at `path`."""
+    head, *rest = path
+    if head not in data:
+        return data
+    kept = dict(data)
+    if rest:
+        kept[head] = _without(data[head], rest)
+    else:
+        del kept[head]
+    return kept
+
+
+def is_uri(location: str) -> bool:
+    """Whether a storage setting is a URI (s3://bucket/…), not a folder."""
+    return "://" in location
 
 
 # --- loading ---------------------------------------------------------------------------

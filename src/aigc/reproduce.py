@@ -24,8 +24,8 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from aigc.config import LoopParams, Params, TrackingParams
-from aigc.data.version import IMAGE, TEXT, checkout_version
+from aigc.config import LoopParams, Params, RayParams, TrackingParams, is_uri
+from aigc.data.version import IMAGE, TEXT, checkout_version, configure_remote
 from aigc.errors import UserError
 from aigc.fingerprint import code_version
 from aigc.paths import ProjectPaths
@@ -118,9 +118,16 @@ def verify_dataset(root: Path, folder: Path, version: str) -> None:
 
 
 def reproduction_params(
-    original: Params, steps: int, workdir: Path, root: Path, modality: str = "text"
+    original: Params,
+    steps: int,
+    workdir: Path,
+    here: RayParams | None = None,
+    modality: str = "text",
 ) -> Params:
-    """The recorded params, made reproducible: exact steps, absolute tracking, own storage."""
+    """The recorded params, made reproducible: exact steps, absolute tracking, own storage.
+
+    Where training runs is this machine's choice, not the recording's: the Ray cluster and
+    a shared checkpoint storage (a URI) come from `here`, this machine's Ray params."""
 
     def exact(loop: LoopParams) -> LoopParams:
         horizon = loop.lr_decay_steps or loop.max_steps
@@ -133,7 +140,9 @@ def reproduction_params(
             }
         )
 
-    ray = original.train.ray.model_copy(update={"storage_path": str(workdir / "ray")})
+    here = here or original.train.ray
+    storage = here.storage_path if is_uri(here.storage_path) else str(workdir / "ray")
+    ray = original.train.ray.model_copy(update={"storage_path": storage, "address": here.address})
     train = original.train.model_copy(update={"ray": ray})
     if modality == "text":
         train = train.model_copy(update={"loop": exact(original.train.loop)})
@@ -175,15 +184,21 @@ def reproduce(
 
     modality = tags.get("aigc.modality", "text")
     workdir = paths.work / "reproductions" / run_id
+    remote = params.version.remote_name
+    configure_remote(paths.root, remote, params.version.remote_url)
     restored = checkout_version(
-        paths.root, data_version, workdir / "labeled", IMAGE if modality == "image" else TEXT
+        paths.root,
+        data_version,
+        workdir / "labeled",
+        IMAGE if modality == "image" else TEXT,
+        remote,
     )
     verify_dataset(paths.root, restored, data_version)
     recorded = reproduction_params(
         recorded_params(settings, run_id),
         int(tags["aigc.steps"]),
         workdir,
-        paths.root,
+        params.train.ray,
         modality,
     )
     experiment = client.get_experiment(original.info.experiment_id).name

@@ -29,7 +29,7 @@ from tests.conftest import REPO
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
-SERVICES = ("postgres", "s3", "mlflow", "prefect", "worker")
+SERVICES = ("postgres", "s3", "mlflow", "prefect", "worker", "ray-head", "ray-node")
 
 
 def aigc(cwd: Path, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
@@ -176,9 +176,16 @@ def test_stack_up_status_down_up(project: Path, tmp_path: Path):
     for value in secrets.values():
         assert value not in overlay
 
-    # Every server listens on 127.0.0.1 only.
-    family = {p.pid for p in processes.values()}
-    family |= {c.pid for p in processes.values() for c in p.children(recursive=True)}
+    # Every server listens on 127.0.0.1 only. Ray binds every interface whatever it is told:
+    # its nodes refuse any client without the cluster's token, which they all run with.
+    servers = {name: p for name, p in processes.items() if not name.startswith("ray-")}
+    family = {p.pid for p in servers.values()}
+    family |= {c.pid for p in servers.values() for c in p.children(recursive=True)}
+    for name in ("ray-head", "ray-node"):
+        environment = processes[name].environ()
+        assert environment["RAY_AUTH_MODE"] == "token", name
+        assert environment["RAY_AUTH_TOKEN_PATH"] == profile["RAY_AUTH_TOKEN_PATH"], name
+        assert oct(Path(profile["RAY_AUTH_TOKEN_PATH"]).stat().st_mode & 0o777) == "0o600"
     listening = [
         c for c in psutil.net_connections("inet") if c.status == "LISTEN" and c.pid in family
     ]

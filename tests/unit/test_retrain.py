@@ -56,6 +56,15 @@ def test_training_key_follows_data_and_training_params_only():
     assert training_key("a" * 32, longer) != key
     other_eval = load_params(REPO / "params.yaml", ["evaluate.seed=5"])
     assert training_key("a" * 32, other_eval) == key, "evaluation settings do not retrain"
+    elsewhere = load_params(
+        REPO / "params.yaml",
+        [
+            "train.ray.address=10.0.0.1:6379",
+            "train.ray.storage_path=s3://ray/aigc",
+            "train.ray.max_failures=0",
+        ],
+    )
+    assert training_key("a" * 32, elsewhere) == key, "where it trains is not what it trains"
 
 
 def test_plan_trains_new_keys_skips_decided_ones_and_decides_the_undecided():

@@ -167,33 +167,47 @@ def _reason(error: BaseException) -> str:
 
 
 def configure_remote(root: Path, name: str, url: str) -> str:
-    """Point the default DVC remote at `url` (a path relative to root, or a URL).
+    """Make `name` the DVC remote at `url` (a path relative to the project, or a URL).
 
-    Written to .dvc/config.local, so params.yaml decides and git stays clean."""
-    if "://" not in url and not Path(url).is_absolute():
-        url = str((root / url).resolve())
-    if "://" not in url:
-        Path(url).mkdir(parents=True, exist_ok=True)
-    if not _remote_configured(root, name, url):  # each dvc call costs a second: skip a no-op
-        dvc(root, "remote", "add", "--local", "--force", "--default", name, url)
-    return url
+    The committed .dvc/config names the project's remotes (`storage`, a folder beside the
+    project; `stack`, the stack's bucket), so a clone has them. Only a remote that config
+    lacks, or names elsewhere, is written, to the git-ignored .dvc/config.local (a folder as a
+    relative path, which DVC keeps relative). An S3 remote's endpoint and key come from the
+    environment (AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID, ...), never from a file."""
+    location = url if is_url(url) else str((root / url).resolve())
+    config = _dvc_config(root)
+    configured = config.get(f"remote.{name}.url", "")
+    if configured and not is_url(configured):
+        configured = str(Path(configured).resolve())  # DVC lists folders as absolute paths
+    if configured != location:
+        if not is_url(url):
+            Path(location).mkdir(parents=True, exist_ok=True)
+        # A relative folder is taken from the working directory (root) and written relative
+        # to the config file.
+        wanted = url if is_url(url) else os.path.relpath(location, root)
+        dvc(root, "remote", "add", "--local", "--force", name, wanted)
+    if config.get("core.remote") != name:
+        dvc(root, "remote", "default", "--local", name)  # so a plain `dvc pull` uses it too
+    return location
 
 
-def _remote_configured(root: Path, name: str, url: str) -> bool:
-    """Whether .dvc/config.local already makes `name` at `url` the default remote."""
-    path = Path(root) / ".dvc" / "config.local"
-    if not path.is_file():
-        return False
-    parser = configparser.ConfigParser()
-    try:
-        parser.read_string(path.read_text())
-    except configparser.Error:
-        return False
-    section = f"'remote \"{name}\"'"
-    return (
-        parser.get("core", "remote", fallback=None) == name
-        and parser.get(section, "url", fallback=None) == url
-    )
+def remotes(root: Path) -> dict[str, str]:
+    """The DVC remotes configured for `root` (every config level): {name: url}."""
+    return {
+        key.removeprefix("remote.").removesuffix(".url"): value
+        for key, value in _dvc_config(root).items()
+        if key.startswith("remote.") and key.endswith(".url")
+    }
+
+
+def _dvc_config(root: Path) -> dict[str, str]:
+    """`dvc config --list`, every level, the later (local) winning; folders made absolute."""
+    lines = dvc(root, "config", "--list").stdout.splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
+def is_url(location: str) -> bool:
+    return "://" in location
 
 
 def track_raw(root: Path, modality: Modality = TEXT) -> str:
@@ -220,12 +234,24 @@ def status(root: Path) -> dict:
 
 
 def push(root: Path, remote: str | None = None, targets: list[str] | None = None) -> None:
-    """`dvc push` of everything, or only of `targets` (.dvc files, stage names)."""
-    doing = "push" + (f" --remote {remote}" if remote else "") + "".join(
-        f" {target}" for target in targets or []
+    """`dvc push` of everything, or only of `targets` (.dvc files, stage names); a failure
+    names the remote and its URL, with DVC's own reason. What was not pushed stays in the
+    cache, and the next push sends it."""
+    doing = (
+        "push"
+        + (f" --remote {remote}" if remote else "")
+        + "".join(f" {target}" for target in targets or [])
     )
-    with _repo(root, doing) as repo:
-        repo.push(targets=targets or None, remote=remote)
+    try:
+        with _repo(root, doing) as repo:
+            repo.push(targets=targets or None, remote=remote)
+    except DvcError as error:
+        url = remotes(root).get(remote or "", "the default remote")
+        raise DvcError(
+            f"could not push the data to DVC remote {remote!r} ({url}); it stays in the DVC "
+            "cache and the next run pushes it. Check that the remote is reachable (its "
+            f"endpoint and key come from the environment). {error}"
+        ) from None
 
 
 def locked_out_hash(root: Path, stage: str, out_path: str) -> str:
@@ -291,8 +317,15 @@ def resolve_version(root: Path, version: str, modality: Modality = TEXT) -> str:
     raise VersionNotFound(f"{version!r} is ambiguous: {sorted(matches)}; give more digits")
 
 
-def checkout_version(root: Path, version: str, dest: Path, modality: Modality = TEXT) -> Path:
-    """Restore the labeled dataset with hash `version` into `dest` (replaced whole)."""
+def checkout_version(
+    root: Path,
+    version: str,
+    dest: Path,
+    modality: Modality = TEXT,
+    remote: str | None = None,
+) -> Path:
+    """Restore the labeled dataset with hash `version` into `dest` (replaced whole), from the
+    DVC cache, else from `remote` (the default remote when None)."""
     full = resolve_version(root, version, modality)
     scratch = root / f".aigc-checkout-{uuid.uuid4().hex[:8]}"
     scratch.mkdir()
@@ -303,17 +336,19 @@ def checkout_version(root: Path, version: str, dest: Path, modality: Modality = 
         )
         reason = ""
         try:
-            with _repo(root, "pull") as repo:
-                repo.pull(targets=[str(scratch.relative_to(root) / "dataset.dvc")])
+            with _repo(root, "pull" + (f" --remote {remote}" if remote else "")) as repo:
+                repo.pull(targets=[str(scratch.relative_to(root) / "dataset.dvc")], remote=remote)
         except DvcError as error:
             reason = str(error)
         restored = scratch / "dataset"
         if reason or not restored.is_dir():
+            where = f"remote {remote!r}" if remote else "the default remote"
             raise VersionNotFound(
-                f"data version {full} is neither in the DVC cache nor on the remote: "
-                f"{reason[-800:] or 'DVC restored nothing'}\n"
-                "Check the remote (`version.remote_url` in params.yaml) and that this "
-                "version was pushed."
+                f"data version {full} is neither in the DVC cache nor on {where} "
+                f"({remotes(root).get(remote or '', 'see .dvc/config')}); DVC says:\n"
+                f"{reason.strip()[-800:] or 'nothing: it restored no files'}\n"
+                "Check the remote (`version.remote_name`/`version.remote_url` in params.yaml, "
+                "its endpoint and key in the environment) and that this version was pushed."
             )
         if dest.exists():
             shutil.rmtree(dest)

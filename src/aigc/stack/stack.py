@@ -38,19 +38,24 @@ from aigc.stack.postgres import Postgres
 from aigc.stack.prefect_server import PrefectServer, PrefectWorker, api_url
 from aigc.stack.processes import ProcessRecord, stop
 from aigc.stack.profile import STACK_PROFILE, write_profile
+from aigc.stack.ray_cluster import RayHead, RayNode, token_path
+from aigc.stack.ray_cluster import address as ray_address
 from aigc.stack.seaweedfs import REGION, SeaweedFS
 from aigc.stack.tracking_server import TrackingServer
 
-POSTGRES, S3, MLFLOW, PREFECT, WORKER = (
+POSTGRES, S3, MLFLOW, PREFECT, WORKER, RAY_HEAD, RAY_NODE = (
     Postgres(),
     SeaweedFS(),
     TrackingServer(),
     PrefectServer(),
     PrefectWorker(),
+    RayHead(),
+    RayNode(),
 )
-SERVICES: tuple[Service, ...] = (POSTGRES, S3, MLFLOW, PREFECT, WORKER)
+SERVICES: tuple[Service, ...] = (POSTGRES, S3, MLFLOW, PREFECT, WORKER, RAY_HEAD, RAY_NODE)
 # `down` stops clients before the servers they use; the services of a wave stop together.
-STOP_WAVES = (("worker",), ("mlflow", "prefect"), ("s3", "postgres"))
+STOP_WAVES = (("worker", "ray-node"), ("mlflow", "prefect", "ray-head"), ("s3", "postgres"))
+DVC_REMOTE_NAME = "stack"  # the name .dvc/config gives the stack's bucket
 DVC_REMOTE_URL = "s3://dvc/aigc"
 RAY_STORAGE_PATH = "s3://ray/aigc"
 PORT_RANGE = (20000, 32000)  # below Linux's ephemeral ports, where outgoing connections land
@@ -136,6 +141,8 @@ def up(root: Path, say: Say = lambda text: None) -> list[ServiceStatus]:
             if record is not None:
                 seconds = _wait_healthy(service, config, record)
                 say(f"{service.name}: healthy after {seconds:.1f} s at {service.url(config)}")
+            else:  # running before this `up`, perhaps still starting (an interrupted `up`)
+                _wait_healthy(service, config, running[service.name])
             service.prepare(config, environment)
 
         # Slow starters first, so that their starts overlap: S3 (≈3-10 s), MLflow (≈20 s on
@@ -144,9 +151,13 @@ def up(root: Path, say: Say = lambda text: None) -> list[ServiceStatus]:
         ready(POSTGRES, launch(POSTGRES))
         mlflow = launch(MLFLOW)
         prefect = launch(PREFECT)
+        ray_head = launch(RAY_HEAD)
         ready(S3, s3)
+        ready(RAY_HEAD, ray_head)
+        ray_node = launch(RAY_NODE)
         ready(PREFECT, prefect)
         ready(WORKER, launch(WORKER))
+        ready(RAY_NODE, ray_node)
         ready(MLFLOW, mlflow)
     return status(paths.root) or []
 
@@ -237,6 +248,9 @@ def _write_profile(paths: StackPaths, config: StackConfig) -> None:
         "MLFLOW_S3_ENDPOINT_URL": s3,
         "AIGC_DVC_REMOTE_URL": DVC_REMOTE_URL,
         "AIGC_RAY_STORAGE_PATH": RAY_STORAGE_PATH,
+        # The Ray cluster admits only holders of its token (aigc, the nodes, the worker's runs)
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(token_path(config)),
     }
     header = (
         "Written by `aigc stack up`: where this project's stack listens, and its S3 key.\n"
@@ -246,8 +260,8 @@ def _write_profile(paths: StackPaths, config: StackConfig) -> None:
     write_profile(paths.profile, values, header)
     overlay = {
         "tracking": {"tracking_uri": config.url("mlflow"), "artifact_root": None},
-        "version": {"remote_url": DVC_REMOTE_URL},
-        "train": {"ray": {"storage_path": RAY_STORAGE_PATH}},
+        "version": {"remote_name": DVC_REMOTE_NAME, "remote_url": DVC_REMOTE_URL},
+        "train": {"ray": {"storage_path": RAY_STORAGE_PATH, "address": ray_address(config)}},
     }
     text = "# Written by `aigc stack up`: the stack's settings, layered over params.yaml.\n"
     paths.overlay.write_text(text + yaml.safe_dump(overlay, sort_keys=False), encoding="utf-8")

@@ -41,8 +41,6 @@ def register(
             "aigc.run_id": trained.run_id,
         },
         metrics={
-            name: evaluation.metrics[name]
-            for name in headline
-            if name in evaluation.metrics
+            name: evaluation.metrics[name] for name in headline if name in evaluation.metrics
         },
     )

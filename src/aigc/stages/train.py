@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aigc import runtime, timing
-from aigc.config import Params
+from aigc.config import Params, is_uri
 from aigc.data.records import SPLITS
 from aigc.fingerprint import code_version
 from aigc.paths import ProjectPaths
@@ -144,8 +144,10 @@ def _train_on_ray(
         run.log_dict(params.model_dump(mode="json"), "params.json")
         record.note_mlflow_run(settings.tracking_uri, run.run_id)
         run.log_metrics(first_metrics, step=0)
-        storage = paths.root / params.train.ray.storage_path
-        record.note_path(storage / run.run_id)
+        storage = params.train.ray.storage_path
+        if not is_uri(storage):  # a folder of the project; a URI (s3://…) passes through
+            storage = str(paths.root / storage)
+            record.note_path(Path(storage) / run.run_id)
         outcome = train_on_ray(
             job,
             params.train.ray,

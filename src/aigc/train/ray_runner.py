@@ -20,9 +20,11 @@ shared storage cannot run code in the driver or a worker.
 
 When a worker process dies, `FailureConfig(max_failures)` restarts the group and each worker
 resumes from the last checkpoint (or from scratch, before the first); the MLflow run
-continues (same run id). Rank 0 appends a line to the run's attempts file at every start, so
-restarts are counted either way. Once the final model is copied to `model_dir`, the run's
-storage folder (checkpoints) is deleted. Progress (step, loss, lr, tokens/s) flows from
+continues (same run id). Rank 0 writes a file in the run's attempts folder at every start
+(object stores cannot append), so restarts are counted either way. Once the final model is
+copied to `model_dir`, the run's storage folder (checkpoints) is deleted. The storage is a
+folder or a URI (s3://…, `storage_location`); the workers' node ids are the run's tag
+`aigc.ray_node_ids`. Progress (step, loss, lr, tokens/s) flows from
 rank 0 to the driver through a Ray queue, where the caller shows it (a progress bar in the CLI).
 
 Fault injection for tests: with `AIGC_FAULT_KILL_RANK=R`, `AIGC_FAULT_KILL_STEP=S` and
@@ -67,6 +69,7 @@ LOOPBACK = "127.0.0.1"
 FAULT_VARIABLES = ("AIGC_FAULT_KILL_RANK", "AIGC_FAULT_KILL_STEP", "AIGC_FAULT_MARKER")
 FAULT_DELAY_SECONDS = 5.0
 PROGRESS_INTERVAL_SECONDS = 0.25
+NODES_TAG = "aigc.ray_node_ids"  # the training workers' Ray nodes, in rank order
 
 
 @dataclass(frozen=True)
@@ -227,19 +230,43 @@ def wants_gpu(params: RayParams, resources: dict[str, float]) -> bool:
     return bool(params.use_gpu)
 
 
+def storage_location(storage: str | Path):
+    """(pyarrow filesystem, path in it) of `train.ray.storage_path`: a folder, or a URI.
+
+    An s3:// URI is reached through the endpoint that AWS_ENDPOINT_URL_S3 (or
+    AWS_ENDPOINT_URL) names, with the key from the environment (the stack's profile, or a
+    team's). The filesystem holds no key when pickled: every Ray node reads its own."""
+    import pyarrow.fs
+
+    text = str(storage)
+    if "://" not in text:
+        return pyarrow.fs.LocalFileSystem(), str(Path(text).resolve())
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if text.startswith("s3://") and endpoint:
+        scheme, _, host = endpoint.rpartition("://")
+        filesystem = pyarrow.fs.S3FileSystem(
+            endpoint_override=host,
+            scheme=scheme or "https",
+            region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        )
+        return filesystem, text.removeprefix("s3://").rstrip("/")
+    return pyarrow.fs.FileSystem.from_uri(text)
+
+
 def train_on_ray(
     job: Job,
     params: RayParams,
     run: RunLink | None,
-    storage: Path,
+    storage: str | Path,
     name: str,
     model_dir: Path,
     on_progress: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainOutcome:
     """Fit `job` with a TorchTrainer; blocks until done; raises if training failed.
 
-    Needs a connected Ray (`connect`). The final model is copied to `model_dir`; the run's
-    storage folder, `storage/name`, is deleted whether training succeeded or not."""
+    Needs a connected Ray (`connect`). `storage` is a folder or a URI (`storage_location`).
+    The final model is copied to `model_dir`; the run's storage folder, `storage/name`, is
+    deleted whether training succeeded or not."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -251,7 +278,8 @@ def train_on_ray(
     use_gpu = wants_gpu(params, dict(ray.cluster_resources()))
     if use_gpu:
         job = _on_device(job, "cuda")
-    run_dir = Path(storage).resolve() / name
+    filesystem, storage_root = storage_location(storage)
+    run_dir = f"{storage_root}/{name}"
     progress = Queue(maxsize=1000, actor_options={"num_cpus": 0})
     environment = {"MLFLOW_TRACKING_URI": run.settings.tracking_uri} if run else {}
     environment |= {key: os.environ[key] for key in FAULT_VARIABLES if key in os.environ}
@@ -263,7 +291,7 @@ def train_on_ray(
             "run": run,
             "progress": progress,
             "threads": max(1, int(params.cpus_per_worker)),
-            "run_dir": str(run_dir),
+            "run_dir": (filesystem, run_dir),
         },
         scaling_config=ScalingConfig(
             num_workers=params.num_workers,
@@ -272,8 +300,14 @@ def train_on_ray(
         ),
         run_config=RunConfig(
             name=name,
-            storage_path=str(run_dir.parent),
-            failure_config=FailureConfig(max_failures=params.max_failures),
+            storage_path=storage_root,
+            storage_filesystem=filesystem,
+            # A lost node that nothing replaces fails the worker group's start; unlimited by
+            # default, Ray would retry that forever instead of ending the run with its error.
+            failure_config=FailureConfig(
+                max_failures=params.max_failures,
+                controller_failure_limit=max(0, params.max_failures),
+            ),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             worker_runtime_env={"env_vars": environment},
         ),
@@ -285,21 +319,24 @@ def train_on_ray(
         try:
             fit_started = time.perf_counter()
             result = trainer.fit()
-            _record_fit_parts(fit_started, first, result)
+            wall = time.perf_counter() - fit_started
         finally:
             done.set()
             drain.join(timeout=5)
         if result.error is not None:
+            _record_fit_parts(fit_started, wall, first, None)
             raise RuntimeError(f"training failed on Ray: {result.error}") from result.error
         if result.checkpoint is None:
             raise RuntimeError("training finished without a final checkpoint")
-        checkpoint_dir = Path(result.checkpoint.path)
-        state = load_training_state(checkpoint_dir / STATE_FILE)
-        shutil.rmtree(model_dir, ignore_errors=True)
-        shutil.copytree(checkpoint_dir / BUNDLE_DIR, model_dir)
-        restarts = len(_attempts(run_dir)) - 1
+        with result.checkpoint.as_directory() as checkpoint_dir:  # fetched when remote
+            state = load_training_state(Path(checkpoint_dir) / STATE_FILE)
+            shutil.rmtree(model_dir, ignore_errors=True)
+            shutil.copytree(Path(checkpoint_dir) / BUNDLE_DIR, model_dir)
+        _record_fit_parts(fit_started, wall, first, state)
+        restarts = len(_attempts((filesystem, run_dir))) - 1
     finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        with contextlib.suppress(Exception):  # already gone, or the store unreachable
+            filesystem.delete_dir(run_dir)
     return TrainOutcome(
         bundle_dir=Path(model_dir),
         metrics=state["summary"],
@@ -308,14 +345,9 @@ def train_on_ray(
     )
 
 
-def _record_fit_parts(fit_started: float, first: dict, result) -> None:
-    """Split `trainer.fit()`'s time: start until the first step, training, the rest."""
-    wall = time.perf_counter() - fit_started
-    training = 0.0
-    if result.checkpoint is not None:
-        with contextlib.suppress(Exception):
-            state = load_training_state(Path(result.checkpoint.path) / STATE_FILE)
-            training = float(state["summary"].get("elapsed_seconds", 0.0))
+def _record_fit_parts(fit_started: float, wall: float, first: dict, state: dict | None) -> None:
+    """Split `trainer.fit()`'s `wall` time: start until the first step, training, the rest."""
+    training = float(state["summary"].get("elapsed_seconds", 0.0)) if state else 0.0
     startup = first["at"] - fit_started - first["elapsed"] if first else wall - training
     timing.record("ray train start until the first step", startup)
     timing.record("training", training)
@@ -342,9 +374,14 @@ def load_training_state(path: Path) -> dict[str, Any]:
         ) from None
 
 
-def _attempts(run_dir: Path) -> list[str]:
-    path = run_dir / ATTEMPTS_FILE
-    return path.read_text().splitlines() if path.exists() else []
+def _attempts(run_dir) -> list[str]:
+    """The starts of the worker group, one file each in the run's folder (any filesystem:
+    object stores cannot append)."""
+    import pyarrow.fs
+
+    filesystem, path = run_dir
+    selector = pyarrow.fs.FileSelector(f"{path}/{ATTEMPTS_FILE}", allow_not_found=True)
+    return sorted(info.base_name for info in filesystem.get_file_info(selector))
 
 
 def _on_device(job: Job, device: str) -> Job:
@@ -384,12 +421,15 @@ def _worker(config: dict[str, Any]) -> None:
     resume_state = _resume_state(ray.train.get_checkpoint(), rank)
     # Counted from the run's own record, not the checkpoint: a group that died before its
     # first checkpoint restarts from scratch, and that is a restart too.
-    restarts = _record_attempt(Path(config["run_dir"])) if rank == 0 else 0
+    restarts = _record_attempt(config["run_dir"]) if rank == 0 else 0
     model = prepare_model(model, parallel_strategy_kwargs=job.ddp_options)
     train_loader = prepare_data_loader(train_loader, move_to_device=False)
     val_loader = prepare_data_loader(val_loader, move_to_device=False)
 
     tracker = _RankZeroTracker(link, config["progress"], restarts, job.unit) if rank == 0 else None
+    nodes = _node_ids(world_size)
+    if tracker and tracker.run:
+        tracker.run.set_tags({NODES_TAG: ",".join(nodes)})
     kill_step = _fault_step(rank)
 
     def on_step(metrics: dict[str, float]) -> None:
@@ -439,6 +479,19 @@ def _worker(config: dict[str, Any]) -> None:
             tracker.flush()
 
 
+def _node_ids(world_size: int) -> list[str]:
+    """The Ray node id of every rank, in rank order (an all-gather: every rank calls it)."""
+    import ray
+    import torch.distributed as dist
+
+    node = ray.get_runtime_context().get_node_id()
+    if world_size == 1 or not dist.is_initialized():
+        return [node]
+    gathered: list[Any] = [None] * world_size
+    dist.all_gather_object(gathered, node)
+    return [str(item) for item in gathered]
+
+
 def _resume_state(checkpoint, rank: int) -> dict | None:
     if checkpoint is None:
         return None
@@ -451,12 +504,14 @@ def _resume_state(checkpoint, rank: int) -> dict | None:
     return state
 
 
-def _record_attempt(run_dir: Path) -> int:
-    """Add this start of the worker group to the run's attempts file; the starts before it."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+def _record_attempt(run_dir) -> int:
+    """Record this start of the worker group in the run's folder; the starts before it."""
+    filesystem, path = run_dir
     before = len(_attempts(run_dir))
-    with (run_dir / ATTEMPTS_FILE).open("a") as file:
-        file.write(f"attempt {before + 1} started at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+    filesystem.create_dir(f"{path}/{ATTEMPTS_FILE}", recursive=True)
+    name = f"{path}/{ATTEMPTS_FILE}/{time.time_ns()}-{secrets.token_hex(4)}"
+    with filesystem.open_output_stream(name) as stream:
+        stream.write(f"started at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
     return before
 
 
