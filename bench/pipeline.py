@@ -5,9 +5,12 @@
 Copies this working tree (code, params, dvc.yaml; no data, no MLflow store, no DVC cache)
 into a temporary git repository, runs `aigc run --timings` there twice and prints, for the
 first run and the no-change rerun, where the time went (each part, its share, and the fixed
-overhead = wall - training - evaluation), then the default model's figures read back from
-MLflow (steps trained, test bits per character against the unigram baseline, label
-control). `make bench` writes the output into bench/RESULTS.md, where the README quotes it.
+overhead = wall - training - evaluation, text's and images'), then the default models'
+figures read back from MLflow (steps trained, test bits per character against the unigram
+baseline, label control; the image generator's Fréchet distance between its floor and
+ceiling, conditional accuracy, recall, spread) and the image champion's sample grid, copied
+to bench/default-run-grid.png. `make bench` writes the output into bench/RESULTS.md, where the
+README quotes it.
 """
 
 from __future__ import annotations
@@ -68,26 +71,33 @@ def breakdown(title: str, wall: float, record: dict) -> list[str]:
     ]
     rows += list(parts.items())
     rows += [("other inside the flow", record["flow"] - sum(parts.values()))]
-    compute = parts.get("training", 0.0) + parts.get("evaluation", 0.0)
+    training = sum(value for name, value in parts.items() if name.endswith("training"))
+    evaluation = sum(value for name, value in parts.items() if name.endswith("evaluation"))
+    compute = training + evaluation
     lines = [title, f"  {'part':<52}{'seconds':>9}{'share':>8}"]
     lines += [f"  {name:<52}{seconds:>9.1f}{seconds / wall:>8.0%}" for name, seconds in rows]
     lines.append(f"  {'wall':<52}{wall:>9.1f}{1:>8.0%}")
     lines.append(f"  {'fixed overhead (wall - training - evaluation)':<52}{wall - compute:>9.1f}")
-    if parts.get("training"):
-        share = parts.get("evaluation", 0.0) / parts["training"]
-        lines.append(f"  {'evaluation / training compute':<52}{share:>9.0%}")
+    for prefix in ("", "image "):
+        if parts.get(f"{prefix}training"):
+            share = parts.get(f"{prefix}evaluation", 0.0) / parts[f"{prefix}training"]
+            name = f"{prefix or 'text '}evaluation / training compute"
+            lines.append(f"  {name:<52}{share:>9.0%}")
     return lines
 
 
-def champion_figures(folder: Path) -> dict[str, float]:
+def champion_figures(folder: Path, modality: str) -> dict[str, float]:
     from aigc.config import load_params
     from aigc.registry.registry import CHAMPION, by_alias
     from aigc.tracking import TrackingSettings
 
-    params = load_params(folder / "params.yaml")
+    params = load_params(folder / "params.yaml").for_modality(modality)
     settings = TrackingSettings.of(params.tracking, folder)
     champion = by_alias(settings, params.registry.model_name, CHAMPION)
     run = settings.client().get_run(champion.run_id)
+    if modality == "image":  # the sample grid the README shows
+        grid = folder / ".aigc" / "evaluations" / champion.run_id / "samples.png"
+        shutil.copy(grid, REPO / "bench" / "default-run-grid.png")
     return {**run.data.metrics, "steps": float(run.data.tags["aigc.steps"])}
 
 
@@ -97,7 +107,8 @@ def main() -> None:
         first, _, first_record = timed_run(folder, "first")
         rerun, output, rerun_record = timed_run(folder, "rerun")
         assert "no change" in output, output[-2000:]
-        figures = champion_figures(folder)
+        figures = champion_figures(folder, "text")
+        images = champion_figures(folder, "image")
     print("pipeline on the defaults (bench/pipeline.py)")
     print("\n".join(breakdown("first `aigc run`", first, first_record)))
     print("\n".join(breakdown("no-change rerun", rerun, rerun_record)))
@@ -113,9 +124,21 @@ def main() -> None:
         ("label control: real-text ceiling", f"{figures['label_control_ceiling']:.3f}"),
         ("label control by labeling functions", f"{figures['label_control_lf_accuracy']:.3f}"),
     ]
-    print("the default model")
+    print("the default text model")
     for name, value in rows:
         print(f"  {name:<52}{value:>9}")
+    print("the default image model (bench/default-run-grid.png: its samples, a row per class)")
+    for name, key in (
+        ("steps trained (default budget)", "steps"),
+        ("Fréchet distance (classifier features)", "frechet_distance"),
+        ("  floor: real train images", "floor_frechet_distance"),
+        ("  ceiling: class mean + noise", "trivial_frechet_distance"),
+        ("conditional accuracy", "conditional_accuracy"),
+        ("recall", "recall"),
+        ("within-class spread / real", "feature_spread_ratio"),
+        ("feature classifier test accuracy", "classifier_test_accuracy"),
+    ):
+        print(f"  {name:<52}{images[key]:>9.3f}")
 
 
 if __name__ == "__main__":

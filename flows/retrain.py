@@ -82,6 +82,18 @@ def retrain_model(
     started: float,
 ) -> RetrainSummary:
     """plan → train → evaluate → register → evaluate-champion → promote, for one modality."""
+    with timing.scope("" if modality == "text" else f"{modality} "):
+        return _retrain_model(paths, params, modality, dataset, force, started)
+
+
+def _retrain_model(
+    paths: ProjectPaths,
+    params: Params,
+    modality: Modality,
+    dataset: Dataset | ImageDataset,
+    force: bool,
+    started: float,
+) -> RetrainSummary:
     view = params.for_modality(modality)  # its registered model, policy and experiment
     named = task_names(modality)
     key, existing, decided = plan.with_options(**named("plan"))(

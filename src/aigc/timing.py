@@ -18,11 +18,24 @@ from contextlib import contextmanager
 
 _LOCK = threading.Lock()
 _PARTS: dict[str, float] = {}
+_PREFIX = [""]  # the scope's name, put before every part recorded in it
 
 
 def record(name: str, seconds: float) -> None:
     with _LOCK:
+        name = _PREFIX[0] + name
         _PARTS[name] = _PARTS.get(name, 0.0) + max(0.0, seconds)
+
+
+@contextmanager
+def scope(prefix: str) -> Iterator[None]:
+    """Parts recorded inside are named `prefix` + name ("image " + "training"): the retrain
+    flow runs one modality after the other, each in its scope (process-wide, not nested)."""
+    _PREFIX[0] = prefix
+    try:
+        yield
+    finally:
+        _PREFIX[0] = ""
 
 
 @contextmanager
