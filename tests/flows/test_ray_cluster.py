@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 # The cluster: a Ray with token authentication; prints its address, ends when stdin closes.
 CLUSTER = """
 import sys, ray
-ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
 print(ray.get_runtime_context().gcs_address, flush=True)
 sys.stdin.read()
 """

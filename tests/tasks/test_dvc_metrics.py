@@ -13,6 +13,7 @@ from pathlib import Path
 from aigc.config import load_params, write_effective_params
 from aigc.data.version import dvc, status
 from aigc.paths import ProjectPaths
+from aigc.stages import image as image_stages
 from aigc.stages.clean import cleaned_dataset
 from aigc.stages.collect import collect
 from aigc.stages.label import labeled_dataset
@@ -34,18 +35,24 @@ def test_metrics_are_a_few_numbers_and_the_reports_stay_outputs(project: Path):
     params = load_params(paths.params)
     write_effective_params(params, paths.effective_params)
     collect(paths, params)
+    image_stages.collect(paths, params)
     dvc(project, "repro")
     assert status(project) == {}
 
     shown = json.loads(dvc(project, "metrics", "show", "--json").stdout)
     files = shown[""]["data"]
-    assert set(files) == {"data/reports/clean_metrics.json", "data/reports/label_metrics.json"}
+    assert set(files) == {
+        "data/reports/clean_metrics.json",
+        "data/reports/label_metrics.json",
+        "data/image/reports/clean_metrics.json",
+        "data/image/reports/label_metrics.json",
+    }
     metrics = {
         f"{name}:{key}": value
         for name, entry in files.items()
         for key, value in leaves(entry["data"]).items()
     }
-    assert 0 < len(metrics) < 30, sorted(metrics)
+    assert 0 < len(metrics) < 40, sorted(metrics)
     assert all(
         isinstance(value, int | float) and not isinstance(value, bool)
         for value in metrics.values()

@@ -34,7 +34,7 @@ def test_remotes_come_from_the_committed_config_and_a_failed_pull_says_why(tmp_p
     assert remotes(root)["storage"] == str(tmp_path / "elsewhere")
 
     with pytest.raises(VersionNotFound) as raised:
-        checkout_version(root, "0" * 32, tmp_path / "out", "storage")
+        checkout_version(root, "0" * 32, tmp_path / "out", remote="storage")
     message = str(raised.value)
     assert "remote 'storage'" in message and "DVC says:\n" in message
     assert message.split("DVC says:\n", 1)[1].strip() and "nothing (exit" not in message

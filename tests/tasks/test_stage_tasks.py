@@ -73,7 +73,9 @@ def test_each_task_hands_the_next_its_input(project: Path, tmp_path: Path):
         labeled = label.fn(project)
         assert labeled.counts["records"] == cleaned.records
         dataset = version.fn(project, params, collected, labeled)
-        assert len(dataset.version) == 32 and status(project) == {}
+        stale = status(project)
+        text_stages = {stage: state for stage, state in stale.items() if "image" not in stage}
+        assert len(dataset.version) == 32 and text_stages == {}  # (the image stages did not run)
         remote = Path(
             yaml.safe_load((project / "params.yaml").read_text())["version"]["remote_url"]
         )
