@@ -29,7 +29,11 @@ def aigc_run(root: Path, *overrides: str, **options) -> subprocess.Popen:
     environment = os.environ | {"PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}
     arguments = [argument for item in overrides for argument in ("--set", item)]
     return subprocess.Popen(
-        [AIGC, "run", *arguments], cwd=root, env=environment, text=True, **options
+        [AIGC, "run", "--only", "text", *arguments],
+        cwd=root,
+        env=environment,
+        text=True,
+        **options,
     )
 
 
