@@ -126,7 +126,7 @@ def test_run_reproduce_and_deployment_on_the_stack(stack):
     image = mlflow(profile, "model-versions/get", name="aigc-image", version="1")
     image_run = mlflow(profile, "runs/get", run_id=image["model_version"]["run_id"])["run"]
     assert "frechet_distance" in {metric["key"] for metric in image_run["data"]["metrics"]}
-    assert any(image_run["info"]["run_id"] in key for key in artifacts), "image model in the bucket"
+    assert any(image_run["info"]["run_id"] in key for key in artifacts), "image model in S3"
 
     # Ray: the training workers ran on both nodes of the cluster.
     nodes = tags["aigc.ray_node_ids"].split(",")
