@@ -150,6 +150,13 @@ def _repo(root: Path, doing: str) -> Iterator:
             yield repo
     except DvcException as error:
         raise DvcError(f"`dvc {doing}` failed in {root}: {_reason(error)}") from error
+    except UserError:
+        raise
+    except Exception as error:
+        # What DVC's command line prints for an error from below it (it catches them all): an
+        # unreachable remote (botocore's EndpointConnectionError), a full disk, a bad key.
+        reason = f"{type(error).__name__}: {_reason(error)}"
+        raise DvcError(f"`dvc {doing}` failed in {root}: {reason}") from error
     finally:
         dvc_logger.setLevel(level)
 
