@@ -202,7 +202,9 @@ def test_object_store_down_at_version_names_the_remote_and_the_next_run_pushes(s
     output = failed.stdout + failed.stderr
     assert failed.returncode == 2, output
     assert "DVC remote 'stack' (s3://dvc/aigc)" in output and "Traceback" not in output, output
-    assert status(root) == {}, "the data was versioned locally; only the push failed"
+    text = {stage: state for stage, state in status(root).items() if "image" not in stage}
+    assert text == {}, "the text data was versioned locally; only the push failed (the image"
+    # branch comes after text's version, so this run never reached it)
 
     ok(aigc(root, "--profile", "stack", "data", "refresh", timeout=300))
     version = current_version(root)
