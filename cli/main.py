@@ -580,43 +580,68 @@ def reproduce(
 
 @registry_app.command("show")
 def registry_show(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
-    """Every version of the registered model, its aliases, metrics and decision."""
-    from aigc.registry.registry import require_versions
+    """Every version of each registered model (text's, images'), aliases, metrics, decision."""
+    from aigc.config import MODALITIES
+    from aigc.registry.registry import require_versions, versions
     from aigc.tracking import TrackingSettings
 
     params = _params(params_file, overrides)
     settings = TrackingSettings.of(params.tracking, _root())
-    table = Table(
-        "version",
-        "aliases",
-        "data version",
-        "test bits/char",
-        "label control",
-        "decision",
-        "run",
-        title=f"registered model {params.registry.model_name}",
-    )
-    for item in reversed(require_versions(settings, params.registry.model_name)):
-        metrics = item.metrics
-        table.add_row(
-            item.version,
-            ", ".join(item.aliases) or "-",
-            item.tags.get("aigc.data_version", "")[:12],
-            f"{metrics.get('test_bits_per_character', float('nan')):.3f}",
-            f"{metrics.get('label_control_accuracy', float('nan')):.3f}",
-            item.tags.get("aigc.decision", "(undecided)"),
-            item.run_id[:12],
+    shown = 0
+    for modality in MODALITIES:
+        name = params.for_modality(modality).registry.model_name
+        found = versions(settings, name)
+        if not found:
+            continue
+        shown += 1
+        headline = REGISTRY_COLUMNS[modality]
+        table = Table(
+            "version",
+            "aliases",
+            "data version",
+            *(title for title, _ in headline),
+            "decision",
+            "run",
+            title=f"registered model {name}",
         )
-    console.print(table)
+        for item in reversed(found):
+            table.add_row(
+                item.version,
+                ", ".join(item.aliases) or "-",
+                item.tags.get("aigc.data_version", "")[:12],
+                *(f"{item.metrics.get(key, float('nan')):.3f}" for _, key in headline),
+                item.tags.get("aigc.decision", "(undecided)"),
+                item.run_id[:12],
+            )
+        console.print(table)
+    if not shown:
+        require_versions(settings, params.registry.model_name)  # says what the store holds
+
+
+# The headline columns of `registry show`, per modality: (title, metric).
+REGISTRY_COLUMNS = {
+    "text": (
+        ("test bits/char", "test_bits_per_character"),
+        ("label control", "label_control_accuracy"),
+    ),
+    "image": (
+        ("Fréchet distance", "frechet_distance"),
+        ("cond. accuracy", "conditional_accuracy"),
+    ),
+}
 
 
 @registry_app.command("history")
-def registry_history(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
+def registry_history(
+    modality: ModalityOption = "text",
+    params_file: ParamsOption = None,
+    overrides: SetOption = None,
+) -> None:
     """Every promotion decision, newest first, with its reasons."""
     from aigc.registry.registry import history
     from aigc.tracking import TrackingSettings
 
-    params = _params(params_file, overrides)
+    params = _params(params_file, overrides).for_modality(modality)
     settings = TrackingSettings.of(params.tracking, _root())
     name = params.registry.model_name
     entries = history(settings, name)
@@ -635,6 +660,7 @@ def registry_history(params_file: ParamsOption = None, overrides: SetOption = No
 def registry_promote(
     version: Annotated[str, typer.Argument(help="model version to make champion")],
     reason: Annotated[str, typer.Option(help="why the gate is skipped (recorded)")],
+    modality: ModalityOption = "text",
     params_file: ParamsOption = None,
     overrides: SetOption = None,
 ) -> None:
@@ -642,7 +668,7 @@ def registry_promote(
     from aigc.registry.registry import promote_manually
     from aigc.tracking import TrackingSettings
 
-    params = _params(params_file, overrides)
+    params = _params(params_file, overrides).for_modality(modality)
     settings = TrackingSettings.of(params.tracking, _root())
     promoted = promote_manually(settings, params.registry.model_name, version, reason)
     console.print(f"version {promoted.version} is now the champion (manual promotion)")
@@ -651,6 +677,7 @@ def registry_promote(
 @registry_app.command("rollback")
 def registry_rollback(
     reason: Annotated[str, typer.Option(help="why (recorded)")] = "",
+    modality: ModalityOption = "text",
     params_file: ParamsOption = None,
     overrides: SetOption = None,
 ) -> None:
@@ -658,7 +685,7 @@ def registry_rollback(
     from aigc.registry.registry import rollback as roll_back
     from aigc.tracking import TrackingSettings
 
-    params = _params(params_file, overrides)
+    params = _params(params_file, overrides).for_modality(modality)
     settings = TrackingSettings.of(params.tracking, _root())
     restored = roll_back(settings, params.registry.model_name, reason)
     console.print(f"version {restored.version} is the champion again")
