@@ -105,10 +105,12 @@ def main() -> None:
         rows.append({"row": name, "steps": None, "train s": None, **values})
 
     table = pd.DataFrame(rows).set_index("row")
+    table["steps"] = [f"{steps:.0f}" if steps == steps else "-" for steps in table["steps"]]
     table = table.rename(columns=dict(COLUMNS))
+    table.index.name = None
     print(
-        f"image families on the default digits ({len(train)} train, {len(test)} test images); "
-        f"one process, one thread; feature classifier test accuracy "
+        f"image families on the default digits ({len(train)} train, {len(test)} test images),"
+        f" one process, one thread;\nfeature classifier test accuracy "
         f"{classifier.test_accuracy:.3f} (fit {fit_seconds:.1f} s); "
         f"{settings.samples_per_class} samples per class"
     )
