@@ -27,12 +27,14 @@ input and the fix, exit code 2.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import logging
 import os
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -476,12 +478,15 @@ def run(
     """The whole pipeline, for text and images: data refresh → train → evaluate → register →
     promote, each modality on its own training key and registered model."""
     from aigc.paths import ProjectPaths
-    from flows.retrain import chosen_modalities, retrain
 
     _params(params_file, overrides)  # a bad key fails here, before Prefect starts
+    api = _start_prefect_api()  # boots while the pipeline's modules are imported
+    from flows.retrain import chosen_modalities, retrain
+
     chosen_modalities(only)
     runtime.start(ProjectPaths.at(_root()).work)  # first ends what a killed run left running
     ready = _seconds_since_process_start()
+    api.join()
     summaries = retrain(
         root=str(_root()),
         params_file=str(params_file) if params_file else None,
@@ -495,6 +500,29 @@ def run(
         last = list(summaries.values())[-1]  # the parts and seconds are the whole run's
         record = {"cli_ready": ready, "flow": last.seconds, "parts": last.timings}
         timings.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _start_prefect_api() -> threading.Thread:
+    """Start Prefect's temporary API server (when no PREFECT_API_URL is set) in a thread.
+
+    It is a process of its own that takes seconds to answer; started first, it boots while
+    this process imports the pipeline instead of after (1.5 s of a 23 s no-change run, on 2
+    cores). The flow's client then finds it running: Prefect keeps one temporary server per
+    process. If this start fails, the client starts the server itself and reports why."""
+
+    def start() -> None:
+        from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE
+
+        if PREFECT_API_URL.value() or not PREFECT_SERVER_ALLOW_EPHEMERAL_MODE.value():
+            return
+        from prefect.server.api.server import SubprocessASGIServer
+
+        with contextlib.suppress(Exception):
+            SubprocessASGIServer().start()
+
+    thread = threading.Thread(target=start, name="prefect-api-start", daemon=True)
+    thread.start()
+    return thread
 
 
 def _seconds_since_process_start() -> float:
