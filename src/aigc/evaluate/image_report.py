@@ -57,6 +57,7 @@ IMAGE_HEADLINE_METRICS = (
     "floor_frechet_distance",
     "trivial_frechet_distance",
     "classifier_test_accuracy",
+    "test_bits_per_dim",  # the VAE (a likelihood); absent for the others
 )
 
 

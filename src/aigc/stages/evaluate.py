@@ -253,7 +253,7 @@ def evaluate_images(
         test,
         evaluate,
     )
-    metrics = dict(result.metrics)
+    metrics = dict(result.metrics) | _likelihood(generator, test)
     with tempfile.TemporaryDirectory() as directory:
         folder = Path(directory)
         requested = requested_labels(len(test.classes), evaluate.grid_per_class)
@@ -292,6 +292,24 @@ def evaluate_images(
         result.per_sample.to_parquet(folder / SCORES_FILE, index=False)
         grid = Path(shutil.copy(grid, folder / grid.name))
     return Evaluation(run_id, model_uri, dataset.version, folder, metrics, {"grid": [str(grid)]})
+
+
+def _likelihood(generator, test) -> dict[str, float]:
+    """`test_bits_per_dim` for a family with a likelihood (the VAE's negative ELBO, an upper
+    bound on -log2 p(x) per pixel channel); nothing for the others."""
+    import torch
+
+    from aigc.models import vae
+    from aigc.models.image import to_pixels
+
+    if generator.family != "vae":
+        return {}
+    bits = vae.bits_per_dim(
+        generator.model,
+        to_pixels(torch.as_tensor(test.pixels)),
+        torch.as_tensor(test.labels, dtype=torch.long),
+    )
+    return {"test_bits_per_dim": float(bits.mean())}
 
 
 def _sample_grid(generator, requested, evaluate, path: Path) -> Path:
