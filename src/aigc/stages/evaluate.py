@@ -69,7 +69,7 @@ def evaluate(
     """Evaluate the model at `model_uri` (or its local copy `bundle_dir`) on `dataset`.
 
     `on_progress` hears a sentence as each part starts or each Ray shard finishes."""
-    from aigc.train.ray_runner import connect, evaluate_on_ray
+    from aigc.train.ray_runner import EVALUATION_NODES_TAG, connect, evaluate_on_ray
 
     say = on_progress or (lambda sentence: None)
     settings = TrackingSettings.of(params.tracking, paths.root)
@@ -90,7 +90,7 @@ def evaluate(
             f"{params.evaluate.continuation_documents} documents, label control with "
             f"{params.evaluate.samples_per_label} samples per label"
         )
-        report = evaluate_on_ray(
+        report, nodes = evaluate_on_ray(
             bundle_dir,
             test,
             params.label,
@@ -106,10 +106,12 @@ def evaluate(
         with TrainingRun.resume(settings, record_in) as run:
             steps = int(run.client.get_run(record_in).data.tags.get("aigc.steps", 0))
             run.log_metrics(report.metrics, step=steps)
+            run.set_tags({EVALUATION_NODES_TAG: ",".join(nodes)})
             _log_reports(run, report, loss_curve=True)
         run_id = record_in
     else:
-        run_id = _evaluation_run(paths, params, settings, model_uri, dataset, report)
+        placement = {EVALUATION_NODES_TAG: ",".join(nodes)}
+        run_id = _evaluation_run(paths, params, settings, model_uri, dataset, report, placement)
     folder = save_evaluation(paths.evaluation(run_id), report)
     return Evaluation(
         run_id, model_uri, dataset.version, folder, dict(report.metrics), report.samples
@@ -143,12 +145,16 @@ def load_evaluation(paths: ProjectPaths, run_id: str, model_uri: str) -> Evaluat
     return Evaluation(run_id, model_uri, "", folder, metrics, {})
 
 
-def _evaluation_run(paths, params, settings, model_uri, dataset, report) -> str:
+def _evaluation_run(paths, params, settings, model_uri, dataset, report, placement) -> str:
     tags = run_tags(
         dataset.version,
         git_commit(paths.root),
         params.section_hash("evaluate"),
-        extra={"aigc.evaluated_model_uri": model_uri, "aigc.kind": "evaluation"},
+        extra={
+            "aigc.evaluated_model_uri": model_uri,
+            "aigc.kind": "evaluation",
+            **placement,
+        },
     )
     with TrainingRun.start(
         settings,

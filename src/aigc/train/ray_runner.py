@@ -70,6 +70,7 @@ FAULT_VARIABLES = ("AIGC_FAULT_KILL_RANK", "AIGC_FAULT_KILL_STEP", "AIGC_FAULT_M
 FAULT_DELAY_SECONDS = 5.0
 PROGRESS_INTERVAL_SECONDS = 0.25
 NODES_TAG = "aigc.ray_node_ids"  # the training workers' Ray nodes, in rank order
+EVALUATION_NODES_TAG = "aigc.ray_evaluation_node_ids"  # the evaluation shards', in shard order
 
 
 @dataclass(frozen=True)
@@ -601,7 +602,8 @@ def evaluate_on_ray(
 
     Documents, continuation documents and label-control labels are dealt round-robin to
     the shards; every sample's seed derives from its document or label, so the report is the
-    same for any number of shards. `on_progress` hears a sentence as each shard finishes."""
+    same for any number of shards. `on_progress` hears a sentence as each shard finishes.
+    Returns the report and the Ray node id each shard ran on, in shard order."""
     import ray
 
     from aigc.evaluate import continuation_ids, control_labels, merge_shards, summarize
@@ -611,7 +613,8 @@ def evaluate_on_ray(
     labels = control_labels(generator, label_params)
     shards = max(1, min(shards, len(test_frame)))
     frame = test_frame[["id", "text", "label"]].reset_index(drop=True)
-    evaluate_shard = ray.remote(num_cpus=1)(_evaluate_shard)
+    # SPREAD: on a cluster, the shards go to different nodes rather than queue on one
+    evaluate_shard = ray.remote(num_cpus=1, scheduling_strategy="SPREAD")(_evaluate_shard)
     bundle = str(bundle_dir)
     futures = [
         evaluate_shard.remote(
@@ -628,7 +631,7 @@ def evaluate_on_ray(
     started, finished, pending = time.perf_counter(), {}, list(futures)
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)
-        shard = finished[ready[0]] = ray.get(ready[0])
+        shard, _ = finished[ready[0]] = ray.get(ready[0])
         if on_progress is not None:
             on_progress(
                 f"evaluation shard {len(finished)}/{shards} done after "
@@ -636,16 +639,19 @@ def evaluate_on_ray(
                 f"{len(shard.continuations)} continued, {len(shard.label_control)} samples "
                 "classified for label control"
             )
-    merged = merge_shards(finished[future] for future in futures)  # in shard order, as before
-    return summarize(merged, unigram_bits_per_character=unigram_bits_per_character)
+    merged = merge_shards(finished[future][0] for future in futures)  # in shard order
+    nodes = [finished[future][1] for future in futures]
+    return summarize(merged, unigram_bits_per_character=unigram_bits_per_character), nodes
 
 
 def _evaluate_shard(bundle_dir, documents, label_params, settings, wanted, labels, classifier):
     from aigc.evaluate import evaluate_shard
 
     torch.set_num_threads(1)
+    import ray
+
     generator = TextGenerator.load(bundle_dir)
-    return evaluate_shard(
+    shard = evaluate_shard(
         generator,
         documents,
         label_params,
@@ -654,3 +660,4 @@ def _evaluate_shard(bundle_dir, documents, label_params, settings, wanted, label
         labels=labels,
         classifier=classifier,
     )
+    return shard, ray.get_runtime_context().get_node_id()
