@@ -131,8 +131,10 @@ def test_run_reproduce_and_deployment_on_the_stack(stack):
     # Ray: the training workers ran on both nodes of the cluster.
     nodes = tags["aigc.ray_node_ids"].split(",")
     assert len(nodes) == 2 and len(set(nodes)) == 2, nodes
-    evaluated = tags["aigc.ray_evaluation_node_ids"].split(",")  # the evaluation's shards
-    assert set(evaluated) == set(nodes), evaluated
+    # The evaluation's shards (as many as test documents, up to evaluate.shards), spread: each
+    # on a node of the cluster, no two on one node while another is free.
+    evaluated = tags["aigc.ray_evaluation_node_ids"].split(",")
+    assert set(evaluated) <= set(nodes) and len(set(evaluated)) == min(2, len(evaluated))
     assert not bucket_keys(profile, "ray", f"aigc/{run_id}"), "checkpoints left in the bucket"
 
     # DVC: the data version's manifest and every file of it are in the bucket.
