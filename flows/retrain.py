@@ -62,15 +62,12 @@ def retrain(
     timeout = 60 * params.run.lock_timeout_minutes
     with PipelineLock(paths.root, timeout, on_wait=get_run_logger().warning):
         data = data_refresh(str(paths.root), params=params, modalities=modalities)
-        return {
-            modality: published(
-                replace(
-                    retrain_model(paths, params, modality, data.of(modality), force, started),
-                    modality=modality,
-                )
-            )
-            for modality in modalities
-        }
+        summaries = {}
+        for modality in modalities:
+            with timing.scope("" if modality == "text" else f"{modality} "):  # parts named apart
+                summary = retrain_model(paths, params, modality, data.of(modality), force, started)
+            summaries[modality] = published(replace(summary, modality=modality))
+        return summaries
 
 
 def retrain_model(
@@ -82,18 +79,6 @@ def retrain_model(
     started: float,
 ) -> RetrainSummary:
     """plan → train → evaluate → register → evaluate-champion → promote, for one modality."""
-    with timing.scope("" if modality == "text" else f"{modality} "):
-        return _retrain_model(paths, params, modality, dataset, force, started)
-
-
-def _retrain_model(
-    paths: ProjectPaths,
-    params: Params,
-    modality: Modality,
-    dataset: Dataset | ImageDataset,
-    force: bool,
-    started: float,
-) -> RetrainSummary:
     view = params.for_modality(modality)  # its registered model, policy and experiment
     named = task_names(modality)
     key, existing, decided = plan.with_options(**named("plan"))(

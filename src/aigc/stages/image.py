@@ -36,7 +36,7 @@ from aigc.paths import ProjectPaths
 from aigc.stages.clean import CleanedDataset, clean_metrics, cleaned_dataset, write_json
 from aigc.stages.collect import CollectedSnapshot
 from aigc.stages.label import LabeledDataset, labeled_dataset
-from aigc.stages.version import Dataset, publish
+from aigc.stages.version import Dataset, VersionOutcome, publish
 
 CLEAN_STAGE, LABEL_STAGE = "image_clean", IMAGE.label_stage
 
@@ -124,24 +124,17 @@ def run_in_dvc(paths: ProjectPaths, stage: str) -> tuple[CleanedDataset | Labele
     return (cleaned_dataset(where) if stage == CLEAN_STAGE else labeled_dataset(where)), lines
 
 
-@dataclass(frozen=True)
-class ImageVersionOutcome:
-    dataset: ImageDataset
-    new: bool
-    remote: str  # where it was pushed; empty when push is off
-
-
 @timing.timed("image version")
 def version(
     paths: ProjectPaths, params: Params, raw_snapshot: str, counts: dict
-) -> ImageVersionOutcome:
+) -> VersionOutcome:
     """Push the image raw data and labeled dataset, and record the image data version."""
     targets = [f"{IMAGE.raw}.dvc", LABEL_STAGE]  # text's version pushed the rest
     entry, new, remote = publish(
         paths, params, raw_snapshot, counts, IMAGE, targets, params.image.version.push
     )
     labeled = ImagePaths.of(paths).labeled
-    return ImageVersionOutcome(ImageDataset(labeled, entry.version, counts), new, remote)
+    return VersionOutcome(ImageDataset(labeled, entry.version, counts), new, remote)
 
 
 def current_image_dataset(paths: ProjectPaths) -> ImageDataset:

@@ -13,6 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -35,6 +36,9 @@ from aigc.data.version import (
 from aigc.errors import UserError
 from aigc.paths import ProjectPaths
 
+if TYPE_CHECKING:
+    from aigc.stages.image import ImageDataset
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -56,7 +60,7 @@ class Dataset:
 
 @dataclass(frozen=True)
 class VersionOutcome:
-    dataset: Dataset
+    dataset: Dataset | ImageDataset  # the modality's labeled dataset
     new: bool
     remote: str  # where it was pushed; empty when push is off
 
