@@ -975,12 +975,15 @@ class _UserErrorRecords(logging.Filter):
         return not isinstance(error, UserError) or bool(os.environ.get("AIGC_TRACEBACK"))
 
 
-def main() -> None:
+def main(args: list[str] | None = None) -> None:
+    """The console script; `args` instead of sys.argv[1:] runs it in process (the tests)."""
     apply_offline_defaults()
     for name in ("prefect.flow_runs", "prefect.task_runs"):  # the loggers of Prefect's engines
-        logging.getLogger(name).addFilter(_UserErrorRecords())
+        logger = logging.getLogger(name)
+        if not any(isinstance(item, _UserErrorRecords) for item in logger.filters):
+            logger.addFilter(_UserErrorRecords())
     try:
-        app()
+        app(args=args, prog_name="aigc")
     except UserError as error:
         if os.environ.get("AIGC_TRACEBACK"):
             raise
