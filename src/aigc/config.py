@@ -19,6 +19,7 @@ import copy
 import hashlib
 import json
 import os
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -90,6 +91,32 @@ class FolderSource(SourceBase):
     jsonl_field: str = "text"
     csv_column: str = "text"
     missing_ok: bool = True
+    # A file with several hard links may be the same file as one outside the folder: refused
+    # unless this is set (the folder must then be trusted like the files it can reach).
+    allow_hard_links: bool = False
+
+
+HTTP_SCHEMES = ("http", "https")
+
+
+def http_origin(url: str) -> str:
+    """`scheme://host:port` of an http(s) URL, the port always written; ValueError otherwise."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in HTTP_SCHEMES or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
+    port = parts.port or (443 if scheme == "https" else 80)  # .port: ValueError if not a number
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{scheme}://{host}:{port}"
+
+
+def _is_origin(text: str) -> bool:
+    try:
+        http_origin(text)
+    except ValueError:
+        return False
+    parts = urllib.parse.urlsplit(text)
+    return parts.path in ("", "/") and not (parts.query or parts.fragment or parts.username)
 
 
 class HttpSource(SourceBase):
@@ -109,8 +136,28 @@ class HttpSource(SourceBase):
     timeout_seconds: float = Field(default=10.0, gt=0)
     retries: int = Field(default=1, ge=0)  # for transient failures only; see sources/http.py
     backoff_seconds: float = Field(default=0.5, ge=0)
-    backoff_max_seconds: float = Field(default=30.0, ge=0)
-    headers: dict[str, str] = Field(default_factory=dict)
+    backoff_max_seconds: float = Field(default=30.0, ge=0)  # caps Retry-After too
+    headers: dict[str, str] = Field(default_factory=dict)  # sent only to the url's origin
+    max_response_bytes: int = Field(default=50 * 1024 * 1024, ge=1)  # per page
+    # Origins ("https://cdn.example.com:443") a redirect may lead to besides the url's own.
+    allow_redirects_to: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _http_only(self) -> HttpSource:
+        try:
+            http_origin(self.url)
+        except ValueError:
+            raise ValueError(
+                f"source {self.name!r}: url {self.url!r} is not an http:// or https:// URL; "
+                "an http source reads only those (put local files in a `folder` source)"
+            ) from None
+        for origin in self.allow_redirects_to:
+            if not _is_origin(origin):
+                raise ValueError(
+                    f"source {self.name!r}: allow_redirects_to entry {origin!r} is not an "
+                    'origin; write scheme, host and port only, e.g. "https://cdn.example.com:443"'
+                )
+        return self
 
 
 Source = Annotated[BuiltinSource | FolderSource | HttpSource, Field(discriminator="type")]
@@ -237,6 +284,7 @@ class ImageFolderSource(SourceBase):
     path: str
     extensions: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
     missing_ok: bool = True
+    allow_hard_links: bool = False  # as for the text folder source
 
 
 class Cifar10Source(SourceBase):

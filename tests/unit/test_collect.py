@@ -98,6 +98,19 @@ def test_links_out_of_a_folder_are_refused_and_reported_not_collected(tmp_path):
     ]
 
 
+def test_redirected_records_keep_the_url_they_came_from_in_the_raw_snapshot(tmp_path):
+    with ScriptedServer() as server, ScriptedServer() as cdn:
+        server.route("/api", (302, b"", {"Location": cdn.url + "/feed"}))
+        cdn.route("/feed", page("one", "two"))
+        source = HttpSource(
+            name="api", url=server.url + "/api", pagination="none", allow_redirects_to=(cdn.url,)
+        )
+        frame = collect_sources([source], tmp_path, now=T1).frame
+    assert frame["uri"].tolist() == [cdn.url + "/feed#0", cdn.url + "/feed#1"]
+    meta = json.loads(frame["meta"].iloc[0])
+    assert meta == {"url": cdn.url + "/feed", "requested_url": server.url + "/api"}
+
+
 # --- failures keep the last good records ------------------------------------------------
 
 

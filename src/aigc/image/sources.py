@@ -11,8 +11,9 @@ unusable raises `SourceError` naming the source, the location and the fix.
     image_folder  `class_name/*.png|jpg|…`, the ImageFolder convention: the label is the name of
                   the folder under the source's folder; files at its top level are unlabeled.
                   Listing and refusals are the text folder source's (aigc.data.sources.folder):
-                  links out of the folder, broken links and non-regular files (FIFOs) are
-                  refused with a reason; files are opened with O_NOFOLLOW.
+                  the folder must resolve inside the project; links out of it, broken links,
+                  files with several hard links (unless `allow_hard_links`) and non-regular
+                  files (FIFOs) are refused with a reason; files are opened with O_NOFOLLOW.
     cifar10       `data_batch_*.bin`, `test_batch.bin`: records of 1 label byte + 3,072 pixel
                   bytes (the R plane, then G, then B, each 32x32 row-major). The pickled
                   "python version" is never read (unpickling runs code).
@@ -98,7 +99,7 @@ def image_label(path: Path, folder: Path) -> str:
 
 
 def read_image_file(source: ImageFolderSource, path: Path, folder: Path) -> ImageRecord:
-    data = read_no_follow(path)
+    data = read_no_follow(path, source)
     meta = {"path": str(path), "bytes": len(data)}
     return ImageRecord(data, path.as_uri(), image_label(path, folder), meta)
 

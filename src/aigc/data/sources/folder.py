@@ -5,13 +5,17 @@ This is the inbox where new data lands between scheduled runs. Per file type:
 - .jsonl: one record per line, text in the configured field (`jsonl_field`);
 - .csv: one record per row, text in the configured column (`csv_column`).
 
-`list_files` says what is read and what is refused. Nothing outside the folder is read: a
-symbolic link (to a file or a directory) whose target resolves outside it, broken links and
-anything that is not a regular file are refused and reported with the reason. Links inside
-the folder are followed once: each file is read once, under its real path, however many
-links lead to it; linked directories are never entered (their target is in the folder and
-read anyway, or outside it and refused), so a link cannot make a cycle. Hidden files are
-skipped. Files are opened without following a link swapped in after listing.
+`list_files` says what is read and what is refused. Nothing outside the folder is read: the
+folder itself, resolved, must lie inside the project (a `path` that is, or passes through, a
+link to elsewhere is an error); a symbolic link (to a file or a directory) whose target
+resolves outside it, broken links, a regular file with more than one hard link (the same
+file may have a name outside the folder; `allow_hard_links: true` accepts them) and anything
+that is not a regular file are refused and reported with the reason. Links inside the folder
+are followed once: each file is read once, under its real path, however many links lead to
+it; linked directories are never entered (their target is in the folder and read anyway, or
+outside it and refused), so a link cannot make a cycle. Hidden files are skipped. Files are
+opened without following a link swapped in after listing, and their link count is checked
+again on the open file.
 
 Nothing is dropped silently. A file that is not text (NUL bytes) becomes a record flagged
 `binary`; invalid UTF-8 is replaced (U+FFFD) and the records whose text holds a replaced byte
@@ -32,7 +36,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aigc.config import FolderSource
+from aigc.config import FolderSource, ImageFolderSource
 from aigc.data.sources.base import SourceError, SourceRecord
 
 _SNIFF_BYTES = 8192
@@ -51,9 +55,18 @@ def source_folder(source: FolderSource, root: Path) -> Path:
     return (root / source.path).resolve()  # an absolute `path` ignores `root`
 
 
-def list_files(source: FolderSource, root: Path) -> Listing:
+def list_files(source: FolderSource | ImageFolderSource, root: Path) -> Listing:
     """What the source reads, in a stable order, and the entries it refuses, with reasons."""
     folder = source_folder(source, root)
+    project = root.resolve()
+    if not folder.is_relative_to(project):
+        raise SourceError(
+            source.name,
+            str(root / source.path),
+            f"resolves to {folder}, outside the project {project}",
+            "move the folder into the project (a real folder, not a link to one elsewhere) "
+            "and point `path` of this source at it",
+        )
     if not folder.is_dir():
         if source.missing_ok and not folder.exists():
             return Listing()
@@ -64,7 +77,7 @@ def list_files(source: FolderSource, root: Path) -> Listing:
             "create it, or point `path` of this source at an existing folder",
         )
     extensions = {extension.lower() for extension in source.extensions}
-    files: set[Path] = set()
+    files: dict[tuple[int, int], Path] = {}  # (device, inode): each file once, whatever its names
     refused: list[dict[str, str]] = []
     # followlinks=False: a linked directory is listed in `directories` but never entered.
     for directory, directories, names in os.walk(folder):
@@ -80,14 +93,34 @@ def list_files(source: FolderSource, root: Path) -> Listing:
             if name.startswith(".") or path.suffix.lower() not in extensions:
                 continue
             target, problem = _target(path, folder)
+            if not problem:
+                problem = _not_regular(target, source)
             if problem:
                 refused.append({"path": str(path), "reason": problem})
-            elif not target.is_file():
-                refused.append({"path": str(path), "reason": "not a regular file"})
             else:
-                files.add(target)
+                status = target.stat()
+                key = (status.st_dev, status.st_ino)
+                files[key] = min(files.get(key, target), target)
     refused.sort(key=lambda item: item["path"])
-    return Listing(files=sorted(files), refused=refused)
+    return Listing(files=sorted(files.values()), refused=refused)
+
+
+def _not_regular(target: Path, source: FolderSource | ImageFolderSource) -> str:
+    """Why a resolved entry of the folder is not read, or ""."""
+    if not target.is_file():
+        return "not a regular file"
+    links = target.stat().st_nlink
+    if links > 1 and not source.allow_hard_links:
+        return f"{_hard_link(links)}; {_hard_link_fix(source)}"
+    return ""
+
+
+def _hard_link(links: int) -> str:
+    return f"hard link ({links} links: the same file may also be outside the folder)"
+
+
+def _hard_link_fix(source: FolderSource | ImageFolderSource) -> str:
+    return f"set `allow_hard_links: true` on source {source.name!r} to read such files"
 
 
 def _target(path: Path, folder: Path, kind: str = "") -> tuple[Path, str]:
@@ -106,7 +139,7 @@ def _target(path: Path, folder: Path, kind: str = "") -> tuple[Path, str]:
 
 def read_file(source: FolderSource, path: Path) -> Iterator[SourceRecord]:
     """The records of one file; raises SourceError for a file that cannot be read at all."""
-    data = read_no_follow(path)
+    data = read_no_follow(path, source)
     uri = path.as_uri()
     meta = {"path": str(path), "bytes": len(data)}
     if b"\x00" in data[:_SNIFF_BYTES]:
@@ -123,10 +156,16 @@ def read_file(source: FolderSource, path: Path) -> Iterator[SourceRecord]:
         yield SourceRecord(text=text, uri=uri, meta=meta, flags=flags)
 
 
-def read_no_follow(path: Path) -> bytes:
-    """The bytes of `path`; OSError if it has become a symbolic link since it was listed."""
+def read_no_follow(path: Path, source: FolderSource | ImageFolderSource | None = None) -> bytes:
+    """The bytes of `path`; OSError if it has become a symbolic link since it was listed.
+
+    With a folder `source`, its hard-link rule is checked again on the open file: a link
+    made after listing is refused too (SourceError)."""
     descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     with os.fdopen(descriptor, "rb") as handle:
+        links = os.fstat(descriptor).st_nlink
+        if source is not None and links > 1 and not source.allow_hard_links:
+            raise SourceError(source.name, str(path), _hard_link(links), _hard_link_fix(source))
         return handle.read()
 
 
