@@ -437,21 +437,48 @@ class TrackingParams(Section):
 Direction = Literal["minimize", "maximize"]
 
 
+GuardKind = Literal["regression", "closeness", "floor"]
+
+
 class GuardRule(BaseModel):
-    """A metric that must not get worse by more than `tolerance` (absolute, or a fraction of
-    the champion's value when `relative`)."""
+    """How the gate judges one guard metric (aigc.registry.decide's table says why each
+    default guard has its rule). `tolerance` is absolute, or a fraction when `relative` (of the
+    champion's value for `regression`, of the real data's value otherwise).
+
+    regression  `direction` is better: worse than the champion by at most `tolerance`.
+    closeness   real data has a value of its own, the metric `reference` of the same
+                evaluation: no further from it than the champion is from its own, plus
+                `tolerance`. For figures where more is not better (diversity).
+    floor       worse than the real data's value `reference` by at most `tolerance` (a
+                floor when maximizing): against collapse; the champion is not consulted."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    rule: GuardKind = "regression"
     direction: Direction = "maximize"
     tolerance: float = Field(default=0.0, ge=0.0)
     relative: bool = False
+    reference: str | None = None  # closeness and floor: the real data's value of the metric
+
+    @model_validator(mode="after")
+    def _reference_fits_rule(self) -> GuardRule:
+        if self.rule == "regression" and self.reference is not None:
+            raise ValueError(
+                f"reference={self.reference!r} is only read by the closeness and floor rules; "
+                "set rule: closeness (or floor), or drop reference"
+            )
+        if self.rule != "regression" and self.reference is None:
+            raise ValueError(
+                f"rule {self.rule} compares with the real data's value: name the metric that "
+                "holds it in reference (e.g. reference: real_distinct_2)"
+            )
+        return self
 
 
 def _default_guards() -> dict[str, GuardRule]:
     return {
         "label_control_accuracy": GuardRule(direction="maximize", tolerance=0.05),
-        "distinct_2": GuardRule(direction="maximize", tolerance=0.05),
+        "distinct_2": GuardRule(rule="closeness", reference="real_distinct_2", tolerance=0.05),
     }
 
 
@@ -469,6 +496,25 @@ class PromotionPolicy(BaseModel):
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
     seed: int = 0
     baseline_metric: str | None = "unigram_bits_per_character"
+
+    @field_validator("guard_metrics", mode="before")
+    @classmethod
+    def _guard_defaults(cls, value: Any) -> Any:
+        # An entry for a default guard keeps the default's keys it leaves out, unless it names
+        # another rule: `distinct_2.tolerance=0.1` must not turn closeness into regression.
+        if not isinstance(value, dict):
+            return value
+        defaults = cls.model_fields["guard_metrics"].default_factory()  # type: ignore[misc]
+        merged = dict(value)
+        for name, entry in value.items():
+            default = defaults.get(name)
+            if (
+                isinstance(entry, dict)
+                and default is not None
+                and default.rule == entry.get("rule", default.rule)
+            ):
+                merged[name] = default.model_dump() | entry
+        return merged
 
 
 class RegistryParams(Section):
@@ -550,7 +596,7 @@ class ImageEvaluateParams(Section):
     samples_per_class: int = Field(default=100, ge=2)  # generated per class, for every measure
     kid_subsets: int = Field(default=50, ge=2)
     kid_subset_size: int = Field(default=100, ge=2)  # capped at the smaller set
-    nearest_k: int = Field(default=3, ge=1)  # precision/recall radii (Kynkaanniemi et al.)
+    nearest_k: int = Field(default=3, ge=1)  # radii of precision/recall, density/coverage
     trivial_noise: float = Field(default=0.25, ge=0)  # the ceiling: class mean + N(0, this),
     # in units of the pixel range
     grid_per_class: int = Field(default=10, ge=1)  # tiles per row of the sample grid
@@ -562,15 +608,18 @@ class ImageEvaluateParams(Section):
 def _image_guards() -> dict[str, GuardRule]:
     return {
         "conditional_accuracy": GuardRule(direction="maximize", tolerance=0.02),
-        "recall": GuardRule(direction="maximize", tolerance=0.05),
+        "coverage": GuardRule(direction="maximize", tolerance=0.05),
+        "feature_spread_ratio": GuardRule(
+            rule="floor", reference="floor_feature_spread_ratio", tolerance=0.5, relative=True
+        ),
     }
 
 
 class ImagePromotionPolicy(PromotionPolicy):
     """The image gate: Fréchet distance in the classifier's features (lower is better), with
-    a paired bootstrap over resampled sample and test sets, guards on label control and
-    coverage, and the trivial per-class-mean generator as the baseline a first model must
-    beat."""
+    a paired bootstrap over resampled sample and test sets, guards on label control,
+    coverage and a floor on within-class spread, and the trivial per-class-mean generator as
+    the baseline a first model must beat."""
 
     primary_metric: str = "frechet_distance"
     direction: Direction = "minimize"

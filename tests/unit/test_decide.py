@@ -10,6 +10,9 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from aigc.config import ImagePromotionPolicy
+from aigc.evaluate.diversity import distinct_n
+from aigc.evaluate.image_metrics import frechet_distance
 from aigc.registry.decide import (
     GuardRule,
     PromotionPolicy,
@@ -19,7 +22,8 @@ from aigc.registry.decide import (
 )
 
 DOCUMENTS = 40
-GUARDS = {"label_control_accuracy": 0.80, "distinct_2": 0.60}
+# distinct_2 is judged against the real text's own value, real_distinct_2.
+GUARDS = {"label_control_accuracy": 0.80, "distinct_2": 0.60, "real_distinct_2": 0.62}
 
 
 def card(
@@ -189,6 +193,167 @@ def test_guard_missing_on_both_sides_is_skipped_on_one_side_fails():
     assert one_missing.reasons[3].startswith("guard rougeL failed: the champion has no value")
 
 
+# --- issue 16: a weak champion's noise is not a standard to keep ----------------------------
+
+
+def weak_then_default(distinct_2: float) -> tuple[Scorecard, Scorecard]:
+    """The issue's text run: a champion trained for 0.2 minutes (3.412 bits per character,
+    distinct_2 0.9251: near-random text), then the default training (2.447 bits). Real test
+    text cut to a sample's length has distinct_2 of about 0.80."""
+    champion_bpc = spread(3.412)
+    noise = np.random.default_rng(2).normal(0, 0.02, DOCUMENTS)
+    real = {"real_distinct_2": 0.80}
+    champion = card("champion", champion_bpc, extra={"distinct_2": 0.9251, **real})
+    challenger = card(
+        "challenger",
+        champion_bpc * 2.447 / 3.412 + noise,
+        extra={"distinct_2": distinct_2, **real},
+    )
+    return challenger, champion
+
+
+def test_a_clearly_better_text_model_is_not_held_back_by_its_champions_random_words():
+    challenger, champion = weak_then_default(distinct_2=0.7856)
+    assert challenger.metrics["test_bits_per_character"] == pytest.approx(2.447, rel=0.01)
+    decision = decide(challenger, champion, PromotionPolicy())
+    assert decision.promote, decision.reasons
+    assert decision.bootstrap["probability_better"] == 1.0
+    held = next(reason for reason in decision.reasons if reason.startswith("guard distinct_2"))
+    assert held == (
+        "guard distinct_2 held: the challenger's 0.7856 is 0.0144 from the real data's "
+        "real_distinct_2 0.8, the champion's 0.9251 was 0.1251 from 0.8; it may be at most "
+        "0.05 further"
+    )
+    # what the gate did before: "may not drop versus the champion"
+    old_rule = PromotionPolicy(guard_metrics={"distinct_2": GuardRule(tolerance=0.05)})
+    rejected = decide(challenger, champion, old_rule)
+    assert not rejected.promote
+    assert (
+        "guard distinct_2 regressed: 0.9251 -> 0.7856 is worse by 0.1395, more than the "
+        "allowed 0.05" in rejected.reasons
+    )
+
+
+def test_a_text_model_that_repeats_one_document_is_rejected():
+    document = "The socket waits for its connection while each client reads the response."
+    collapsed = distinct_n([document] * 80, 2)  # 80 samples, one text: 11 bigrams of 880
+    assert collapsed == pytest.approx(1 / 80)
+    challenger, champion = weak_then_default(distinct_2=collapsed)
+    decision = decide(challenger, champion, PromotionPolicy())
+    assert decision.checks["primary"] and decision.checks["bootstrap"]
+    assert not decision.checks["guard:distinct_2"] and not decision.promote
+    assert (
+        "guard distinct_2 moved away from the real data: the challenger's 0.0125 is 0.7875 "
+        "from the real data's real_distinct_2 0.8, the champion's 0.9251 was 0.1251 from 0.8, "
+        "0.6624 further, more than the allowed 0.05" in decision.reasons
+    )
+
+
+def test_a_closeness_guard_needs_the_real_value_on_both_sides():
+    challenger, champion = weak_then_default(distinct_2=0.7856)
+    del champion.metrics["real_distinct_2"]  # an evaluation from before the reference
+    decision = decide(challenger, champion, PromotionPolicy())
+    assert not decision.checks["guard:distinct_2"]
+    assert decision.reasons[3].startswith(
+        "guard distinct_2 failed: the champion's evaluation reports no real_distinct_2"
+    )
+    with pytest.raises(ValidationError, match="reference"):
+        GuardRule(rule="closeness", tolerance=0.05)  # closeness to what?
+    with pytest.raises(ValidationError, match="only read by the closeness and floor"):
+        GuardRule(reference="real_distinct_2")
+
+
+IMAGE_CLASSES, FEATURES = 10, 4
+
+
+def image_card(name: str, frechet: float, seed: int, metrics: dict[str, float]) -> Scorecard:
+    """Per-sample rows (aigc.evaluate.image_report.ImageEvaluation) whose samples sit
+    sqrt(frechet) away from the real features, so the bootstrap sees the stated distance."""
+    real = np.random.default_rng(0).normal(size=(20 * IMAGE_CLASSES, FEATURES))  # both sides
+    generated = np.random.default_rng(seed).normal(size=(60 * IMAGE_CLASSES, FEATURES))
+    generated[:, 0] += math.sqrt(frechet)
+    rows = []
+    for kind, features, per_class in (("generated", generated, 60), ("real", real, 20)):
+        frame = pd.DataFrame(features, columns=[f"feature_{i:02d}" for i in range(FEATURES)])
+        frame.insert(0, "label", np.repeat(np.arange(IMAGE_CLASSES), per_class).astype(str))
+        frame.insert(0, "set", kind)
+        frame.insert(0, "id", [f"{kind}-{index:05d}" for index in range(len(frame))])
+        rows.append(frame)
+    per_sample = pd.concat(rows, ignore_index=True)
+    assert frechet_distance(generated, real) == pytest.approx(frechet, rel=0.15)
+    metrics = {"frechet_distance": frechet, "trivial_frechet_distance": 11.37, **metrics}
+    return Scorecard(name=name, version=name, metrics=metrics, per_document=per_sample)
+
+
+# The real data's own figures: real train images posing as samples (measured on the digits).
+IMAGE_FLOORS = {"floor_coverage": 0.94, "floor_feature_spread_ratio": 0.951}
+
+
+def test_a_clearly_better_image_model_is_not_held_back_by_its_champions_noisy_recall():
+    champion = image_card(  # a weak champion: noisy samples, whose large balls inflate recall
+        "weak",
+        2.476,
+        seed=1,
+        metrics={
+            "recall": 0.8625,
+            "coverage": 0.70,
+            "conditional_accuracy": 0.90,
+            "feature_spread_ratio": 1.10,
+            **IMAGE_FLOORS,
+        },
+    )
+    challenger = image_card(
+        "default",
+        1.163,
+        seed=2,
+        metrics={
+            "recall": 0.7063,
+            "coverage": 0.82,
+            "conditional_accuracy": 0.97,
+            "feature_spread_ratio": 0.90,
+            **IMAGE_FLOORS,
+        },
+    )
+    decision = decide(challenger, champion, ImagePromotionPolicy())
+    assert decision.promote, decision.reasons
+    assert decision.bootstrap["probability_better"] == 1.0
+    assert "guard:recall" not in decision.checks
+    assert decision.checks["guard:coverage"] and decision.checks["guard:feature_spread_ratio"]
+    assert (
+        "guard feature_spread_ratio held: 0.9 is at least its floor 0.4755 (the real data's "
+        "floor_feature_spread_ratio 0.951 less 50.0%)" in decision.reasons
+    )
+
+
+def test_an_image_model_that_collapses_is_rejected_by_its_guards():
+    champion = image_card(
+        "weak",
+        2.476,
+        seed=1,
+        metrics={"coverage": 0.70, "conditional_accuracy": 0.90, "feature_spread_ratio": 1.1}
+        | IMAGE_FLOORS,
+    )
+    collapsed = image_card(  # one image for every request: nothing covered, no spread
+        "collapsed",
+        1.163,
+        seed=2,
+        metrics={"coverage": 0.02, "conditional_accuracy": 0.90, "feature_spread_ratio": 0.0}
+        | IMAGE_FLOORS,
+    )
+    decision = decide(collapsed, champion, ImagePromotionPolicy())
+    assert decision.checks["primary"] and decision.checks["bootstrap"]
+    assert not decision.promote
+    assert (
+        "guard coverage regressed: 0.7 -> 0.02 is worse by 0.68, more than the allowed 0.05"
+        in decision.reasons
+    )
+    assert (
+        "guard feature_spread_ratio is past its floor: 0 against 0.4755 (the real data's "
+        "floor_feature_spread_ratio 0.951 less 50.0%); the samples may have collapsed"
+        in decision.reasons
+    )
+
+
 def test_maximized_primary_metric_bleu():
     policy = PromotionPolicy(
         primary_metric="bleu", direction="maximize", baseline_metric=None, guard_metrics={}
@@ -294,3 +459,21 @@ def test_policy_is_checked():
         PromotionPolicy(min_relative_improvment=0.02)  # a typo must not pass silently
     with pytest.raises(ValidationError, match="confidence"):
         PromotionPolicy(confidence=1.5)
+
+
+def test_a_partial_guard_entry_keeps_the_rule_of_its_default():
+    """`--set registry.policy.guard_metrics.distinct_2.tolerance=0.1` must not bring back the
+    rule that rejected the better model in issue 16."""
+    looser = PromotionPolicy(guard_metrics={"distinct_2": {"tolerance": 0.1}})
+    assert looser.guard_metrics == {
+        "distinct_2": GuardRule(rule="closeness", reference="real_distinct_2", tolerance=0.1)
+    }
+    regression = PromotionPolicy(guard_metrics={"distinct_2": {"rule": "regression"}})
+    assert regression.guard_metrics["distinct_2"] == GuardRule()
+    image = ImagePromotionPolicy(guard_metrics={"feature_spread_ratio": {"tolerance": 0.3}})
+    spread_floor = image.guard_metrics["feature_spread_ratio"]
+    assert (spread_floor.rule, spread_floor.relative, spread_floor.tolerance) == (
+        "floor",
+        True,
+        0.3,
+    )

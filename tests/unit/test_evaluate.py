@@ -30,6 +30,7 @@ from aigc.evaluate import (
 )
 from aigc.evaluate.continuation import split_prompt
 from aigc.evaluate.language_model import scoring_windows
+from aigc.evaluate.report import real_distinct
 from aigc.generator import TextGenerator
 from aigc.models import build_model
 from aigc.models.base import IGNORE_INDEX
@@ -351,6 +352,8 @@ def test_evaluate_generator_reports_every_metric_deterministically(
         "rougeL",
         "distinct_1",
         "distinct_2",
+        "real_distinct_1",
+        "real_distinct_2",
         "label_control_accuracy",
         "label_control_unconditioned_accuracy",
         "label_control_coverage",
@@ -396,6 +399,34 @@ def test_shards_merge_to_the_single_process_report(tiny_gpt, documents, label_pa
     assert merged.samples == single.samples
     pd.testing.assert_frame_equal(merged.label_control, single.label_control)
     pd.testing.assert_frame_equal(merged.per_document, single.per_document, rtol=1e-6)
+
+
+def test_real_text_is_scored_for_diversity_as_a_sample_would_be(tiny_gpt, documents, label_params):
+    """The gate judges distinct-n against the real text's own value: random words score as
+    very "diverse", so more is not better."""
+    report = evaluate_generator(tiny_gpt, documents, label_params, SETTINGS)
+    samples = len(report.label_control)  # conditioned and unconditioned
+    assert samples == 2 * 2 * len(LABELS) > len(documents)  # so every document is pooled
+    tokenizer = tiny_gpt.tokenizer
+    cut = [
+        tokenizer.decode(tokenizer.encode(text)[: SETTINGS.sample_tokens])
+        for text in documents.sort_values("id")["text"]
+    ]
+    assert len(cut[0].split()) < len(documents["text"].iloc[0].split())  # really cut
+    assert report.metrics["real_distinct_1"] == pytest.approx(distinct_n(cut, 1))
+    assert report.metrics["real_distinct_2"] == pytest.approx(distinct_n(cut, 2))
+    # an untrained model writes near-random tokens: more "diverse" than real text
+    assert report.metrics["distinct_2"] > report.metrics["real_distinct_2"]
+    assert "real_sample" not in report.per_document
+    assert "real_sample" not in report.to_json()
+
+
+def test_real_distinct_pools_as_many_documents_as_there_were_samples():
+    documents = pd.DataFrame({"id": ["c", "a", "b"], "real_sample": ["x y z", "a b a b", "a b c"]})
+    figures = real_distinct(documents, samples=2)  # the two smallest ids: a and b
+    assert figures["real_distinct_2"] == pytest.approx(distinct_n(["a b a b", "a b c"], 2))
+    assert figures["real_distinct_1"] == pytest.approx(3 / 7)
+    assert real_distinct(documents, samples=10) == real_distinct(documents, samples=3)
 
 
 def test_switched_off_parts_leave_their_metrics_out(tiny_gpt, documents, label_params):

@@ -10,7 +10,12 @@ import pytest
 import scipy.linalg
 from PIL import Image
 
-from aigc.config import ImageClassifierParams, ImageEvaluateParams, ImagePromotionPolicy
+from aigc.config import (
+    GuardRule,
+    ImageClassifierParams,
+    ImageEvaluateParams,
+    ImagePromotionPolicy,
+)
 from aigc.evaluate.image_classifier import (
     cached_feature_classifier,
     fit_feature_classifier,
@@ -18,8 +23,10 @@ from aigc.evaluate.image_classifier import (
 )
 from aigc.evaluate.image_grid import write_loss_curves, write_sample_grid
 from aigc.evaluate.image_metrics import (
+    density_coverage,
     frechet_distance,
     kernel_inception_distance,
+    precision_recall,
 )
 from aigc.evaluate.image_report import (
     evaluate_image_generator,
@@ -149,6 +156,8 @@ def test_the_floor_is_far_below_the_trivial_ceiling(digits, classifier, train_sa
     assert references["floor_frechet_distance"] * 5 < references["trivial_frechet_distance"]
     assert references["floor_kid"] < references["trivial_kid"]
     assert references["floor_recall"] > references["trivial_recall"]
+    assert references["floor_coverage"] >= 0.85 > 2 * references["trivial_coverage"]
+    assert 0.8 < references["floor_density"] < 1.5 and references["trivial_density"] < 0.6
     assert references["floor_conditional_accuracy"] >= 0.95
     assert 0.7 < references["floor_feature_spread_ratio"] < 1.3
     # a second draw of real images scores like the floor
@@ -169,12 +178,14 @@ def test_a_generator_is_evaluated_with_its_references(digits, classifier):
     assert metrics["frechet_distance"] == pytest.approx(metrics["trivial_frechet_distance"])
     assert metrics["classifier_test_accuracy"] == classifier.test_accuracy
     assert {"floor_recall", "conditional_accuracy_7", "kid_standard_error"} <= set(metrics)
+    assert {"density", "coverage", "floor_coverage", "floor_feature_spread_ratio"} <= set(metrics)
 
 
-def test_a_collapsed_generator_is_precise_but_has_no_recall_or_spread(digits, classifier):
-    train = digits["train"]
+def one_image_per_class(train, classifier, requested: np.ndarray) -> np.ndarray:
+    """A collapsed generator: per class, the train image closest to its class's mean
+    feature, repeated for every request of that class."""
     features = classifier.features(train.pixels)
-    typical = [  # per class, the train image closest to its class's mean feature
+    typical = [
         np.flatnonzero(train.labels == label)[
             np.argmin(
                 np.linalg.norm(
@@ -185,8 +196,13 @@ def test_a_collapsed_generator_is_precise_but_has_no_recall_or_spread(digits, cl
         ]
         for label in range(10)
     ]
+    return train.pixels[np.array(typical)[requested]]
+
+
+def test_a_collapsed_generator_is_precise_but_has_no_recall_or_spread(digits, classifier):
+    train = digits["train"]
     requested = requested_labels(10, PARAMS.samples_per_class)
-    collapsed = train.pixels[np.array(typical)[requested]]  # one image per class, repeated
+    collapsed = one_image_per_class(train, classifier, requested)
     metrics = evaluate_image_samples(
         classifier, collapsed, requested, digits["test"], PARAMS
     ).metrics
@@ -203,6 +219,42 @@ def test_a_generator_that_ignores_labels_scores_chance_accuracy(digits, classifi
     assert evaluation.metrics["conditional_accuracy"] < 0.25
     assert set(evaluation.per_sample["set"]) == {"generated", "real"}
     assert len(evaluation.per_sample) == len(first) + len(digits["test"].labels)
+
+
+def test_density_and_coverage_are_not_inflated_by_noise():
+    """Improved recall draws a ball around each sample, and a noisy sample's ball is large;
+    coverage draws them around real points only (Naeem et al. 2020)."""
+    rng = np.random.default_rng(0)
+    real, other = rng.normal(size=(400, 8)), rng.normal(size=(400, 8))  # one distribution
+    narrow = 0.6 * rng.normal(size=(400, 8))  # too little variety
+    noisy = narrow.copy()
+    noisy[:80] = 3.0 * rng.normal(size=(80, 8))  # a fifth of the samples are noise
+    recall = {
+        name: precision_recall(real, fake, nearest_k=3)["recall"]
+        for name, fake in (("other", other), ("narrow", narrow), ("noisy", noisy))
+    }
+    covered = {
+        name: density_coverage(real, fake, nearest_k=3)
+        for name, fake in (("other", other), ("narrow", narrow), ("noisy", noisy))
+    }
+    assert recall["noisy"] > recall["other"] > 2 * recall["narrow"]  # noise beats real data
+    assert covered["noisy"]["coverage"] <= covered["narrow"]["coverage"]
+    assert covered["narrow"]["coverage"] < covered["other"]["coverage"]
+    assert covered["noisy"]["density"] < covered["narrow"]["density"]
+
+    # real data against real data: coverage 1 - 2^-k for an independent draw, density 1
+    assert covered["other"]["coverage"] == pytest.approx(1 - 2**-3, abs=0.04)
+    assert covered["other"]["density"] == pytest.approx(1.0, abs=0.1)
+    wide = density_coverage(real, other, nearest_k=5)
+    assert wide["coverage"] > 0.95 and wide["density"] == pytest.approx(1.0, abs=0.1)
+    itself = density_coverage(real, real, nearest_k=3)  # each ball holds its centre + k
+    assert itself == {"coverage": 1.0, "density": pytest.approx(4 / 3)}
+
+
+def noisy_images(pixels: np.ndarray, noise: float, seed: int) -> np.ndarray:
+    """`pixels` plus Gaussian noise of `noise` times the pixel range: a weak generator."""
+    spoiled = pixels + np.random.default_rng(seed).normal(0, noise * 255, pixels.shape)
+    return np.clip(np.rint(spoiled), 0, 255).astype(np.uint8)
 
 
 def card(name, evaluation) -> Scorecard:
@@ -247,10 +299,77 @@ def test_the_image_gate_tells_chance_from_a_real_improvement(digits, classifier,
         card("trivial", evaluations["trivial"]), card("first", evaluations["first"]), policy
     )
     assert not worse.promote
-    assert not worse.checks["bootstrap"] and not worse.checks["guard:recall"]
+    assert not worse.checks["bootstrap"] and not worse.checks["guard:coverage"]
 
     first_model = decide(card("first", evaluations["first"]), None, policy)
     assert first_model.promote and "trivial_frechet_distance" in first_model.reasons[0]
+
+
+def test_the_image_gate_promotes_a_better_model_whose_recall_fell_below_a_noisy_champions(
+    digits, classifier, train_samples
+):
+    first, _, requested = train_samples
+    test, train = digits["test"], digits["train"]
+    references = reference_metrics(classifier, train, test, PARAMS)
+    means = np.stack([train.pixels[train.labels == label].mean(0) for label in range(10)])
+    # Champion: real digits under noise. Challenger: real digits drawn 15% toward their
+    # class mean, realistic but a little less varied than real: recall falls, coverage rises.
+    weak = noisy_images(first, 0.1, seed=1)
+    shrunk = means[requested] + 0.85 * (first - means[requested])
+    better = np.clip(np.rint(shrunk), 0, 255).astype(np.uint8)
+    evaluations = {
+        name: evaluate_image_samples(classifier, pixels, requested, test, PARAMS)
+        for name, pixels in (("weak", weak), ("better", better))
+    }
+    for evaluation in evaluations.values():
+        evaluation.metrics.update(references)
+    new, old = evaluations["better"].metrics, evaluations["weak"].metrics
+    assert new["frechet_distance"] < 0.9 * old["frechet_distance"]
+    assert new["recall"] < old["recall"] - 0.05 and new["coverage"] > old["coverage"]
+
+    policy = ImagePromotionPolicy()
+    decision = decide(
+        card("better", evaluations["better"]), card("weak", evaluations["weak"]), policy
+    )
+    assert decision.promote, decision.reasons
+    recall_guard = policy.model_copy(
+        update={"guard_metrics": {"recall": GuardRule(direction="maximize", tolerance=0.05)}}
+    )
+    rejected = decide(
+        card("better", evaluations["better"]), card("weak", evaluations["weak"]), recall_guard
+    )
+    assert not rejected.promote and not rejected.checks["guard:recall"]
+
+
+def test_the_image_gate_rejects_a_collapse_that_lowers_the_frechet_distance(
+    digits, classifier, train_samples
+):
+    """One typical image per class beats a very noisy champion on Fréchet distance, and even
+    on coverage; its within-class spread is 0, under the real data's floor."""
+    first, _, requested = train_samples
+    test, train = digits["test"], digits["train"]
+    collapsed = one_image_per_class(train, classifier, requested)
+    references = reference_metrics(classifier, train, test, PARAMS)
+    evaluations = {
+        name: evaluate_image_samples(classifier, pixels, requested, test, PARAMS)
+        for name, pixels in (("noisy", noisy_images(first, 0.5, seed=1)), ("collapsed", collapsed))
+    }
+    for evaluation in evaluations.values():
+        evaluation.metrics.update(references)
+    decision = decide(
+        card("collapsed", evaluations["collapsed"]),
+        card("noisy", evaluations["noisy"]),
+        ImagePromotionPolicy(),
+    )
+    assert decision.checks["primary"] and decision.checks["bootstrap"]
+    assert decision.checks["guard:coverage"]
+    assert not decision.checks["guard:feature_spread_ratio"] and not decision.promote
+    assert any(
+        reason.startswith("guard feature_spread_ratio is past its floor:")
+        and "the real data's floor_feature_spread_ratio" in reason
+        and reason.endswith("the samples may have collapsed")
+        for reason in decision.reasons
+    )
 
 
 def test_the_image_gate_refuses_evaluations_it_cannot_compare(digits, classifier, train_samples):

@@ -8,6 +8,10 @@ model's tokenizer. n-grams are taken inside each text, never across two texts, a
 the whole list: a model that writes the same sample every time scores low even when each
 sample on its own has no repeats. A value depends on how much text is pooled, so compare
 models on the same number and length of samples.
+
+More is not better: near-random text scores higher than real text. The evaluation reports
+real test text's own value beside a model's (`real_distinct_n`, `aigc.evaluate.report.
+real_distinct`), and the promotion gate judges a model by its distance from it.
 """
 
 from __future__ import annotations

@@ -14,13 +14,16 @@ Every measure is computed in the features of `FeatureClassifier` (aigc.evaluate.
 image_classifier) against the whole test split, from a fixed number of samples per class:
 
     frechet_distance, kid, kid_standard_error   distribution distance (lower is better)
-    precision, recall                           fidelity and coverage (Kynkäänniemi et al.)
+    precision, recall                           fidelity and variety (Kynkäänniemi et al.)
+    density, coverage                           the same, robust to noisy samples (Naeem et al.)
     conditional_accuracy[_<class>]              label control: the class asked for is seen
     feature_spread_ratio                        within-class variety relative to real images
 
 Two reference points on the same features and counts: the floor (`floor_*`: real train
-images posing as samples, what a perfect generator would score) and the ceiling (`trivial_*`:
-each class's mean image plus noise, a generator that knows the labels and nothing else).
+images posing as samples, what a perfect generator would score; the real data's own value of
+figures that are not "more is better", such as `floor_feature_spread_ratio`) and the ceiling
+(`trivial_*`: each class's mean image plus noise, a generator that knows the labels and
+nothing else).
 Pure numpy and pandas; the classifier is only called.
 """
 
@@ -36,6 +39,7 @@ import pandas as pd
 from aigc.config import ImageEvaluateParams
 from aigc.evaluate.image_metrics import (
     conditional_accuracy,
+    density_coverage,
     feature_spread_ratio,
     frechet_distance,
     kernel_inception_distance,
@@ -52,6 +56,9 @@ IMAGE_HEADLINE_METRICS = (
     "kid",
     "precision",
     "recall",
+    "density",
+    "coverage",
+    "floor_coverage",
     "conditional_accuracy",
     "feature_spread_ratio",
     "floor_frechet_distance",
@@ -192,8 +199,9 @@ def _measures(
         subset_size=params.kid_subset_size,
         seed=params.seed,
     )
-    # Precision and recall compare sets of equal size (a ball's radius shrinks as its set
-    # grows): a fixed subset of the samples, as many as there are test images.
+    # Precision, recall, density and coverage compare sets of equal size (a ball's radius
+    # shrinks as its set grows): a fixed subset of the samples, as many as there are test
+    # images.
     rng = np.random.default_rng(params.seed)
     subset = np.sort(rng.permutation(len(fake))[: len(real)])
     return {
@@ -201,6 +209,7 @@ def _measures(
         "kid": kid,
         "kid_standard_error": kid_error,
         **precision_recall(real, fake[subset], nearest_k=params.nearest_k),
+        **density_coverage(real, fake[subset], nearest_k=params.nearest_k),
         **conditional_accuracy(requested, predicted, test.classes),
         "feature_spread_ratio": feature_spread_ratio(fake, requested, real, real_labels),
         "samples": float(len(fake)),

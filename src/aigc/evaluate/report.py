@@ -57,6 +57,9 @@ if TYPE_CHECKING:
 
 DOCUMENT_COLUMNS = ["id", "label", "nll_nats", "tokens", "chars"]
 SCORE_COLUMNS = ["bleu", "chrf", "rougeL"]
+# Per shard only, with label control on: each test document cut to a sample's length, for
+# the real text's own distinct-n (`real_distinct_*`). Not kept in the report's rows.
+REAL_SAMPLE = "real_sample"
 
 
 # The figures shown and tagged wherever a model is summarized (CLI, registry tags).
@@ -69,6 +72,7 @@ HEADLINE_METRICS = (
     "rougeL",
     "distinct_1",
     "distinct_2",
+    "real_distinct_2",
     "label_control_accuracy",
     "label_control_unconditioned_accuracy",
     "label_control_ceiling",
@@ -166,13 +170,18 @@ def evaluate_shard(
     likelihood = document_nll(generator, texts, labels_of_documents, settings.batch_size)
     likelihood.insert(0, "label", labels_of_documents)
     likelihood.insert(0, "id", ids)
+    tokenizer = generator.tokenizer
+
+    def cut(text: str) -> str:  # a real document as long as a sample
+        return tokenizer.decode(tokenizer.encode(text)[: settings.sample_tokens])
+
+    extra: list[str] = []
     if classifier is not None:
-        tokenizer = generator.tokenizer
-
-        def cut(text: str) -> str:  # a real document as long as a sample
-            return tokenizer.decode(tokenizer.encode(text)[: settings.sample_tokens])
-
         likelihood["topic_ceiling"] = ceiling_correct(classifier, documents, cut).to_numpy()
+        extra.append("topic_ceiling")
+    if settings.samples_per_label > 0:
+        likelihood[REAL_SAMPLE] = [cut(text) for text in texts]
+        extra.append(REAL_SAMPLE)
 
     wanted = set(continuation_ids)
     chosen = [row for row, identifier in enumerate(ids) if identifier in wanted]
@@ -202,8 +211,7 @@ def evaluate_shard(
         )
     else:
         control = pd.DataFrame(columns=CLASSIFIED_COLUMNS)
-    columns = [*DOCUMENT_COLUMNS, *(["topic_ceiling"] if classifier is not None else [])]
-    return EvaluationShard(likelihood[columns], continuations, control)
+    return EvaluationShard(likelihood[[*DOCUMENT_COLUMNS, *extra]], continuations, control)
 
 
 def merge_shards(shards: Iterable[EvaluationShard]) -> EvaluationShard:
@@ -220,8 +228,12 @@ def merge_shards(shards: Iterable[EvaluationShard]) -> EvaluationShard:
         frame = pd.concat(frames, ignore_index=True)[columns]
         return frame.sort_values(order, kind="stable").reset_index(drop=True)
 
-    with_ceiling = any("topic_ceiling" in s.documents for s in shards)
-    columns = [*DOCUMENT_COLUMNS, *(["topic_ceiling"] if with_ceiling else [])]
+    extra = [
+        column
+        for column in ("topic_ceiling", REAL_SAMPLE)
+        if any(column in s.documents for s in shards)
+    ]
+    columns = [*DOCUMENT_COLUMNS, *extra]
     documents = combined([s.documents for s in shards], columns, ["id"])
     repeated = documents["id"][documents["id"].duplicated()].unique().tolist()
     if repeated:
@@ -279,13 +291,16 @@ def summarize(
         # Diversity of free writing: all label-control samples, conditioned or not.
         metrics["distinct_1"] = distinct_n(control["text"], 1)
         metrics["distinct_2"] = distinct_n(control["text"], 2)
+        if REAL_SAMPLE in shard.documents:
+            metrics |= real_distinct(shard.documents, len(control))
         conditioned = control[control["mode"] == CONDITIONED]
         for label, group in conditioned.groupby("requested_label", sort=True):
             samples[str(label)] = group.sort_values("sample")["text"].astype(str).tolist()
 
     scores = shard.continuations[["id", *SCORE_COLUMNS]]
     scores = scores.astype(dict.fromkeys(SCORE_COLUMNS, float))
-    per_document = shard.documents.merge(scores, on="id", how="left", validate="one_to_one")
+    documents = shard.documents.drop(columns=[REAL_SAMPLE], errors="ignore")
+    per_document = documents.merge(scores, on="id", how="left", validate="one_to_one")
     return EvaluationReport(
         metrics=metrics,
         per_document=per_document,
@@ -293,6 +308,16 @@ def summarize(
         per_label_accuracy=per_label,
         label_control=control.reset_index(drop=True),
     )
+
+
+def real_distinct(documents: pd.DataFrame, samples: int) -> dict[str, float]:
+    """`real_distinct_1` and `real_distinct_2`: distinct-n of real test text as it would be
+    sampled, the value a generator's `distinct_*` is judged against (more is not better:
+    random words score high). distinct-n grows as less text is pooled, so it pools as many
+    documents as there were samples (the smallest ids, or all when there are fewer), each cut
+    to a sample's length (column REAL_SAMPLE)."""
+    texts = documents.sort_values("id")[REAL_SAMPLE].astype(str).head(samples)
+    return {f"real_distinct_{n}": distinct_n(texts, n) for n in (1, 2)}
 
 
 def evaluate_generator(

@@ -16,13 +16,41 @@ is true only when every check passes.
     primary         the primary metric moved in the policy's direction (strictly)
     relative        ... by at least `min_relative_improvement` of the champion's value
     absolute        ... by at least `min_absolute_improvement`
-    guard:<metric>  a guard metric regressed by no more than its tolerance (absolute, or a
-                    fraction of the champion's value when `relative`). Missing on BOTH sides:
-                    skipped (passes), because neither evaluation computed it and the models
-                    are still compared on equal terms. Missing on ONE side: fails, because the
-                    two evaluations are not comparable.
+    guard:<metric>  the guard's rule holds (below). Missing on BOTH sides: skipped (passes),
+                    because neither evaluation computed it and the models are still compared
+                    on equal terms. Missing on ONE side: fails, because the two evaluations
+                    are not comparable (a floor needs only the challenger's value).
     bootstrap       paired bootstrap over documents: the improvement holds at `confidence`
     baseline        the challenger beats `baseline_metric` (the unigram model)
+
+A guard catches what the primary metric can miss, judged the way its figure is read
+(`GuardRule`; `tolerance` absolute, or a fraction when `relative`):
+
+    rule        passes when                                       for a figure where
+    regression  worse than the champion's by at most tolerance    more (or less) is better
+    closeness   |value - reference| exceeds the champion's own    the real data has a value
+                |value - reference| by at most tolerance          of its own (diversity)
+    floor       worse than reference by at most tolerance; the    only a collapse is wrong
+                champion is not consulted
+
+`reference` names the metric of the same evaluation that holds the real data's value; each
+side uses its own (text samples are cut by each model's tokenizer). The default guards:
+
+    label_control_accuracy  regression, higher is better (0.05): asking for a topic should
+                            give it; an undertrained model is off topic, never inflated.
+    distinct_2              closeness to real_distinct_2, real test text cut to the samples'
+                            length (0.05): near-random text scores as very "diverse", a
+                            collapsed model as repetitive; real text has its own value.
+    conditional_accuracy    regression, higher is better (0.02): label control of images.
+    coverage                regression, higher is better (0.05): the share of real test images
+                            with a sample inside their k-NN ball; noise lowers it, never
+                            raises it, so a noisy champion's is a fair bar. Improved recall
+                            is no guard: a noisy sample's ball is large, so noise inflates
+                            recall (Naeem et al. 2020).
+    feature_spread_ratio    floor, at least half of floor_feature_spread_ratio (real train
+                            images posing as samples): noise inflates within-class spread, so
+                            more is not better; but one image per class can beat a noisy
+                            champion on Fréchet distance and coverage, and has spread 0.
 
 Without a champion only `baseline` is checked: the first model must beat the unigram baseline,
 and a missing baseline fails. With a champion the baseline is a sanity check run when the
@@ -207,25 +235,89 @@ def _guard_check(
     new, old = _value(challenger, metric), _value(champion, metric)
     if new is None and old is None:
         return True, f"guard {metric} skipped: neither model's evaluation reports it"
-    if new is None or old is None:
+    if new is None or (old is None and rule.rule != "floor"):
         side = "challenger" if new is None else "champion"
         return False, (
             f"guard {metric} failed: the {side} has no value for it, so the two evaluations "
             "are not comparable; evaluate both with the same settings"
         )
-    regression = -_improvement(new, old, rule.direction)
-    allowed = rule.tolerance * abs(old) if rule.relative else rule.tolerance
-    allowed_text = (
-        f"{_fmt(allowed)} ({_percent(rule.tolerance)} of {_fmt(old)})"
-        if rule.relative
-        else _fmt(allowed)
+    if rule.rule == "regression":
+        return _regression_check(metric, rule, new, old)
+    real_new = _value(challenger, str(rule.reference))
+    if real_new is None:
+        return False, _lacks_reference(metric, rule, "challenger")
+    if rule.rule == "floor":
+        return _floor_check(metric, rule, new, real_new)
+    real_old = _value(champion, str(rule.reference))
+    if real_old is None:
+        return False, _lacks_reference(metric, rule, "champion")
+    return _closeness_check(metric, rule, new, real_new, old, real_old)
+
+
+def _lacks_reference(metric: str, rule: GuardRule, side: str) -> str:
+    return (
+        f"guard {metric} failed: the {side}'s evaluation reports no {rule.reference}, the real "
+        f"data's value that {metric} is judged against; re-evaluate it with this version of "
+        "the evaluation"
     )
+
+
+def _allowed(rule: GuardRule, scale: float) -> tuple[float, str]:
+    """The tolerance as an amount, and as words: absolute, or a fraction of `scale`."""
+    if not rule.relative:
+        return rule.tolerance, _fmt(rule.tolerance)
+    allowed = rule.tolerance * abs(scale)
+    return allowed, f"{_fmt(allowed)} ({_percent(rule.tolerance)} of {_fmt(scale)})"
+
+
+def _regression_check(metric: str, rule: GuardRule, new: float, old: float) -> tuple[bool, str]:
+    regression = -_improvement(new, old, rule.direction)
+    allowed, allowed_text = _allowed(rule, old)
     moved = f"{_fmt(old)} -> {_fmt(new)}"
     if regression <= allowed + _SLACK:
         return True, f"guard {metric} held: {moved}, within the allowed regression {allowed_text}"
     return False, (
         f"guard {metric} regressed: {moved} is worse by {_fmt(regression)}, more than the "
         f"allowed {allowed_text}"
+    )
+
+
+def _closeness_check(
+    metric: str, rule: GuardRule, new: float, real_new: float, old: float, real_old: float
+) -> tuple[bool, str]:
+    gap_new, gap_old = abs(new - real_new), abs(old - real_old)
+    allowed, allowed_text = _allowed(rule, real_new)
+    where = (
+        f"the challenger's {_fmt(new)} is {_fmt(gap_new)} from the real data's "
+        f"{rule.reference} {_fmt(real_new)}, the champion's {_fmt(old)} was {_fmt(gap_old)} "
+        f"from {_fmt(real_old)}"
+    )
+    if gap_new <= gap_old + allowed + _SLACK:
+        return True, f"guard {metric} held: {where}; it may be at most {allowed_text} further"
+    return False, (
+        f"guard {metric} moved away from the real data: {where}, {_fmt(gap_new - gap_old)} "
+        f"further, more than the allowed {allowed_text}"
+    )
+
+
+def _floor_check(metric: str, rule: GuardRule, new: float, real: float) -> tuple[bool, str]:
+    allowed = rule.tolerance * abs(real) if rule.relative else rule.tolerance
+    margin = _percent(rule.tolerance) if rule.relative else _fmt(rule.tolerance)
+    if rule.direction == "maximize":
+        bound, name, side = real - allowed, "floor", f"at least its floor {_fmt(real - allowed)}"
+        source = f"the real data's {rule.reference} {_fmt(real)} less {margin}"
+    else:
+        bound, name, side = (
+            real + allowed,
+            "ceiling",
+            f"at most its ceiling {_fmt(real + allowed)}",
+        )
+        source = f"the real data's {rule.reference} {_fmt(real)} plus {margin}"
+    if _improvement(new, bound, rule.direction) >= -_SLACK:
+        return True, f"guard {metric} held: {_fmt(new)} is {side} ({source})"
+    return False, (
+        f"guard {metric} is past its {name}: {_fmt(new)} against {_fmt(bound)} ({source}); "
+        "the samples may have collapsed"
     )
 
 
