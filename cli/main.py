@@ -27,7 +27,6 @@ input and the fix, exit code 2.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import json
 import logging
@@ -47,11 +46,15 @@ from rich.table import Table
 from aigc import runtime
 from aigc.config import Params, load_params
 from aigc.errors import UserError
+from aigc.paths import NotWritable, ProjectPaths
 from aigc.settings import apply_offline_defaults
 
 if TYPE_CHECKING:
-    from aigc.config import ImageEvaluateParams
+    from collections.abc import Callable
+
+    from aigc.config import ImageEvaluateParams, TrackingParams
     from aigc.models.image import ImageGenerator
+    from aigc.tracking import TrackingSettings
 
 console = Console()
 app = typer.Typer(help="aigc: a training pipeline for generative models.", no_args_is_help=True)
@@ -92,6 +95,76 @@ def _root() -> Path:
     return Path.cwd()
 
 
+def _project(
+    params_file: Path | None, overrides: list[str] | None, writes: bool = True
+) -> tuple[ProjectPaths, Params]:
+    """The project in the working directory and its params, for a command that works on a
+    project: outside one (no params.yaml, no dvc.yaml), or where a command that `writes`
+    cannot, it says so before anything is written."""
+    paths = ProjectPaths.at(_root()).require_project()
+    params = _params(params_file, overrides)
+    if writes:
+        paths.require_writable()
+    return paths, params
+
+
+def _existing_folder(option: str, path: Path | None) -> None:
+    """A UserError unless the folder that `path` (an output) goes into exists: aigc makes
+    no folders that the user named by mistake."""
+    if path is not None and not path.absolute().parent.is_dir():
+        raise UserError(
+            f"{option} {path}: the folder {path.absolute().parent} does not exist; create it "
+            "first or choose another path"
+        )
+
+
+def _missing_store(tracking: TrackingParams, root: Path) -> Path | None:
+    """The sqlite file `tracking` names, if it does not exist; None if it does, or is a server."""
+    from aigc.tracking import SQLITE_PREFIX
+
+    database = tracking.tracking_uri.removeprefix(SQLITE_PREFIX).partition("?")[0]
+    if not tracking.tracking_uri.startswith(SQLITE_PREFIX) or database in ("", ":memory:"):
+        return None
+    return None if (root / database).is_file() else root / database
+
+
+def _model_store(model_uri: str, tracking: TrackingParams, root: Path) -> TrackingSettings | None:
+    """The store that a runs:/ or models:/ URI is looked up in; None for a model folder.
+
+    Looking a model up only reads a store: one that does not exist is an error naming it,
+    where MLflow would create an empty sqlite store (and its folder) to look in."""
+    from urllib.parse import urlparse
+
+    from aigc.tracking import TrackingSettings
+
+    if len(urlparse(model_uri).scheme) <= 1 or model_uri.startswith("file:"):
+        return None  # a model folder (one letter: a Windows drive)
+    missing = _missing_store(tracking, root)
+    if missing:
+        raise UserError(
+            f"model URI {model_uri!r}: there is no tracking store at {missing} (tracking."
+            f"tracking_uri {tracking.tracking_uri!r}) to look it up in; point tracking."
+            "tracking_uri at the store that holds the model, or train and register one here "
+            "with `aigc run`"
+        )
+    return TrackingSettings.of(tracking, root)
+
+
+def _registry_store(tracking: TrackingParams, root: Path) -> TrackingSettings:
+    """The store the registry commands read. They work anywhere, but outside a project only
+    on a store that exists: they would create an empty one in whatever folder they ran in."""
+    from aigc.tracking import TrackingSettings
+
+    missing = _missing_store(tracking, root)
+    if missing and not ProjectPaths.at(root).is_project:
+        raise UserError(
+            f"{root} is not an aigc project and there is no tracking store at {missing}. Fix: "
+            "cd into the project's folder, or name the store that holds the registry: "
+            "--set tracking.tracking_uri=sqlite:///PATH or http://HOST:PORT"
+        )
+    return TrackingSettings.of(tracking, root)
+
+
 @app.callback()
 def _root_options(
     profile: Annotated[
@@ -120,14 +193,11 @@ def data_collect(
     modality: ModalityOption = Modality.text,
 ) -> None:
     """Read every configured source into a new immutable raw snapshot."""
-    from aigc.paths import ProjectPaths
     from aigc.stages import image
     from aigc.stages.collect import collect
 
-    params = _params(params_file, overrides)
-    collected = (image.collect if modality == "image" else collect)(
-        ProjectPaths.at(_root()), params
-    )
+    paths, params = _project(params_file, overrides)
+    collected = (image.collect if modality == "image" else collect)(paths, params)
     table = Table("source", "type", "records", "flagged", "refused", "carried", "errors", "s")
     for source in collected.report["sources"]:
         flagged = ", ".join(f"{key} {value}" for key, value in source["flagged"].items())
@@ -159,12 +229,11 @@ def data_clean(
     modality: ModalityOption = Modality.text,
 ) -> None:
     """Clean the newest raw snapshot; every removed record goes to the quarantine."""
-    from aigc.paths import ProjectPaths
     from aigc.stages import image
     from aigc.stages.clean import clean
 
     stage = image.clean if modality == "image" else clean
-    cleaned = stage(ProjectPaths.at(_root()), _params(params_file, overrides))
+    cleaned = stage(*_project(params_file, overrides))
     console.print(
         f"clean: {cleaned.records} records kept, {cleaned.quarantined} quarantined"
         + "".join(f"\n  {rule}: {count}" for rule, count in cleaned.quarantined_by_rule.items())
@@ -178,12 +247,11 @@ def data_label(
     modality: ModalityOption = Modality.text,
 ) -> None:
     """Label the clean records (text: by topic; images: their class) and split them."""
-    from aigc.paths import ProjectPaths
     from aigc.stages import image
     from aigc.stages.label import label
 
     stage = image.label if modality == "image" else label
-    labeled = stage(ProjectPaths.at(_root()), _params(params_file, overrides))
+    labeled = stage(*_project(params_file, overrides))
     _print_counts(labeled.counts)
 
 
@@ -195,20 +263,17 @@ def data_version(
 ) -> None:
     """Push the labeled dataset to the DVC remote and record it as a data version."""
     from aigc.data.collect import latest_snapshot
-    from aigc.paths import ProjectPaths
     from aigc.stages import image
     from aigc.stages.label import labeled_dataset
     from aigc.stages.version import version
 
-    paths = ProjectPaths.at(_root())
+    paths, params = _project(params_file, overrides)
     where = image.ImagePaths.of(paths) if modality == "image" else paths
     stage = image.version if modality == "image" else version
     snapshot = latest_snapshot(where.raw)
     if snapshot is None or not (where.reports / "label.json").exists():
         raise UserError("nothing to version yet: run `aigc data refresh` first")
-    outcome = stage(
-        paths, _params(params_file, overrides), snapshot.name, labeled_dataset(where).counts
-    )
+    outcome = stage(paths, params, snapshot.name, labeled_dataset(where).counts)
     state = "new" if outcome.new else "unchanged"
     console.print(f"data version [bold]{outcome.dataset.version}[/] ({state})")
     if outcome.remote:
@@ -218,10 +283,13 @@ def data_version(
 @data_app.command("refresh")
 def data_refresh(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
     """Run the data flow in Prefect: collect → clean → label → version, text then images."""
+    paths, params = _project(params_file, overrides)
+    started = time.perf_counter()
+    wait_for_api = _start_prefect_api(params, runtime.start(paths.work))
     from flows.data_refresh import data_refresh as flow
 
-    started = time.perf_counter()
-    versions = flow(root=str(_root()), params=_params(params_file, overrides))
+    wait_for_api()
+    versions = flow(root=str(paths.root), params=params)
     seconds = time.perf_counter() - started
     for name, dataset in (("text", versions.text), ("image", versions.image)):
         console.print(f"\n[bold green]{name} data version {dataset.version[:12]}[/]")
@@ -245,8 +313,8 @@ def data_status(
         status,
     )
 
-    _params(params_file, overrides)  # validates the configuration the data was built with
-    root = _root()
+    paths, _ = _project(params_file, overrides, writes=False)  # checks the params too
+    root = paths.root
     kind = IMAGE if modality == "image" else TEXT
     versions = history(root, kind)
     try:
@@ -287,10 +355,8 @@ def data_checkout(
 ) -> None:
     """Restore exactly that data version from the DVC cache, or the remote."""
     from aigc.data.version import IMAGE, TEXT, checkout_version, configure_remote
-    from aigc.paths import ProjectPaths
 
-    params = _params(params_file, overrides)
-    paths = ProjectPaths.at(_root())
+    paths, params = _project(params_file, overrides)
     kind = IMAGE if modality == "image" else TEXT
     remote = params.version.remote_name
     configure_remote(paths.root, remote, params.version.remote_url)
@@ -309,13 +375,11 @@ def train(
     overrides: SetOption = None,
 ) -> None:
     """Train a generator on the current data version (Ray), tracked in MLflow; then evaluate."""
-    from aigc.paths import ProjectPaths
     from aigc.stages.evaluate import evaluate as evaluate_stage
     from aigc.stages.train import train as train_stage
     from aigc.stages.version import current_dataset
 
-    params = _params(params_file, overrides)
-    paths = ProjectPaths.at(_root())
+    paths, params = _project(params_file, overrides)
     runtime.start(paths.work)  # first ends what a killed run left running
     dataset = current_dataset(paths)
     with _training_progress(params) as on_progress:
@@ -336,14 +400,13 @@ def evaluate(
     overrides: SetOption = None,
 ) -> None:
     """Evaluate a logged model on the test split of the current data version."""
-    from aigc.paths import ProjectPaths
     from aigc.stages.evaluate import evaluate as evaluate_stage
     from aigc.stages.version import current_dataset
-    from aigc.tracking import TrackingSettings, check_model_uri
+    from aigc.tracking import check_model_uri
 
-    paths = ProjectPaths.at(_root())
-    params = _params(params_file, overrides)
-    check_model_uri(model_uri, TrackingSettings.of(params.tracking, paths.root))  # before Ray
+    paths, params = _project(params_file, overrides)
+    _existing_folder("--out", out)
+    check_model_uri(model_uri, _model_store(model_uri, params.tracking, paths.root))  # before Ray
     evaluation = evaluate_stage(paths, params, model_uri, current_dataset(paths))
     _print_evaluation(evaluation)
     if out:
@@ -384,10 +447,11 @@ def generate(
 ) -> None:
     """Generate text, or a grid of images (one row per label), with a logged model."""
     from aigc.models.image import ImageGenerator
-    from aigc.tracking import TrackingSettings, load_generator
+    from aigc.tracking import load_generator
 
+    _existing_folder("--out", out)
     params = _params(params_file, overrides)
-    generator = load_generator(model_uri, TrackingSettings.of(params.tracking, _root()))
+    generator = load_generator(model_uri, _model_store(model_uri, params.tracking, _root()))
     count = 3 if count is None else count
     if isinstance(generator, ImageGenerator):
         _refuse_options(
@@ -477,18 +541,17 @@ def run(
 ) -> None:
     """The whole pipeline, for text and images: data refresh → train → evaluate → register →
     promote, each modality on its own training key and registered model."""
-    from aigc.paths import ProjectPaths
-
-    _params(params_file, overrides)  # a bad key fails here, before Prefect starts
-    api = _start_prefect_api()  # boots while the pipeline's modules are imported
+    paths, params = _project(params_file, overrides)  # before Prefect starts
+    _existing_folder("--timings", timings)
+    run_record = runtime.start(paths.work)  # first ends what a killed run left running
+    wait_for_api = _start_prefect_api(params, run_record)  # boots while the flows import
     from flows.retrain import chosen_modalities, retrain
 
     chosen_modalities(only)
-    runtime.start(ProjectPaths.at(_root()).work)  # first ends what a killed run left running
     ready = _seconds_since_process_start()
-    api.join()
+    wait_for_api()
     summaries = retrain(
-        root=str(_root()),
+        root=str(paths.root),
         params_file=str(params_file) if params_file else None,
         overrides=overrides or [],
         force=force,
@@ -502,13 +565,22 @@ def run(
         timings.write_text(json.dumps(record, indent=2) + "\n")
 
 
-def _start_prefect_api() -> threading.Thread:
-    """Start Prefect's temporary API server (when no PREFECT_API_URL is set) in a thread.
+def _start_prefect_api(params: Params, record: runtime.RunRecord) -> Callable[[], None]:
+    """Start Prefect's temporary API server (when no PREFECT_API_URL is set) in a thread;
+    the function returned waits until it answers, or raises a UserError saying why not.
 
     It is a process of its own that takes seconds to answer; started first, it boots while
     this process imports the pipeline instead of after (1.5 s of a 23 s no-change run, on 2
-    cores). The flow's client then finds it running: Prefect keeps one temporary server per
-    process. If this start fails, the client starts the server itself and reports why."""
+    cores). The flows' client then finds it running: Prefect keeps one temporary server per
+    process. aigc waits `run.prefect_start_timeout_seconds` for it, not Prefect's own 20 s,
+    which a loaded machine misses. A start that fails is stopped here and ends the command:
+    Prefect's client would start a second server on the same port and lose the first.
+
+    The server is noted in `record` the moment it is started, so that the next run ends it
+    if this process is killed; Prefect's exit hook stops it when this process exits. The
+    thread is not a daemon: an exit waits for the start to end, then stops the server."""
+    timeout = params.run.prefect_start_timeout_seconds
+    failures: list[BaseException] = []
 
     def start() -> None:
         from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE
@@ -517,12 +589,50 @@ def _start_prefect_api() -> threading.Thread:
             return
         from prefect.server.api.server import SubprocessASGIServer
 
-        with contextlib.suppress(Exception):
-            SubprocessASGIServer().start()
+        class RecordedServer(SubprocessASGIServer):
+            def _run_uvicorn_command(self):  # each process Prefect starts for its server
+                process = super()._run_uvicorn_command()
+                record.note_children()
+                return process
 
-    thread = threading.Thread(target=start, name="prefect-api-start", daemon=True)
+        server = RecordedServer()  # Prefect's one per process, if it exists already
+        try:
+            server.start(timeout=timeout)
+        except Exception as error:
+            process = server.server_process
+            code = process.poll() if process else None
+            server.stop()
+            if process is None:
+                why = f"could not start: {error}"
+            elif code is not None:
+                why = f"exited with code {code} before it answered (its output is above)"
+            else:
+                why = f"did not answer within {timeout:g} s"
+            failures.append(
+                UserError(
+                    f"Prefect's temporary API server {why}. Fix: on a busy machine give it "
+                    f"longer (`--set run.prefect_start_timeout_seconds={max(300, 2 * timeout):g}`"
+                    "), or set PREFECT_API_URL to a running Prefect server (`aigc stack up`)"
+                )
+            )
+            return
+        record.note_children()  # in case Prefect started it some other way
+
+    def start_and_keep_error() -> None:
+        try:
+            start()
+        except Exception as error:  # raised by wait(), in the thread that runs the command
+            failures.append(error)
+
+    thread = threading.Thread(target=start_and_keep_error, name="prefect-api-start")
     thread.start()
-    return thread
+
+    def wait() -> None:
+        thread.join()
+        if failures:
+            raise failures[0]
+
+    return wait
 
 
 def _seconds_since_process_start() -> float:
@@ -540,13 +650,16 @@ def schedule(
     overrides: SetOption = None,
 ) -> None:
     """Serve the retrain flow as a Prefect deployment on a cron schedule (blocks)."""
+    paths, params = _project(params_file, overrides)
+    _check_schedule(cron, timezone)
+    wait_for_api = _start_prefect_api(params, runtime.start(paths.work))
     from prefect import serve
 
     from flows.retrain import scheduled_deployment
 
-    _params(params_file, overrides)
+    wait_for_api()
     deployment = scheduled_deployment(
-        str(_root()),
+        str(paths.root),
         cron,
         timezone,
         name,
@@ -555,6 +668,26 @@ def schedule(
     )
     console.print(f"serving [bold]retrain/{name}[/] on cron {cron!r} ({timezone}); Ctrl-C stops")
     serve(deployment)
+
+
+def _check_schedule(cron: str, timezone: str) -> None:
+    """A UserError naming --cron or --timezone unless Prefect's schedule accepts them."""
+    from prefect.client.schemas.schedules import CronSchedule
+
+    try:
+        CronSchedule(cron=cron)
+    except ValueError:
+        raise UserError(
+            f"--cron {cron!r} is not a cron expression; give five fields, minute hour "
+            'day-of-month month day-of-week, e.g. "0 3 * * *" for 03:00 every day'
+        ) from None
+    try:
+        CronSchedule(cron=cron, timezone=timezone)
+    except ValueError:
+        raise UserError(
+            f"--timezone {timezone!r} is not an IANA time zone; give one such as UTC, "
+            "Europe/Berlin or America/New_York"
+        ) from None
 
 
 @app.command("reproduce")
@@ -566,13 +699,12 @@ def reproduce(
     overrides: SetOption = None,
 ) -> None:
     """Rebuild a model from its data version and prove the metrics match (exit 0 if so)."""
-    from aigc.paths import ProjectPaths
     from aigc.reproduce import reproduce as run_reproduction
 
-    params = _params(params_file, overrides)
+    paths, params = _project(params_file, overrides)
     with _training_progress(params) as on_progress:
         report = run_reproduction(
-            ProjectPaths.at(_root()), params, target, run_id, tolerance, on_progress=on_progress
+            paths, params, target, run_id, tolerance, on_progress=on_progress
         )
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
@@ -611,10 +743,9 @@ def registry_show(params_file: ParamsOption = None, overrides: SetOption = None)
     """Every version of each registered model (text's, images'), aliases, metrics, decision."""
     from aigc.config import MODALITIES
     from aigc.registry.registry import require_versions, versions
-    from aigc.tracking import TrackingSettings
 
     params = _params(params_file, overrides)
-    settings = TrackingSettings.of(params.tracking, _root())
+    settings = _registry_store(params.tracking, _root())
     shown = 0
     for modality in MODALITIES:
         name = params.for_modality(modality).registry.model_name
@@ -667,10 +798,9 @@ def registry_history(
 ) -> None:
     """Every promotion decision, newest first, with its reasons."""
     from aigc.registry.registry import history
-    from aigc.tracking import TrackingSettings
 
     params = _params(params_file, overrides).for_modality(modality)
-    settings = TrackingSettings.of(params.tracking, _root())
+    settings = _registry_store(params.tracking, _root())
     name = params.registry.model_name
     entries = history(settings, name)
     if not entries:
@@ -694,10 +824,9 @@ def registry_promote(
 ) -> None:
     """Make a version the champion by hand, skipping the gate (recorded as manual)."""
     from aigc.registry.registry import promote_manually
-    from aigc.tracking import TrackingSettings
 
     params = _params(params_file, overrides).for_modality(modality)
-    settings = TrackingSettings.of(params.tracking, _root())
+    settings = _registry_store(params.tracking, _root())
     promoted = promote_manually(settings, params.registry.model_name, version, reason)
     console.print(f"version {promoted.version} is now the champion (manual promotion)")
 
@@ -711,10 +840,9 @@ def registry_rollback(
 ) -> None:
     """The champion returns to the version it replaced."""
     from aigc.registry.registry import rollback as roll_back
-    from aigc.tracking import TrackingSettings
 
     params = _params(params_file, overrides).for_modality(modality)
-    settings = TrackingSettings.of(params.tracking, _root())
+    settings = _registry_store(params.tracking, _root())
     restored = roll_back(settings, params.registry.model_name, reason)
     console.print(f"version {restored.version} is the champion again")
 
@@ -722,7 +850,6 @@ def registry_rollback(
 @app.command("promote")
 def promote(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
     """The gate on the current challenger: both evaluated on the current data, then decided."""
-    from aigc.paths import ProjectPaths
     from aigc.registry.registry import CHALLENGER, by_alias
     from aigc.stages.evaluate import evaluate as evaluate_stage
     from aigc.stages.promote import current_champion, rival
@@ -730,8 +857,7 @@ def promote(params_file: ParamsOption = None, overrides: SetOption = None) -> No
     from aigc.stages.version import current_dataset
     from aigc.tracking import TrackingSettings
 
-    params = _params(params_file, overrides)
-    paths = ProjectPaths.at(_root())
+    paths, params = _project(params_file, overrides)
     name = params.registry.model_name
     challenger = by_alias(TrackingSettings.of(params.tracking, paths.root), name, CHALLENGER)
     if challenger is None:
@@ -757,14 +883,19 @@ def params_command(
     params_file: ParamsOption = None,
     overrides: SetOption = None,
 ) -> None:
-    """Print the effective configuration: params.yaml, the overrides and every default."""
-    from aigc.config import effective_yaml, write_effective_params
-    from aigc.paths import ProjectPaths
+    """Print the effective configuration: params.yaml, the overrides and every default.
 
-    params = _params(params_file, overrides)
+    Printing works anywhere (outside a project: the defaults, a start for a params.yaml);
+    --write needs a project."""
+    from aigc.config import effective_yaml, write_effective_params
+
+    if write:
+        paths, params = _project(params_file, overrides)
+    else:
+        params = _params(params_file, overrides)
     sys.stdout.write(effective_yaml(params))  # plain: rich would wrap the YAML
     if write:
-        write_effective_params(params, ProjectPaths.at(_root()).effective_params)
+        write_effective_params(params, paths.effective_params)
 
 
 @stack_app.command("up")
@@ -964,7 +1095,8 @@ def _print_counts(counts: dict) -> None:
 
 
 class _UserErrorRecords(logging.Filter):
-    """Drops Prefect's record of a flow or task run that raised a UserError.
+    """Drops Prefect's record of a flow or task run that raised a UserError (or an OSError
+    of writing, which main() reports as NotWritable).
 
     Prefect logs the exception that ends a run with its traceback; for a UserError that is a
     traceback where the CLI promises one message, which main() prints. The run still ends
@@ -972,7 +1104,8 @@ class _UserErrorRecords(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        return not isinstance(error, UserError) or bool(os.environ.get("AIGC_TRACEBACK"))
+        fixable = isinstance(error, UserError) or NotWritable.of(error) is not None
+        return not fixable or bool(os.environ.get("AIGC_TRACEBACK"))
 
 
 def main(args: list[str] | None = None) -> None:
@@ -984,8 +1117,10 @@ def main(args: list[str] | None = None) -> None:
             logger.addFilter(_UserErrorRecords())
     try:
         app(args=args, prog_name="aigc")
-    except UserError as error:
-        if os.environ.get("AIGC_TRACEBACK"):
+    except (UserError, OSError) as raised:
+        # An OSError of writing (a read-only folder, a full disk) is the machine's, not a bug.
+        error = raised if isinstance(raised, UserError) else NotWritable.of(raised)
+        if error is None or os.environ.get("AIGC_TRACEBACK"):
             raise
         # soft_wrap: the message stays one line, however narrow the terminal (or a pipe).
         console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)

@@ -524,6 +524,10 @@ class RegistryParams(Section):
 
 class RunParams(Section):
     lock_timeout_minutes: float = Field(default=60.0, ge=0)
+    # How long a command waits for Prefect's temporary API server to answer (run, data
+    # refresh, schedule). Prefect's own limit, 20 s, is missed on a loaded machine; this one
+    # replaces it (and PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS) for aigc's server.
+    prefect_start_timeout_seconds: float = Field(default=120.0, gt=0)
 
 
 # --- image training (model engineer's block; wired into ImageParams by the integrator) --
@@ -814,10 +818,18 @@ def read_params_data(path: Path | str | None) -> dict:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"params file {path} does not exist; pass --params FILE")
+    if path.is_dir():
+        raise ConfigError(f"params file {path} is a folder; pass --params FILE (a YAML file)")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"params file {path} is not valid YAML: {error}") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"params file {path} is not UTF-8 text ({error.reason})") from None
+    except OSError as error:
+        raise ConfigError(
+            f"params file {path} cannot be read: {error.strerror}; make it readable"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"params file {path} must hold a mapping of sections")
     return data

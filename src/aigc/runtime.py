@@ -47,7 +47,10 @@ _lock = threading.Lock()
 
 @dataclass
 class RunRecord:
-    """This process's entry in `work_dir/run/`; every `note_*` rewrites the file at once."""
+    """This process's entry in `work_dir/run/`; every `note_*` rewrites the file at once.
+
+    Threads share it (Prefect's server is noted by the thread that starts it while the
+    main thread goes on), so each change and its write hold one lock."""
 
     work_dir: Path
     pid: int
@@ -55,6 +58,7 @@ class RunRecord:
     processes: list[dict[str, Any]] = field(default_factory=list)
     mlflow_runs: list[dict[str, str]] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @property
     def file(self) -> Path:
@@ -67,23 +71,26 @@ class RunRecord:
 
     def note_children(self) -> None:
         """Record every process this one has started and is still running, and their children."""
-        alive = [entry for entry in self.processes if _same_process(entry) is not None]
-        known = {(entry["pid"], entry["started"]) for entry in alive}
-        for child in psutil.Process(self.pid).children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                entry = {"pid": child.pid, "started": child.create_time(), "what": _what(child)}
-                if (entry["pid"], entry["started"]) not in known:
-                    alive.append(entry)
-        self.processes = alive
-        self._write()
+        with self._lock:
+            alive = [entry for entry in self.processes if _same_process(entry) is not None]
+            known = {(entry["pid"], entry["started"]) for entry in alive}
+            for child in psutil.Process(self.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    entry = {"pid": child.pid, "started": child.create_time()}
+                    if (entry["pid"], entry["started"]) not in known:
+                        alive.append({**entry, "what": _what(child)})
+            self.processes = alive
+            self._write()
 
     def note_mlflow_run(self, tracking_uri: str, run_id: str) -> None:
-        self.mlflow_runs.append({"tracking_uri": tracking_uri, "run_id": run_id})
-        self._write()
+        with self._lock:
+            self.mlflow_runs.append({"tracking_uri": tracking_uri, "run_id": run_id})
+            self._write()
 
     def note_path(self, path: Path) -> None:
-        self.paths.append(str(Path(path).resolve()))
-        self._write()
+        with self._lock:
+            self.paths.append(str(Path(path).resolve()))
+            self._write()
 
     def close(self) -> None:
         """Remove the file and the scratch folder (at exit; only in the process they describe)."""
@@ -101,10 +108,11 @@ class RunRecord:
             "mlflow_runs": self.mlflow_runs,
             "paths": self.paths,
         }
-        self.file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.file.with_name(f".{self.file.name}.tmp")
-        temporary.write_text(json.dumps(content, indent=1))
-        os.replace(temporary, self.file)  # a reader never sees half a file
+        with self._lock:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.file.with_name(f".{self.file.name}.tmp")
+            temporary.write_text(json.dumps(content, indent=1))
+            os.replace(temporary, self.file)  # a reader never sees half a file
 
 
 def start(work_dir: Path) -> RunRecord:

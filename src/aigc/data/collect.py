@@ -24,7 +24,7 @@ import hashlib
 import io
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,8 +39,10 @@ from aigc.data.sources.builtin import read_builtin
 from aigc.data.sources.folder import list_files, read_file, source_folder
 from aigc.data.sources.http import read_http
 from aigc.errors import UserError
+from aigc.paths import WRITE_FIXES, NotWritable, require_writable
 
 SNAPSHOT_GLOB = "snapshot-*.parquet"
+PARTIAL_GLOB = "snapshot-*.tmp"  # a snapshot or report being written (or left by a crash)
 T = TypeVar("T")
 AnySource = BuiltinSource | FolderSource | HttpSource
 
@@ -169,7 +171,7 @@ def _read_source(
     if not isinstance(source, FolderSource):
         if isinstance(source, BuiltinSource):
             cache = root / ".aigc" / "cache"  # parsing CPython's sources takes seconds
-            records = _read_all(source, outcome, lambda: read_builtin(source, cache))
+            records = _read_all(source, outcome, lambda: _read_builtin(source, cache))
         else:
             records = _read_all(source, outcome, lambda: read_http(source))
         return (records, earlier.iloc[:0]) if records is not None else ([], earlier)
@@ -186,6 +188,20 @@ def _read_source(
     # a file's records have uri `file:///…/name` or, one per line or row, `file:///…/name#L3`
     file_uri = earlier["uri"].astype(object).str.split("#", n=1).str[0]
     return records, earlier[file_uri.isin(failed_uris)]
+
+
+def _read_builtin(source: BuiltinSource, cache: Path) -> Iterator[SourceRecord]:
+    """The builtin source's records. Its cache is the project's: a cache that cannot be
+    written (a read-only folder, the file-size limit) is NotWritable naming the cache, not
+    an error of the source."""
+    require_writable(cache)
+    try:
+        yield from read_builtin(source, cache)
+    except OSError as error:
+        ours = error.filename is None or Path(error.filename).is_relative_to(cache)
+        if ours and error.errno in WRITE_FIXES:
+            raise NotWritable(error.filename or cache, error) from None
+        raise
 
 
 def _read_all(
@@ -284,23 +300,49 @@ def read_snapshot(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+def remove_partial_snapshots(raw_dir: Path) -> list[Path]:
+    """Delete what a collection that died while writing left in `raw_dir` (its temporary
+    files), so that it is never taken for data nor versioned; returns what was deleted."""
+    partial = sorted(raw_dir.glob(PARTIAL_GLOB))
+    for path in partial:
+        path.unlink(missing_ok=True)
+    return partial
+
+
 def write_snapshot(
     collection: Collection, raw_dir: Path, now: datetime | None = None
 ) -> RawSnapshot:
-    """Write the collection as a new snapshot unless it equals the newest one."""
+    """Write the collection as a new snapshot unless it equals the newest one.
+
+    The snapshot and its report are written to temporary files and renamed only when both
+    are complete, the report first: a snapshot never appears half written or without its
+    report. A write that fails (a full disk, the file-size limit) removes its temporary
+    files and raises NotWritable naming the snapshot."""
+    remove_partial_snapshots(raw_dir)
     data = snapshot_bytes(collection.frame)
     digest = hashlib.sha256(data).hexdigest()
     latest = latest_snapshot(raw_dir)
     if latest is not None and hashlib.sha256(latest.read_bytes()).hexdigest() == digest:
         return RawSnapshot(path=latest, digest=digest, records=len(collection.frame), new=False)
-    raw_dir.mkdir(parents=True, exist_ok=True)
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     path = raw_dir / f"snapshot-{stamp}.parquet"
     if path.exists() or (latest is not None and path.name <= latest.name):
         path = raw_dir / f"snapshot-{stamp}-{digest[:8]}.parquet"
-    temporary = path.with_suffix(".tmp")
-    temporary.write_bytes(data)
-    temporary.rename(path)  # atomic: a reader never sees half a snapshot
+    report_path = path.with_suffix(".report.json")
     report = {**collection.report, "snapshot": path.name, "sha256": digest}
-    path.with_suffix(".report.json").write_text(json.dumps(report, indent=2) + "\n")
+    written = {  # final path: its temporary file (PARTIAL_GLOB)
+        report_path: report_path.with_name(report_path.name + ".tmp"),
+        path: path.with_name(path.name + ".tmp"),
+    }
+    try:
+        raw_dir.mkdir(parents=True, exist_ok=True)
+        written[path].write_bytes(data)
+        written[report_path].write_text(json.dumps(report, indent=2) + "\n")
+        for final, temporary in written.items():
+            temporary.rename(final)  # atomic: a reader never sees half a file
+    except OSError as error:
+        for temporary in written.values():
+            temporary.unlink(missing_ok=True)
+        report_path.unlink(missing_ok=True)  # renamed before its snapshot failed to be
+        raise NotWritable(path, error) from None
     return RawSnapshot(path=path, digest=digest, records=len(collection.frame), new=True)

@@ -218,7 +218,11 @@ def is_url(location: str) -> bool:
 
 
 def track_raw(root: Path, modality: Modality = TEXT) -> str:
-    """`dvc add data/raw` (the modality's raw folder); returns its DVC hash."""
+    """`dvc add data/raw` (the modality's raw folder); returns its DVC hash. What a
+    collection that died while writing left there is deleted first, never versioned."""
+    from aigc.data.collect import remove_partial_snapshots
+
+    remove_partial_snapshots(Path(root) / modality.raw)
     with _repo(root, f"add {modality.raw}") as repo:
         repo.add(modality.raw)
     entry = yaml.safe_load((Path(root) / f"{modality.raw}.dvc").read_text())["outs"][0]
