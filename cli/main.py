@@ -27,6 +27,7 @@ input and the fix, exit code 2.
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import json
 import logging
@@ -281,17 +282,28 @@ def data_version(
 
 
 @data_app.command("refresh")
-def data_refresh(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
+def data_refresh(
+    only: Annotated[
+        list[str] | None, typer.Option(help="one modality: text or image [default: both]")
+    ] = None,
+    params_file: ParamsOption = None,
+    overrides: SetOption = None,
+) -> None:
     """Run the data flow in Prefect: collect → clean → label → version, text then images."""
+    from aigc.config import chosen_modalities
+
     paths, params = _project(params_file, overrides)
+    chosen = chosen_modalities(only)
     started = time.perf_counter()
     wait_for_api = _start_prefect_api(params, runtime.start(paths.work))
     from flows.data_refresh import data_refresh as flow
 
     wait_for_api()
-    versions = flow(root=str(paths.root), params=params)
+    versions = flow(root=str(paths.root), params=params, modalities=chosen)
     seconds = time.perf_counter() - started
     for name, dataset in (("text", versions.text), ("image", versions.image)):
+        if dataset is None:
+            continue
         console.print(f"\n[bold green]{name} data version {dataset.version[:12]}[/]")
         _print_counts(dataset.counts)
     console.print(f"data refresh took {seconds:.0f}s")
@@ -545,7 +557,8 @@ def run(
     _existing_folder("--timings", timings)
     run_record = runtime.start(paths.work)  # first ends what a killed run left running
     wait_for_api = _start_prefect_api(params, run_record)  # boots while the flows import
-    from flows.retrain import chosen_modalities, retrain
+    from aigc.config import chosen_modalities
+    from flows.retrain import retrain
 
     chosen_modalities(only)
     ready = _seconds_since_process_start()
@@ -624,7 +637,12 @@ def _start_prefect_api(params: Params, record: runtime.RunRecord) -> Callable[[]
         except Exception as error:  # raised by wait(), in the thread that runs the command
             failures.append(error)
 
-    thread = threading.Thread(target=start_and_keep_error, name="prefect-api-start")
+    # In this thread's context: settings a caller set for the duration (Prefect's test
+    # harness sets PREFECT_API_URL so) hold in the start thread too.
+    context = contextvars.copy_context()
+    thread = threading.Thread(
+        target=context.run, args=(start_and_keep_error,), name="prefect-api-start"
+    )
     thread.start()
 
     def wait() -> None:

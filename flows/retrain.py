@@ -18,8 +18,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from aigc import runtime, timing
-from aigc.config import MODALITIES, Modality, Params, load_params
-from aigc.errors import UserError
+from aigc.config import Modality, Params, chosen_modalities, load_params
 from aigc.paths import ProjectPaths
 from aigc.retrain import (
     NO_CHANGE,
@@ -119,14 +118,6 @@ def retrain_model(
     )
     champion_after = challenger if decision.promote else champion
     return decision_summary(challenger, champion_after, decision, evaluation.samples, key, started)
-
-
-def chosen_modalities(only: list[str] | None) -> tuple[Modality, ...]:
-    """`only` checked against the modalities there are (all when empty)."""
-    unknown = sorted(set(only or ()) - set(MODALITIES))
-    if unknown:
-        raise UserError(f"--only {', '.join(unknown)}: choose from {', '.join(MODALITIES)}")
-    return tuple(modality for modality in MODALITIES if not only or modality in only)
 
 
 def task_names(modality: Modality):

@@ -1,9 +1,15 @@
-"""Shared fixtures: offline settings for every test, and small real projects on disk."""
+"""Shared fixtures: offline settings for every test, small real projects on disk, the one tiny
+training configuration, and what a test process starts once and shares (Prefect's test API,
+a local Ray)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import shutil
+import sqlite3
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -115,7 +121,8 @@ TINY = {
         "sample_tokens": 16,
         "max_new_tokens": 16,
     },
-    "registry": {"policy": {"bootstrap_samples": 200}},
+    # No guards: with 2 samples per label, label control is noise (decide's tests cover them).
+    "registry": {"policy": {"bootstrap_samples": 200, "guard_metrics": {}}},
     "image": {
         "train": {"batch_size": 32, "loop": {"max_steps": 30, "eval_every": 15}},
         "evaluate": {
@@ -130,22 +137,154 @@ TINY = {
 }
 
 
-@pytest.fixture
-def pipeline_project(project: Path, tmp_path: Path):
-    """`project` with TINY training, Ray storage and a sqlite MLflow store in tmp_path, committed;
+STORE = "mlflow.db"  # the sqlite store of a pipeline project, beside it
+
+
+def tiny_pipeline_project(project: Path, tmp: Path):
+    """`project` with TINY training, Ray storage and a sqlite MLflow store in `tmp`, committed;
     returns (root, the store's resolved TrackingSettings)."""
     from aigc.tracking import TrackingSettings
 
     params = yaml.safe_load((project / "params.yaml").read_text())
     params.update(TINY)
-    params["train"]["ray"]["storage_path"] = str(tmp_path / "ray")
+    params["train"]["ray"]["storage_path"] = str(tmp / "ray")
     params["tracking"] = {
-        "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
-        "artifact_root": str(tmp_path / "artifacts"),
+        "tracking_uri": f"sqlite:///{tmp}/{STORE}",
+        "artifact_root": str(tmp / "artifacts"),
     }
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git(project, "commit", "-qam", "tiny training config")
-    settings = TrackingSettings(
-        f"sqlite:///{tmp_path}/mlflow.db", str(tmp_path / "artifacts"), "aigc-text"
-    ).resolve(project)
-    return project, settings
+    settings = TrackingSettings(f"sqlite:///{tmp}/{STORE}", str(tmp / "artifacts"), "aigc-text")
+    return project, settings.resolve(project)
+
+
+@pytest.fixture
+def pipeline_project(project: Path, tmp_path: Path):
+    """`project` with TINY training and its stores in tmp_path: (root, tracking settings)."""
+    return tiny_pipeline_project(project, tmp_path)
+
+
+def tiny_overrides(tmp: Path) -> list[str]:
+    """TINY, and a store, checkpoints and artifacts under `tmp`, as `--set` overrides."""
+
+    def flatten(prefix: str, value) -> list[str]:
+        if isinstance(value, dict):
+            return [
+                item for key, inner in value.items() for item in flatten(f"{prefix}.{key}", inner)
+            ]
+        return [f"{prefix}={'null' if value is None else value}"]
+
+    text = {key: value for key, value in TINY.items() if key != "image"}
+    return [item for key, value in text.items() for item in flatten(key, value)] + [
+        f"tracking.tracking_uri=sqlite:///{tmp}/mlflow.db",
+        f"tracking.artifact_root={tmp}/artifacts",
+        f"train.ray.storage_path={tmp}/ray",
+    ]
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """Prefect's test harness: one temporary API (its own database) per test process."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        from prefect.settings import PREFECT_API_URL
+
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture(scope="session")
+def ray_runtime(tmp_path_factory):
+    """aigc's local Ray, started once per test process and shared by every test that trains
+    (a Ray Train run then costs its own start, not Ray's); yields the .aigc folder whose
+    token it runs with. A process keeps the first Ray it connects to (`connect`)."""
+    import ray
+
+    from aigc.config import RayParams
+    from aigc.train.ray_runner import connect
+
+    work_dir = tmp_path_factory.mktemp("ray-session") / ".aigc"
+    connect(RayParams(), work_dir)
+    yield work_dir
+    ray.shutdown()
+
+
+@dataclass(frozen=True)
+class CliResult:
+    exit_code: int
+    output: str  # stdout and stderr together
+
+
+def aigc_in_process(root: Path, *args: str) -> CliResult:
+    """`aigc ARGS` run in `root` by this process (`cli.main.main`, as the console script runs
+    it): its exit code and what it printed. An exception other than SystemExit is a bug in
+    aigc and propagates, traceback and all."""
+    from cli.main import main
+
+    printed = io.StringIO()
+    with (
+        contextlib.chdir(root),
+        contextlib.redirect_stdout(printed),
+        contextlib.redirect_stderr(printed),
+    ):
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+    return CliResult(code, printed.getvalue())
+
+
+# The first champion of `trained_project`: weak on purpose, so that the project's own tiny
+# budget (TINY: 30 steps) makes a challenger that is better beyond doubt.
+WEAK_CHAMPION = "train.loop.max_steps=8"
+
+
+@pytest.fixture(scope="session")
+def trained_snapshot(tmp_path_factory, prefect_api, ray_runtime):
+    """A project trained once per test process: `pipeline_project`'s layout, its text model
+    version 1 (champion) trained by the retrain flow (`aigc run`'s) with WEAK_CHAMPION. Kept as a
+    pristine copy beside the folder the tests use."""
+    from flows.retrain import retrain
+
+    base = tmp_path_factory.mktemp("trained")
+    root, _ = tiny_pipeline_project(make_project(base / "project", base / "remote"), base)
+    first = retrain(root=str(root), overrides=[WEAK_CHAMPION], only=["text"])["text"]
+    assert first.status == "promoted", first.reasons
+    pristine = base.with_name(base.name + "-pristine")
+    shutil.copytree(base, pristine, symlinks=True)
+    return base, pristine, first
+
+
+@pytest.fixture
+def trained_project(trained_snapshot):
+    """The trained project, as it was after its first run: (root, tracking settings, the first
+    run's summary). Restored in place, at the same path, since the paths that MLflow's store,
+    DVC's remote and the project record are absolute; the sqlite store through sqlite's own
+    backup, since MLflow in this process may hold it open."""
+    from aigc.tracking import TrackingSettings
+
+    base, pristine, first = trained_snapshot
+    for item in base.iterdir():
+        if item.name == STORE:
+            continue
+        if item.is_dir() and not item.is_symlink():
+            shutil.rmtree(item)
+        else:
+            item.unlink()
+    shutil.copytree(
+        pristine,
+        base,
+        symlinks=True,
+        dirs_exist_ok=True,
+        ignore=lambda folder, names: [STORE] if Path(folder) == pristine else [],
+    )
+    source, target = sqlite3.connect(pristine / STORE), sqlite3.connect(base / STORE)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    root = base / "project"
+    settings = TrackingSettings(f"sqlite:///{base}/{STORE}", str(base / "artifacts"), "aigc-text")
+    return root, settings.resolve(root), first

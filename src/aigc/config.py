@@ -656,6 +656,14 @@ MODALITIES = ("text", "image")
 Modality = Literal["text", "image"]
 
 
+def chosen_modalities(only: list[str] | None) -> tuple[Modality, ...]:
+    """`--only` checked against the modalities there are (all when empty)."""
+    unknown = sorted(set(only or ()) - set(MODALITIES))
+    if unknown:
+        raise UserError(f"--only {', '.join(unknown)}: choose from {', '.join(MODALITIES)}")
+    return tuple(modality for modality in MODALITIES if not only or modality in only)
+
+
 class Params(Section):
     collect: CollectParams = CollectParams()
     clean: CleanParams = CleanParams()

@@ -1,9 +1,14 @@
 """Mistakes a user can fix end in one message that names the input and the fix, exit code 2.
 
-Each case runs the real `aigc` command in a project folder whose params.yaml points at a
-temporary MLflow sqlite store holding one registered, untrained generator (no Ray, no
-training), or, for the data and lock cases, in a real git + DVC project. A traceback in the
-output means a bug, so none may appear.
+Each case runs the `aigc` command line in this process (`cli.main.main`, what the console
+script runs) in a project folder whose params.yaml points at a temporary MLflow sqlite store
+holding one registered, untrained generator (no Ray, no training), or, for the data cases, in
+a real git + DVC project. A traceback means a bug: in process it is an exception that fails
+the test. One case runs the real console script in a fresh process, to check what the user
+sees there: exit code 2, one line, no traceback.
+
+Slow because the data case builds two data versions through DVC, and the lock case starts a
+fresh `aigc` process (Prefect's temporary API included).
 """
 
 from __future__ import annotations
@@ -26,17 +31,20 @@ from aigc.stages import clean, collect, label
 from aigc.stages.version import current_dataset, version
 from aigc.text.tokenizer import TextTokenizer
 from aigc.tracking import TrackingSettings, TrainingRun, log_generator_model, register_model
-from tests.conftest import REPO, make_documents, write_documents
+from tests.conftest import REPO, CliResult, aigc_in_process, make_documents, write_documents
 
-# Every command is a fresh process that imports torch and MLflow (4 to 5 s each here).
 pytestmark = pytest.mark.slow
 
 AIGC = str(Path(sys.executable).parent / "aigc")
 LABELS = ["concurrency", "networking"]
 
 
-def aigc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    """The `aigc` console script, importing this checkout's code."""
+def aigc(cwd: Path, *args: str) -> CliResult:
+    return aigc_in_process(cwd, *args)
+
+
+def console_script(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """The `aigc` console script in a fresh process, importing this checkout's code."""
     path = [str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH", "")]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
     environment.pop("AIGC_TRACEBACK", None)
@@ -45,12 +53,11 @@ def aigc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def refused(result: subprocess.CompletedProcess) -> str:
+def refused(result: CliResult) -> str:
     """The output of a command that refused its input: exit code 2, no traceback."""
-    output = result.stdout + result.stderr
-    assert result.returncode == 2, output
-    assert "Traceback" not in output, output
-    return output
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output, result.output
+    return result.output
 
 
 def error_line(output: str) -> str:
@@ -145,7 +152,7 @@ def test_reproducing_a_model_that_is_not_registered(registered: Path) -> None:
     line = error_line(refused(result))
     assert "no registered model 'nosuch'" in line
     assert "the registered models are ['aigc-text', 'unchampioned']" in line
-    assert result.stdout.splitlines() == [line], "nothing before the message: no progress bar"
+    assert result.output.splitlines() == [line], "nothing before the message: no progress bar"
 
 
 def test_reproducing_a_run_that_does_not_exist(registered: Path) -> None:
@@ -192,7 +199,7 @@ def test_generating_with_an_impossible_setting(registered: Path, option, value) 
     )
     output = refused(result)
     assert f"Invalid value for '{option}'" in output and "greater than or equal" in output
-    assert "sample" not in result.stdout
+    assert "sample" not in result.output
 
 
 def test_evaluating_a_run_that_does_not_exist(registered: Path) -> None:
@@ -223,7 +230,7 @@ def test_training_after_checking_out_an_older_data_version(project: Path) -> Non
     newer = build_data_version(project)
     assert older != newer
     checkout = aigc(project, "data", "checkout", older[:12])
-    assert checkout.returncode == 0, checkout.stdout + checkout.stderr
+    assert checkout.exit_code == 0, checkout.output
 
     line = error_line(refused(aigc(project, "train")))
     assert f"data/labeled holds data version {older[:12]}" in line
@@ -232,14 +239,16 @@ def test_training_after_checking_out_an_older_data_version(project: Path) -> Non
     assert "`dvc checkout data/labeled`" in line and "`aigc data refresh`" in line
 
     restored = aigc(project, "data", "checkout", newer[:12])  # the fix the message gives
-    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert restored.exit_code == 0, restored.output
     assert current_dataset(ProjectPaths.at(project)).version == newer
 
 
 def test_a_second_run_that_times_out_on_the_lock(project: Path) -> None:
+    """The real console script: what a user sees is one line, exit code 2, no traceback."""
     with PipelineLock(project):
-        result = aigc(project, "run", "--set", "run.lock_timeout_minutes=0.01")
-    output = refused(result)
+        result = console_script(project, "run", "--set", "run.lock_timeout_minutes=0.01")
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in output, output
     line = error_line(output)
     assert "another aigc run holds" in line and "run.lock_timeout_minutes" in line
     assert "Encountered exception" not in output, "Prefect's record of the error is dropped"

@@ -27,19 +27,13 @@ from aigc.stages.train import train
 from aigc.stages.version import Dataset
 from aigc.tracking import TrackingSettings
 from aigc.train.job import prepare_job, with_loop
-from aigc.train.ray_runner import connect, train_on_ray
-from tests.conftest import REPO, TOPIC_WORDS, make_documents
+from aigc.train.ray_runner import train_on_ray
+from tests.conftest import REPO, TOPIC_WORDS, make_documents, tiny_overrides
+from tests.faults import Faults, KillRank
 
 pytestmark = pytest.mark.slow
 
 AIGC = str(Path(sys.executable).parent / "aigc")
-TINY_MODEL = [
-    "train.model.n_layer=1",
-    "train.model.n_embd=32",
-    "train.model.n_head=2",
-    "train.model.block_size=32",
-    "train.model.dropout=0.1",
-]
 
 
 def write_dataset(folder: Path, count: int = 120) -> Dataset:
@@ -59,40 +53,18 @@ def write_dataset(folder: Path, count: int = 120) -> Dataset:
 
 
 def tiny_params(tmp: Path, *extra: str) -> Params:
+    """The suite's tiny configuration, 40 steps with a checkpoint at 20, stores under `tmp`."""
     return load_params(
         REPO / "params.yaml",
         [
-            *TINY_MODEL,
-            "train.tokenizer.vocab_size=320",
-            "train.batch_size=8",
+            *tiny_overrides(tmp),
+            "train.model.dropout=0.1",  # a resumed run must draw the same dropout masks
             "train.loop.max_steps=40",
-            "train.loop.max_minutes=null",
-            "train.loop.warmup_steps=5",
-            "train.loop.eval_every=10",
             "train.loop.checkpoint_every=20",
-            "train.loop.lr=0.005",
             "evaluate.continuation_documents=4",
-            "evaluate.samples_per_label=2",
-            "evaluate.sample_tokens=16",
-            "evaluate.max_new_tokens=16",
-            f"tracking.tracking_uri=sqlite:///{tmp}/mlflow.db",
-            f"tracking.artifact_root={tmp}/artifacts",
-            f"train.ray.storage_path={tmp}/ray",
             *extra,
         ],
     )
-
-
-@pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory):
-    """aigc's local Ray, shared by the module's tests; yields the project's .aigc folder."""
-    import ray
-
-    ray.shutdown()  # a Ray another module left running would have another project's token
-    work_dir = tmp_path_factory.mktemp("ray-project") / ".aigc"
-    connect(RayParams(), work_dir)
-    yield work_dir
-    ray.shutdown()
 
 
 # A second driver: joins the Ray at argv[1] with whatever token its environment names.
@@ -107,19 +79,19 @@ print("connected")
 """
 
 
-def test_local_ray_listens_on_loopback_and_admits_only_the_projects_token(ray_cluster, tmp_path):
+def test_local_ray_listens_on_loopback_and_admits_only_the_projects_token(ray_runtime, tmp_path):
     import psutil
     import ray
 
     from aigc import runtime
 
-    token = ray_cluster / "ray" / "auth-token"
+    token = ray_runtime / "ray" / "auth-token"
     assert stat.S_IMODE(token.stat().st_mode) == 0o600 and len(token.read_text()) == 64
     address = ray.get_runtime_context().gcs_address
     assert address.startswith("127.0.0.1:")
     listening = {
         (entry["pid"], connection.laddr.ip)
-        for entry in runtime.start(ray_cluster).processes
+        for entry in runtime.start(ray_runtime).processes
         if psutil.pid_exists(entry["pid"])
         for connection in psutil.Process(entry["pid"]).net_connections("inet")
         if connection.status == psutil.CONN_LISTEN
@@ -157,7 +129,7 @@ def test_local_ray_listens_on_loopback_and_admits_only_the_projects_token(ray_cl
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, ray_cluster):
+def trained(tmp_path_factory, ray_runtime):
     tmp = tmp_path_factory.mktemp("training")
     dataset = write_dataset(tmp / "labeled")
     params = tiny_params(tmp)
@@ -284,7 +256,7 @@ def kill_test_job(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(kill_test_job, ray_cluster, tmp_path_factory):
+def uninterrupted(kill_test_job, ray_runtime, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("uninterrupted")
     outcome = train_on_ray(
         kill_test_job, KILL_TEST_RAY, None, tmp / "ray", "uninterrupted", model_dir=tmp / "model"
@@ -294,44 +266,31 @@ def uninterrupted(kill_test_job, ray_cluster, tmp_path_factory):
     return weights(outcome.bundle_dir)
 
 
-def kill_rank_one_after(step: int, marker: Path, monkeypatch) -> None:
-    monkeypatch.setitem(os.environ, "AIGC_FAULT_KILL_RANK", "1")
-    monkeypatch.setitem(os.environ, "AIGC_FAULT_KILL_STEP", str(step))
-    monkeypatch.setitem(os.environ, "AIGC_FAULT_MARKER", str(marker))
-
-
-def test_killed_worker_resumes_from_checkpoint_to_identical_weights(
-    tmp_path, kill_test_job, uninterrupted, monkeypatch
+def test_workers_killed_before_and_after_a_checkpoint_resume_to_identical_weights(
+    tmp_path, kill_test_job, uninterrupted
 ):
-    marker = tmp_path / "killed"
-    kill_rank_one_after(15, marker, monkeypatch)
+    """Rank 1 dies at step 5, before the first checkpoint (the group restarts from scratch:
+    a restart all the same), and rank 0 at step 15, after the one at step 10 (the group
+    resumes from it): two restarts, and the same weights as a run nobody disturbed."""
+    early = KillRank(rank=1, step=5, marker=tmp_path / "killed-early")
+    late = KillRank(rank=0, step=15, marker=tmp_path / "killed-late")
     faulty = train_on_ray(
-        kill_test_job, KILL_TEST_RAY, None, tmp_path / "ray", "killed", model_dir=tmp_path / "m"
+        kill_test_job,
+        KILL_TEST_RAY,
+        None,
+        tmp_path / "ray",
+        "killed",
+        model_dir=tmp_path / "m",
+        on_worker_step=Faults(early, late),
     )
-    assert marker.read_text() == "killed rank 1\n", "the worker process must really have died"
-    assert faulty.restarts == 1 and faulty.metrics["step"] == 30
+    assert early.happened() and late.happened(), "the worker processes must really have died"
+    assert faulty.restarts == 2 and faulty.metrics["step"] == 30
     resumed = weights(faulty.bundle_dir)
     assert all(torch.equal(uninterrupted[key], resumed[key]) for key in uninterrupted)
     assert not (tmp_path / "ray" / "killed").exists(), "no checkpoint folder may stay behind"
 
 
-def test_worker_killed_before_the_first_checkpoint_counts_as_a_restart(
-    tmp_path, kill_test_job, uninterrupted, monkeypatch
-):
-    marker = tmp_path / "killed"
-    kill_rank_one_after(5, marker, monkeypatch)  # the first checkpoint is at step 10
-    faulty = train_on_ray(
-        kill_test_job, KILL_TEST_RAY, None, tmp_path / "ray", "early", model_dir=tmp_path / "m"
-    )
-    assert marker.read_text() == "killed rank 1\n", "the worker process must really have died"
-    assert faulty.restarts == 1, "a restart from scratch is a restart"
-    assert faulty.metrics["step"] == 30
-    restarted = weights(faulty.bundle_dir)  # from scratch, with the same seeds
-    assert all(torch.equal(uninterrupted[key], restarted[key]) for key in uninterrupted)
-    assert not (tmp_path / "ray" / "early").exists(), "no checkpoint folder may stay behind"
-
-
-def test_lstm_family_trains_through_the_same_trainer(tmp_path, ray_cluster):
+def test_lstm_family_trains_through_the_same_trainer(tmp_path, ray_runtime):
     dataset = write_dataset(tmp_path / "labeled")
     params = tiny_params(tmp_path)
     job = prepare_job(

@@ -28,41 +28,18 @@ from tasks.promote import promote
 from tasks.register import register
 from tasks.train import train
 from tasks.version import version
+from tests.conftest import tiny_overrides
 
 pytestmark = pytest.mark.slow
 
-TINY = [
-    "train.model.block_size=32",
-    "train.model.n_layer=1",
-    "train.model.n_head=2",
-    "train.model.n_embd=32",
-    "train.tokenizer.vocab_size=320",
-    "train.tokenizer.min_frequency=1",
-    "train.batch_size=8",
-    "train.loop.max_steps=30",
-    "train.loop.max_minutes=null",
-    "train.loop.warmup_steps=5",
-    "train.loop.lr=0.005",
-    "evaluate.continuation_documents=3",
-    "evaluate.samples_per_label=2",
-    "evaluate.sample_tokens=16",
-    "evaluate.max_new_tokens=16",
-    "registry.policy.bootstrap_samples=100",
-]
 
-
-def test_each_task_hands_the_next_its_input(project: Path, tmp_path: Path):
+def test_each_task_hands_the_next_its_input(project: Path, tmp_path: Path, ray_runtime):
     from aigc.config import write_effective_params
     from aigc.paths import ProjectPaths
 
     params = load_params(
         project / "params.yaml",
-        [
-            *TINY,
-            f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
-            f"tracking.artifact_root={tmp_path}/artifacts",
-            f"train.ray.storage_path={tmp_path}/ray",
-        ],
+        tiny_overrides(tmp_path),
     )
     write_effective_params(params, ProjectPaths.at(project).effective_params)
     with disable_run_logger():

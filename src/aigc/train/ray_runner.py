@@ -27,10 +27,10 @@ folder or a URI (s3://…, `storage_location`); the workers' node ids are the ru
 `aigc.ray_node_ids`. Progress (step, loss, lr, tokens/s) flows from
 rank 0 to the driver through a Ray queue, where the caller shows it (a progress bar in the CLI).
 
-Fault injection for tests: with `AIGC_FAULT_KILL_RANK=R`, `AIGC_FAULT_KILL_STEP=S` and
-`AIGC_FAULT_MARKER=PATH` in the workers' environment, rank R kills its own process right
-after step S once (the marker file records that it happened), a few seconds after the
-checkpoint before it was reported, so that Ray has registered it.
+`train_on_ray(..., on_worker_step=callback)` calls `callback(rank, step)` in every worker after
+each step: a hook for whoever needs the workers' own processes (the tests kill one there).
+It is pickled to the workers, so it must be importable there (a module-level function or a
+dataclass instance).
 """
 
 from __future__ import annotations
@@ -66,8 +66,6 @@ BUNDLE_DIR = "bundle"
 ATTEMPTS_FILE = "aigc-attempts"
 TOKEN_FILE = Path("ray") / "auth-token"  # under the project's .aigc folder
 LOOPBACK = "127.0.0.1"
-FAULT_VARIABLES = ("AIGC_FAULT_KILL_RANK", "AIGC_FAULT_KILL_STEP", "AIGC_FAULT_MARKER")
-FAULT_DELAY_SECONDS = 5.0
 PROGRESS_INTERVAL_SECONDS = 0.25
 NODES_TAG = "aigc.ray_node_ids"  # the training workers' Ray nodes, in rank order
 EVALUATION_NODES_TAG = "aigc.ray_evaluation_node_ids"  # the evaluation shards', in shard order
@@ -262,12 +260,14 @@ def train_on_ray(
     name: str,
     model_dir: Path,
     on_progress: Callable[[dict[str, float]], None] | None = None,
+    on_worker_step: Callable[[int, int], None] | None = None,
 ) -> TrainOutcome:
     """Fit `job` with a TorchTrainer; blocks until done; raises if training failed.
 
     Needs a connected Ray (`connect`). `storage` is a folder or a URI (`storage_location`).
     The final model is copied to `model_dir`; the run's storage folder, `storage/name`, is
-    deleted whether training succeeded or not."""
+    deleted whether training succeeded or not. `on_progress` hears rank 0's progress in this
+    process; `on_worker_step(rank, step)` runs in every worker after each step."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -283,7 +283,6 @@ def train_on_ray(
     run_dir = f"{storage_root}/{name}"
     progress = Queue(maxsize=1000, actor_options={"num_cpus": 0})
     environment = {"MLFLOW_TRACKING_URI": run.settings.tracking_uri} if run else {}
-    environment |= {key: os.environ[key] for key in FAULT_VARIABLES if key in os.environ}
     environment |= {"OMP_NUM_THREADS": str(max(1, int(params.cpus_per_worker)))}
     trainer = TorchTrainer(
         _worker,
@@ -293,6 +292,7 @@ def train_on_ray(
             "progress": progress,
             "threads": max(1, int(params.cpus_per_worker)),
             "run_dir": (filesystem, run_dir),
+            "on_step": on_worker_step,
         },
         scaling_config=ScalingConfig(
             num_workers=params.num_workers,
@@ -431,17 +431,13 @@ def _worker(config: dict[str, Any]) -> None:
     nodes = _node_ids(world_size)
     if tracker and tracker.run:
         tracker.run.set_tags({NODES_TAG: ",".join(nodes)})
-    kill_step = _fault_step(rank)
+    step_hook = config["on_step"]
 
     def on_step(metrics: dict[str, float]) -> None:
         if tracker:
             tracker.step(metrics, world_size)
-        if kill_step is not None and int(metrics["step"]) == kill_step:
-            # Ray's controller picks reported checkpoints up every couple of seconds; wait so
-            # the last one is registered, as it would be in a run with real step times.
-            time.sleep(FAULT_DELAY_SECONDS)
-            Path(os.environ["AIGC_FAULT_MARKER"]).write_text(f"killed rank {rank}\n")
-            os._exit(1)  # a hard crash: no cleanup, as when a node dies
+        if step_hook is not None:
+            step_hook(rank, int(metrics["step"]))
 
     def on_eval(metrics: dict[str, float]) -> None:
         if tracker:
@@ -514,15 +510,6 @@ def _record_attempt(run_dir) -> int:
     with filesystem.open_output_stream(name) as stream:
         stream.write(f"started at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
     return before
-
-
-def _fault_step(rank: int) -> int | None:
-    if os.environ.get("AIGC_FAULT_KILL_RANK") != str(rank):
-        return None
-    marker = Path(os.environ.get("AIGC_FAULT_MARKER", ""))
-    if not marker.name or marker.exists():
-        return None
-    return int(os.environ["AIGC_FAULT_KILL_STEP"])
 
 
 class _RankZeroTracker:

@@ -1,0 +1,50 @@
+"""Faults the tests cause, passed into the code under test through its hooks.
+
+`train_on_ray(..., on_worker_step=KillRank(rank=1, step=15, marker=path))` kills rank 1's
+worker process right after step 15, once: the marker file records that it happened (and a
+restarted group, which finds it, trains on). The hook is pickled to Ray's workers, which
+import this module from the test session's path.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class KillRank:
+    """A step hook that ends one worker's process the hard way, as a lost machine would."""
+
+    rank: int
+    step: int
+    marker: Path
+    # Ray's controller picks reported checkpoints up every couple of seconds: wait so that the
+    # one before the kill is registered, as it would be in a run with real step times.
+    delay_seconds: float = 5.0
+
+    def __call__(self, rank: int, step: int) -> None:
+        if rank != self.rank or step != self.step or self.marker.exists():
+            return
+        time.sleep(self.delay_seconds)
+        self.marker.write_text(f"killed rank {rank}\n")
+        os._exit(1)  # no cleanup, no exception: the process is simply gone
+
+    def happened(self) -> bool:
+        return self.marker.read_text() == f"killed rank {self.rank}\n"
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Several step hooks as one."""
+
+    hooks: tuple[KillRank, ...]
+
+    def __init__(self, *hooks: KillRank) -> None:
+        object.__setattr__(self, "hooks", hooks)
+
+    def __call__(self, rank: int, step: int) -> None:
+        for hook in self.hooks:
+            hook(rank, step)

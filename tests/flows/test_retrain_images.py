@@ -1,0 +1,56 @@
+"""Images through every stage, once: the suite's one end-to-end image test.
+
+Slow: the digits' data flow (1,797 images cleaned, hashed and labeled), two image trainings on
+Ray (the run's and the reproduction's) and the evaluation's classifier. Real Prefect (the
+session's test API), Ray, MLflow (sqlite) and DVC; the text tests run text only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aigc.data.version import IMAGE, current_version
+from aigc.registry.registry import CHAMPION, by_alias, versions
+from flows.retrain import retrain
+from tests.conftest import aigc_in_process
+
+pytestmark = pytest.mark.slow
+
+
+def test_an_image_generator_is_trained_registered_served_and_reproduced(
+    pipeline_project, prefect_api, ray_runtime
+):
+    root, settings = pipeline_project
+    first = retrain(root=str(root), only=["image"])["image"]
+    # The first model only has to beat the trivial generator (class means plus noise).
+    assert first.status == "promoted", first.reasons
+    assert any("trivial" in reason for reason in first.reasons), first.reasons
+    (image,) = versions(settings, "aigc-image")
+    assert by_alias(settings, "aigc-image", CHAMPION).version == "1"
+    assert image.tags["aigc.data_version"] == current_version(root, IMAGE) == first.data_version
+    run = settings.client().get_run(image.run_id)
+    assert run.data.tags["aigc.modality"] == "image"
+    metrics = run.data.metrics
+    assert metrics["frechet_distance"] < metrics["trivial_frechet_distance"]
+    assert {"coverage", "conditional_accuracy", "floor_frechet_distance"} <= set(metrics)
+    artifacts = [item.path for item in settings.client().list_artifacts(image.run_id, "samples")]
+    assert "samples/samples.png" in artifacts
+    assert versions(settings, "aigc-text") == [], "--only image trains no text model"
+
+    # Served: a grid of the champion's samples, one row per asked label.
+    grid = root / "grid.png"
+    made = aigc_in_process(
+        root, "generate", "--model-uri", "models:/aigc-image@champion",
+        "--label", "7", "--label", "1", "-n", "3", "--out", str(grid),
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    scale, gap = 4, 2  # image.evaluate's grid_scale and grid_gap
+    pixels = np.asarray(Image.open(grid))
+    assert pixels.shape == (2 * (8 * scale + gap) + gap, 3 * (8 * scale + gap) + gap)
+
+    # Rebuilt from its data version: the same weights, the same metrics.
+    reproduced = aigc_in_process(root, "reproduce", "aigc-image/1")
+    assert reproduced.exit_code == 0, reproduced.output
+    assert "the reproduction matches" in reproduced.output and "identical" in reproduced.output
