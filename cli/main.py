@@ -5,6 +5,7 @@
                          then images
     aigc data status     the current data version, its counts, and the earlier versions
     aigc data checkout   restore a data version from the DVC cache or remote
+    aigc data commit     git-commit exactly the files that name the data versions
     (`--modality image` points collect, clean, label, version, status and checkout at the
     image data: data/image/, the DVC stages image_clean and image_label, image.* params)
     aigc train           the train stage on the current data version (Ray), then evaluate
@@ -53,7 +54,7 @@ from aigc.settings import apply_offline_defaults
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from aigc.config import ImageEvaluateParams, TrackingParams
+    from aigc.config import ImageEvaluateParams, ImageTrainParams, TrackingParams, TrainParams
     from aigc.models.image import ImageGenerator
     from aigc.tracking import TrackingSettings
 
@@ -307,6 +308,7 @@ def data_refresh(
         console.print(f"\n[bold green]{name} data version {dataset.version[:12]}[/]")
         _print_counts(dataset.counts)
     console.print(f"data refresh took {seconds:.0f}s")
+    _print_share_hint(paths.root)
 
 
 @data_app.command("status")
@@ -378,6 +380,29 @@ def data_checkout(
     console.print(f"restored data version {version} into {dest}")
 
 
+@data_app.command("commit")
+def data_commit() -> None:
+    """Commit to git exactly the files that name the data versions (dvc.lock, data/*.dvc,
+    versions.jsonl) where they changed, so that a clone can pull and reproduce them."""
+    from aigc.data.share import commit_data_version
+
+    paths = ProjectPaths.at(_root()).require_project()
+    made = commit_data_version(paths.root)
+    files = ", ".join(str(path) for path in made.files)
+    console.print(
+        f"committed {files} as {made.commit[:12]}: {made.subject}", highlight=False, soft_wrap=True
+    )
+
+
+def _print_share_hint(root: Path) -> None:
+    """What to commit to share the data versions; nothing when git's HEAD has them."""
+    from aigc.data.share import share_hint
+
+    hint = share_hint(root)
+    if hint:
+        console.print(hint, highlight=False, markup=False, soft_wrap=True)
+
+
 @app.command("train")
 def train(
     evaluate: Annotated[
@@ -394,7 +419,7 @@ def train(
     paths, params = _project(params_file, overrides)
     runtime.start(paths.work)  # first ends what a killed run left running
     dataset = current_dataset(paths)
-    with _training_progress(params) as on_progress:
+    with _training_progress(params.train) as on_progress:
         trained = train_stage(paths, params, dataset, on_progress=on_progress)
     _print_trained(trained)
     if evaluate:
@@ -576,6 +601,7 @@ def run(
         last = list(summaries.values())[-1]  # the parts and seconds are the whole run's
         record = {"cli_ready": ready, "flow": last.seconds, "parts": last.timings}
         timings.write_text(json.dumps(record, indent=2) + "\n")
+    _print_share_hint(paths.root)
 
 
 def _start_prefect_api(params: Params, record: runtime.RunRecord) -> Callable[[], None]:
@@ -717,13 +743,13 @@ def reproduce(
     overrides: SetOption = None,
 ) -> None:
     """Rebuild a model from its data version and prove the metrics match (exit 0 if so)."""
-    from aigc.reproduce import reproduce as run_reproduction
+    from aigc.reproduce import carry_out, plan_reproduction
 
     paths, params = _project(params_file, overrides)
-    with _training_progress(params) as on_progress:
-        report = run_reproduction(
-            paths, params, target, run_id, tolerance, on_progress=on_progress
-        )
+    reproduction = plan_reproduction(paths, params, target, run_id)
+    # The recorded budget, not this clone's params: exactly the original run's steps.
+    with _training_progress(reproduction.train, reproduction.announcement) as on_progress:
+        report = carry_out(paths, params, reproduction, tolerance, on_progress=on_progress)
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     table = Table(
@@ -1002,11 +1028,12 @@ def _print_summary(summary) -> None:
         console.print(f"{label}: {text.strip()[:160]}", highlight=False, markup=False)
 
 
-def _training_progress(params: Params):
-    """A rich progress bar fed by rank 0 of the Ray workers.
+def _training_progress(train: TrainParams | ImageTrainParams, announcement: str | None = None):
+    """A rich progress bar fed by rank 0 of the Ray workers, training with `train`.
 
     Its total is the step that the first budget to run out stops at: max_steps or max_tokens
-    exactly, max_minutes estimated from the rate so far ("~"); the column after it says which."""
+    exactly, max_minutes estimated from the rate so far ("~"); the column after it says which.
+    `announcement` replaces the first line, "training until <the budgets>"."""
     import contextlib
 
     from rich.progress import (
@@ -1024,7 +1051,8 @@ def _training_progress(params: Params):
         tokens_per_step,
     )
 
-    loop, step_tokens = params.train.loop, tokens_per_step(params.train)
+    loop, step_tokens = train.loop, tokens_per_step(train)
+    announcement = announcement or f"training until {describe_budgets(loop, step_tokens)}"
 
     @contextlib.contextmanager
     def progress():
@@ -1046,7 +1074,7 @@ def _training_progress(params: Params):
         def update(metrics: dict) -> None:
             nonlocal budget
             if not shown:  # shown from the first step: a command that fails before shows none
-                console.print(f"training until {describe_budgets(loop, step_tokens)}")
+                console.print(announcement)
                 bar.start()
                 shown.append(
                     bar.add_task("train", total=budget.steps, limit="", loss=0.0, lr=0.0, rate="")

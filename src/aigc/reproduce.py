@@ -1,6 +1,9 @@
 """Data-versioned reproduction: rebuild a model from its data version and prove it matches.
 
     report = reproduce(paths, params, target="aigc-text/3")      # or run_id="…"
+    # or in two steps, to know what it will train first (the CLI's progress bar does):
+    reproduction = plan_reproduction(paths, params, target="aigc-text/3")   # step 1
+    report = carry_out(paths, params, reproduction, on_progress=…)         # steps 2 to 5
 
 1. find the original training run (a registered version names it) and read what it
    recorded: the data version, the full params (`params.json`), the steps it trained, the
@@ -24,7 +27,15 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from aigc.config import LoopParams, Params, RayParams, TrackingParams, is_uri
+from aigc.config import (
+    ImageTrainParams,
+    LoopParams,
+    Params,
+    RayParams,
+    TrackingParams,
+    TrainParams,
+    is_uri,
+)
 from aigc.data.version import IMAGE, TEXT, checkout_version, configure_remote
 from aigc.errors import UserError
 from aigc.fingerprint import code_version
@@ -154,6 +165,83 @@ def reproduction_params(
     return original.model_copy(update={"train": train, "image": image})
 
 
+@dataclass(frozen=True)
+class Reproduction:
+    """What a reproduction of run `run_id` trains, known before anything is restored or
+    trained: the original run's tags and metrics, and its params made reproducible."""
+
+    run_id: str
+    tags: dict[str, str]
+    metrics: dict[str, float]
+    params: Params  # reproduction_params(): exactly the recorded steps
+    workdir: Path
+
+    @property
+    def modality(self) -> str:
+        return self.tags.get("aigc.modality", "text")
+
+    @property
+    def data_version(self) -> str:
+        return self.tags["aigc.data_version"]
+
+    @property
+    def steps(self) -> int:
+        return int(self.tags["aigc.steps"])
+
+    @property
+    def train(self) -> TrainParams | ImageTrainParams:
+        """The section it trains with: its loop's only budget is the recorded steps."""
+        return self.params.image.train if self.modality == "image" else self.params.train
+
+    @property
+    def announcement(self) -> str:
+        return (
+            f"reproducing run {self.run_id[:12]}: training the recorded {self.steps} steps "
+            "(the original run's steps; a time budget is not reproducible)"
+        )
+
+
+def plan_reproduction(
+    paths: ProjectPaths, params: Params, target: str | None = None, run_id: str | None = None
+) -> Reproduction:
+    """Find the original run (`target` NAME/VERSION or `run_id`) and read what it recorded;
+    only the tracking store is read."""
+    settings = TrackingSettings.of(params.tracking, paths.root)
+    run_id = resolve_run(settings, target, run_id)
+    original = get_run(settings, run_id)
+    tags = dict(original.data.tags)
+    if not tags.get("aigc.data_version") or "aigc.steps" not in tags:
+        raise ReproductionError(
+            f"run {run_id} lacks the aigc.data_version or aigc.steps tag, so it was not made by "
+            "`aigc train` or `aigc run`; reproduce a training run of aigc (`aigc registry show` "
+            "lists them)"
+        )
+    modality = tags.get("aigc.modality", "text")
+    workdir = paths.work / "reproductions" / run_id
+    recorded = reproduction_params(
+        recorded_params(settings, run_id),
+        int(tags["aigc.steps"]),
+        workdir,
+        params.train.ray,
+        modality,
+    )
+    experiment = settings.client().get_experiment(original.info.experiment_id).name
+    recorded = recorded.model_copy(
+        update={
+            "tracking": TrackingParams(
+                tracking_uri=settings.tracking_uri,
+                artifact_root=settings.artifact_root,
+                experiment=experiment,
+            )
+        }
+    )
+    if modality == "image":
+        registry = recorded.image.registry.model_copy(update={"experiment": experiment})
+        image = recorded.image.model_copy(update={"registry": registry})
+        recorded = recorded.model_copy(update={"image": image})
+    return Reproduction(run_id, tags, dict(original.data.metrics), recorded, workdir)
+
+
 def reproduce(
     paths: ProjectPaths,
     params: Params,
@@ -162,18 +250,21 @@ def reproduce(
     tolerance: float = 1e-6,
     on_progress=None,
 ) -> ReproductionReport:
+    reproduction = plan_reproduction(paths, params, target, run_id)
+    return carry_out(paths, params, reproduction, tolerance, on_progress)
+
+
+def carry_out(
+    paths: ProjectPaths,
+    params: Params,
+    reproduction: Reproduction,
+    tolerance: float = 1e-6,
+    on_progress=None,
+) -> ReproductionReport:
+    """Steps 2 to 5 of the module's docstring, for a planned reproduction."""
     settings = TrackingSettings.of(params.tracking, paths.root)
-    run_id = resolve_run(settings, target, run_id)
     client = settings.client()
-    original = get_run(settings, run_id)
-    tags = original.data.tags
-    data_version = tags.get("aigc.data_version")
-    if not data_version or "aigc.steps" not in tags:
-        raise ReproductionError(
-            f"run {run_id} lacks the aigc.data_version or aigc.steps tag, so it was not made by "
-            "`aigc train` or `aigc run`; reproduce a training run of aigc (`aigc registry show` "
-            "lists them)"
-        )
+    run_id, tags, data_version = reproduction.run_id, reproduction.tags, reproduction.data_version
     report = ReproductionReport(run_id, "", data_version, tolerance)
     if tags.get("aigc.code_version") != code_version():
         report.warnings.append(
@@ -182,8 +273,7 @@ def reproduce(
             f"{git_commit(paths.root)}): metrics may legitimately differ"
         )
 
-    modality = tags.get("aigc.modality", "text")
-    workdir = paths.work / "reproductions" / run_id
+    modality, workdir, recorded = reproduction.modality, reproduction.workdir, reproduction.params
     remote = params.version.remote_name
     configure_remote(paths.root, remote, params.version.remote_url)
     restored = checkout_version(
@@ -194,40 +284,12 @@ def reproduce(
         remote,
     )
     verify_dataset(paths.root, restored, data_version)
-    recorded = reproduction_params(
-        recorded_params(settings, run_id),
-        int(tags["aigc.steps"]),
-        workdir,
-        params.train.ray,
-        modality,
-    )
-    experiment = client.get_experiment(original.info.experiment_id).name
-    recorded = recorded.model_copy(
-        update={
-            "tracking": TrackingParams(
-                tracking_uri=settings.tracking_uri,
-                artifact_root=settings.artifact_root,
-                experiment=experiment,
-            )
-        }
-    )
     workpaths = ProjectPaths.at(workdir)
     if modality == "image":
         dataset, train_stage, evaluate_stage = (
             ImageDataset(restored, data_version),
             train_images,
             evaluate_images,
-        )
-        recorded = recorded.model_copy(
-            update={
-                "image": recorded.image.model_copy(
-                    update={
-                        "registry": recorded.image.registry.model_copy(
-                            update={"experiment": experiment}
-                        )
-                    }
-                )
-            }
         )
     else:
         dataset, train_stage, evaluate_stage = Dataset(restored, data_version), train, evaluate
@@ -248,7 +310,7 @@ def reproduce(
     )
     report.reproduction_run_id = trained.run_id
     reproduced = client.get_run(trained.run_id)
-    for name, value in sorted(original.data.metrics.items()):
+    for name, value in sorted(reproduction.metrics.items()):
         if not compared(name) or name not in reproduced.data.metrics:
             continue
         again = reproduced.data.metrics[name]

@@ -272,6 +272,7 @@ def train_on_ray(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
     from ray.util.queue import Queue
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     if not ray.is_initialized():
         raise RuntimeError("train_on_ray needs a Ray: call connect(params, work_dir) first")
@@ -281,7 +282,11 @@ def train_on_ray(
         job = _on_device(job, "cuda")
     filesystem, storage_root = storage_location(storage)
     run_dir = f"{storage_root}/{name}"
-    progress = Queue(maxsize=1000, actor_options={"num_cpus": 0})
+    # On the driver's node: a queue on a worker node dies with it, and no progress comes after.
+    here = NodeAffinitySchedulingStrategy(
+        node_id=ray.get_runtime_context().get_node_id(), soft=False
+    )
+    progress = Queue(maxsize=1000, actor_options={"num_cpus": 0, "scheduling_strategy": here})
     environment = {"MLFLOW_TRACKING_URI": run.settings.tracking_uri} if run else {}
     environment |= {"OMP_NUM_THREADS": str(max(1, int(params.cpus_per_worker)))}
     trainer = TorchTrainer(
@@ -392,11 +397,19 @@ def _on_device(job: Job, device: str) -> Job:
 
 
 def _drain(progress, on_progress, done: threading.Event, first: dict) -> None:
-    while not done.is_set() or not progress.empty():
+    """Hand rank 0's progress to `on_progress` until training is done and the queue empty.
+
+    A queue whose actor died (ActorDiedError: its node lost) can deliver nothing more: the
+    progress ends there, quietly, and the training goes on."""
+    while True:
         try:
+            if done.is_set() and progress.empty():
+                return
             item = progress.get(timeout=0.5)
-        except (queue.Empty, Exception):  # ray's Empty, or the queue actor going away
+        except queue.Empty:  # nothing within the timeout (ray's Empty is one)
             continue
+        except Exception:  # the queue's actor is gone
+            return
         if not first:  # when the first step arrived, and how long that step itself took
             first.update(at=time.perf_counter(), elapsed=item.get("elapsed_seconds", 0.0))
         if on_progress is not None:
