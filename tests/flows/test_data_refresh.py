@@ -4,13 +4,14 @@ One project goes through a whole life: a first run makes a data version per moda
 from the inbox, images from the built-in digits); an unchanged rerun keeps them; DVC agrees
 with Prefect (`dvc status` clean, `dvc repro` in a fresh clone gives byte-identical outputs);
 new inbox data makes a new version; the old ones (text and image) check out intact.
+
+Slow: DVC runs its stages for real (in this process), the digits are cleaned and hashed.
+The commands run in this process against the session's Prefect test API.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -19,26 +20,16 @@ import yaml
 
 from aigc.data.version import IMAGE, configure_remote, current_version, dvc, history, status
 from aigc.image.dataset import read_labeled
-from tests.conftest import git, make_documents, write_documents
+from tests.conftest import aigc_in_process, git, make_documents, write_documents
 
 pytestmark = pytest.mark.slow
-
-AIGC = str(Path(sys.executable).parent / "aigc")
-
-
-@pytest.fixture(scope="module")
-def prefect():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def files_bytes(folder: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
 
 
-def test_data_flow_versions_reproduces_and_restores(project: Path, prefect, tmp_path: Path):
+def test_data_flow_versions_reproduces_and_restores(project: Path, prefect_api, tmp_path: Path):
     from flows.data_refresh import data_refresh
 
     both = data_refresh(root=str(project))
@@ -84,7 +75,7 @@ def test_data_flow_versions_reproduces_and_restores(project: Path, prefect, tmp_
     git(tmp_path, "clone", "-q", str(project), str(clone))
     configure_remote(clone, "storage", str(tmp_path / "remote"))
     dvc(clone, "pull", "--quiet", "data/raw.dvc", "data/image/raw.dvc")
-    subprocess.run([AIGC, "params", "--write"], cwd=clone, check=True, capture_output=True)
+    assert aigc_in_process(clone, "params", "--write").exit_code == 0
     assert "Running stage 'label'" in dvc(clone, "repro").stdout
     assert git(clone, "status", "--porcelain", "dvc.lock") == "", "outputs differ in the clone"
     assert files_bytes(clone / "data" / "labeled") == first_bytes
@@ -98,69 +89,56 @@ def test_data_flow_versions_reproduces_and_restores(project: Path, prefect, tmp_
     assert status(project) == {}
 
     # The CLI: status shows both; checkout of the first restores identical bytes.
-    shown = subprocess.run([AIGC, "data", "status"], cwd=project, capture_output=True, text=True)
-    assert shown.returncode == 0, shown.stderr
-    assert second.version in shown.stdout and version[:12] in shown.stdout
-    restored = subprocess.run(
-        [AIGC, "data", "checkout", version[:10]], cwd=project, capture_output=True, text=True
-    )
-    assert restored.returncode == 0, restored.stderr + restored.stdout
+    shown = aigc_in_process(project, "data", "status")
+    assert shown.exit_code == 0, shown.output
+    assert second.version in shown.output and version[:12] in shown.output
+    restored = aigc_in_process(project, "data", "checkout", version[:10])
+    assert restored.exit_code == 0, restored.output
     assert files_bytes(project / "data" / "labeled") == first_bytes
 
     # The image version restores the same way, from its own history.
     (project / "data" / "image" / "labeled" / "images.parquet").unlink()
-    restored = subprocess.run(
-        [AIGC, "data", "checkout", "--modality", "image", image_version[:10]],
-        cwd=project,
-        capture_output=True,
-        text=True,
+    restored = aigc_in_process(
+        project, "data", "checkout", "--modality", "image", image_version[:10]
     )
-    assert restored.returncode == 0, restored.stderr + restored.stdout
+    assert restored.exit_code == 0, restored.output
     assert files_bytes(project / "data" / "image" / "labeled") == image_bytes
 
 
-def test_checkout_from_the_remote_in_another_clone(project: Path, prefect, tmp_path: Path):
+def test_checkout_from_the_remote_in_another_clone(project: Path, prefect_api, tmp_path: Path):
     from flows.data_refresh import data_refresh
 
-    labeled = data_refresh(root=str(project)).text
+    labeled = data_refresh(root=str(project), modalities=("text",)).text
     expected = files_bytes(project / "data" / "labeled")
     git(project, "add", "-A")
     git(project, "commit", "-qm", "v1")
     clone = tmp_path / "elsewhere"
     git(tmp_path, "clone", "-q", str(project), str(clone))
-    result = subprocess.run(
-        [AIGC, "data", "checkout", labeled.version, "--out", "restored"],
-        cwd=clone,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
+    result = aigc_in_process(clone, "data", "checkout", labeled.version, "--out", "restored")
+    assert result.exit_code == 0, result.output
     assert files_bytes(clone / "restored") == expected
 
 
 def test_unknown_version_is_a_clear_error(project: Path):
-    result = subprocess.run(
-        [AIGC, "data", "checkout", "abc123"], cwd=project, capture_output=True, text=True
-    )
-    assert result.returncode == 2
-    assert "no data version starts with 'abc123'" in result.stdout
-    assert "aigc data status" in result.stdout
+    result = aigc_in_process(project, "data", "checkout", "abc123")
+    assert result.exit_code == 2
+    assert "no data version starts with 'abc123'" in result.output
+    assert "aigc data status" in result.output
 
 
-def test_set_on_data_refresh_is_used_recorded_and_never_written_to_params_yaml(project: Path):
+def test_set_on_data_refresh_is_used_recorded_and_never_written_to_params_yaml(
+    project: Path, prefect_api
+):
     """`--set` reaches DVC through params.effective.yaml; params.yaml keeps its bytes."""
     short = {
         f"short-{n}.txt": f"A short note number {n} about sockets and servers." for n in "abc"
     }
     write_documents(project / "data" / "inbox", short)  # 49 characters: kept at 40, not at 100
     before = (project / "params.yaml").read_bytes()
-    run = subprocess.run(
-        [AIGC, "data", "refresh", "--set", "clean.length.min_chars=100"],
-        cwd=project,
-        capture_output=True,
-        text=True,
+    run = aigc_in_process(
+        project, "data", "refresh", "--only", "text", "--set", "clean.length.min_chars=100"
     )
-    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.exit_code == 0, run.output
     assert (project / "params.yaml").read_bytes() == before
     effective = yaml.safe_load((project / "params.effective.yaml").read_text())
     assert effective["clean"]["length"]["min_chars"] == 100
@@ -175,8 +153,8 @@ def test_set_on_data_refresh_is_used_recorded_and_never_written_to_params_yaml(p
     assert json.loads(diff)["params.effective.yaml"]["clean.length.min_chars"]["new"] == 100
 
     # The next run without --set goes back to params.yaml's value, and DVC re-runs clean.
-    plain = subprocess.run([AIGC, "data", "refresh"], cwd=project, capture_output=True, text=True)
-    assert plain.returncode == 0, plain.stdout + plain.stderr
+    plain = aigc_in_process(project, "data", "refresh", "--only", "text")
+    assert plain.exit_code == 0, plain.output
     effective = yaml.safe_load((project / "params.effective.yaml").read_text())
     assert effective["clean"]["length"]["min_chars"] == 40
     report = json.loads((project / "data" / "reports" / "clean.json").read_text())

@@ -28,12 +28,10 @@ from aigc.stages.version import Dataset
 from aigc.tracking import TrackingSettings
 from aigc.train.job import prepare_job, with_loop
 from aigc.train.ray_runner import train_on_ray
-from tests.conftest import REPO, TOPIC_WORDS, make_documents, tiny_overrides
+from tests.conftest import REPO, TOPIC_WORDS, aigc_in_process, make_documents, tiny_overrides
 from tests.faults import Faults, KillRank
 
 pytestmark = pytest.mark.slow
-
-AIGC = str(Path(sys.executable).parent / "aigc")
 
 
 def write_dataset(folder: Path, count: int = 120) -> Dataset:
@@ -208,7 +206,6 @@ def test_the_stage_keeps_the_model_and_leaves_no_checkpoints(trained):
 def test_generate_cli_loads_the_logged_model(trained):
     model, _, params, tmp, _ = trained
     command = [
-        AIGC,
         "generate",
         "--model-uri",
         model.model_uri,
@@ -227,11 +224,11 @@ def test_generate_cli_loads_the_logged_model(trained):
         "--set",
         f"tracking.artifact_root={params.tracking.artifact_root}",
     ]
-    first = subprocess.run(command, cwd=tmp, capture_output=True, text=True)
-    assert first.returncode == 0, first.stderr + first.stdout
-    assert first.stdout.count("sample ") == 2 and "The socket" in first.stdout
-    again = subprocess.run(command, cwd=tmp, capture_output=True, text=True)
-    assert again.stdout == first.stdout, "the same seed must give the same samples"
+    first = aigc_in_process(tmp, *command)
+    assert first.exit_code == 0, first.output
+    assert first.output.count("sample ") == 2 and "The socket" in first.output
+    again = aigc_in_process(tmp, *command)
+    assert again.output == first.output, "the same seed must give the same samples"
 
 
 def weights(bundle: Path) -> dict[str, torch.Tensor]:
@@ -243,12 +240,18 @@ KILL_TEST_RAY = RayParams(num_workers=2, max_failures=2)
 
 @pytest.fixture(scope="module")
 def kill_test_job(tmp_path_factory):
+    """The LSTM family, with dropout (a resumed run must draw the same masks): the GPT is
+    trained through the stage above, so each text family goes through the same trainer."""
     tmp = tmp_path_factory.mktemp("kill-test")
     dataset = write_dataset(tmp / "labeled")
-    params = tiny_params(tmp)
-    train, validation = dataset.split("train"), dataset.split("validation")
+    params = tiny_params(tmp).train
+    lstm = LSTMConfig(block_size=32, n_embd=32, hidden_size=64, n_layer=1, dropout=0.1)
     return with_loop(
-        prepare_job(train, validation, params.train),
+        prepare_job(
+            dataset.split("train"),
+            dataset.split("validation"),
+            params.model_copy(update={"model": lstm}),
+        ),
         max_steps=30,
         checkpoint_every=10,
         eval_every=10,
@@ -258,12 +261,27 @@ def kill_test_job(tmp_path_factory):
 @pytest.fixture(scope="module")
 def uninterrupted(kill_test_job, ray_runtime, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("uninterrupted")
+    progress: list[dict] = []
     outcome = train_on_ray(
-        kill_test_job, KILL_TEST_RAY, None, tmp / "ray", "uninterrupted", model_dir=tmp / "model"
+        kill_test_job,
+        KILL_TEST_RAY,
+        None,
+        tmp / "ray",
+        "uninterrupted",
+        model_dir=tmp / "model",
+        on_progress=progress.append,
     )
+    return outcome, progress, tmp
+
+
+def test_the_lstm_trains_through_the_same_runner(uninterrupted):
+    outcome, progress, tmp = uninterrupted
     assert outcome.restarts == 0
     assert list((tmp / "ray").iterdir()) == [], "the run's checkpoint folder must be deleted"
-    return weights(outcome.bundle_dir)
+    assert progress and progress[-1]["step"] == 30, "the driver sees rank 0's progress"
+    assert TextGenerator.load(outcome.bundle_dir).family == "lstm"
+    # ln(320) = 5.77 at the start
+    assert outcome.metrics["train_loss"] < 5.0 and outcome.metrics["val_loss"] < 5.0
 
 
 def test_workers_killed_before_and_after_a_checkpoint_resume_to_identical_weights(
@@ -285,37 +303,9 @@ def test_workers_killed_before_and_after_a_checkpoint_resume_to_identical_weight
     )
     assert early.happened() and late.happened(), "the worker processes must really have died"
     assert faulty.restarts == 2 and faulty.metrics["step"] == 30
-    resumed = weights(faulty.bundle_dir)
-    assert all(torch.equal(uninterrupted[key], resumed[key]) for key in uninterrupted)
+    expected, resumed = weights(uninterrupted[0].bundle_dir), weights(faulty.bundle_dir)
+    assert all(torch.equal(expected[key], resumed[key]) for key in expected)
     assert not (tmp_path / "ray" / "killed").exists(), "no checkpoint folder may stay behind"
-
-
-def test_lstm_family_trains_through_the_same_trainer(tmp_path, ray_runtime):
-    dataset = write_dataset(tmp_path / "labeled")
-    params = tiny_params(tmp_path)
-    job = prepare_job(
-        dataset.split("train"),
-        dataset.split("validation"),
-        params.train.model_copy(
-            update={
-                "model": LSTMConfig(block_size=32, n_embd=32, hidden_size=64, n_layer=1),
-            }
-        ),
-    )
-    progress: list[dict] = []
-    outcome = train_on_ray(
-        with_loop(job, max_steps=40),
-        RayParams(num_workers=2),
-        None,
-        tmp_path / "ray",
-        name="lstm",
-        model_dir=tmp_path / "model",
-        on_progress=progress.append,
-    )
-    assert TextGenerator.load(outcome.bundle_dir).family == "lstm"
-    # ln(320) = 5.77 at the start
-    assert outcome.metrics["train_loss"] < 5.0 and outcome.metrics["val_loss"] < 5.0
-    assert progress and progress[-1]["step"] == 40, "the driver sees rank 0's progress"
 
 
 def test_evaluate_reproduces_the_training_runs_figures(trained):

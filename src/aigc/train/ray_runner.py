@@ -270,7 +270,6 @@ def train_on_ray(
     process; `on_worker_step(rank, step)` runs in every worker after each step."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
     from ray.util.queue import Queue
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -289,7 +288,7 @@ def train_on_ray(
     progress = Queue(maxsize=1000, actor_options={"num_cpus": 0, "scheduling_strategy": here})
     environment = {"MLFLOW_TRACKING_URI": run.settings.tracking_uri} if run else {}
     environment |= {"OMP_NUM_THREADS": str(max(1, int(params.cpus_per_worker)))}
-    trainer = TorchTrainer(
+    trainer = _trainer_class()(
         _worker,
         train_loop_config={
             "job": job,
@@ -349,6 +348,28 @@ def train_on_ray(
         restarts=max(0, restarts),
         seconds=time.perf_counter() - started,
     )
+
+
+def _trainer_class():
+    """TorchTrainer without Ray Train's placement-group cleaner.
+
+    The cleaner is an actor that asks Ray's State API, every second, whether the controller
+    still lives, to free the placement group of a controller that died. The State API is
+    served by Ray's dashboard, which aigc's Rays (local and the stack's) do not run: every ask
+    waits out its 10 s timeout, the cleaner never learns anything, and stopping it at the end
+    of each training waits 12 s for its thread ("Failed to stop PlacementGroupCleaner
+    gracefully"). A placement group of a controller that dies goes with its job anyway."""
+    from ray.train.torch import TorchTrainer
+
+    class Trainer(TorchTrainer):
+        def _create_default_callbacks(self):
+            return [
+                callback
+                for callback in super()._create_default_callbacks()
+                if type(callback).__name__ != "PlacementGroupCleanerCallback"
+            ]
+
+    return Trainer
 
 
 def _record_fit_parts(fit_started: float, wall: float, first: dict, state: dict | None) -> None:
