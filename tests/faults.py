@@ -21,9 +21,10 @@ class KillRank:
     rank: int
     step: int
     marker: Path
-    # Ray's controller picks reported checkpoints up every couple of seconds: wait so that the
-    # one before the kill is registered, as it would be in a run with real step times.
-    delay_seconds: float = 5.0
+    # Ray's controller picks reported checkpoints up at its health-check interval (0.5 s, aigc's
+    # setting): wait so that the one before the kill is registered, as it would be in a run
+    # with real step times.
+    delay_seconds: float = 2.0
 
     def __call__(self, rank: int, step: int) -> None:
         if rank != self.rank or step != self.step or self.marker.exists():

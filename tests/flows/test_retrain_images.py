@@ -2,7 +2,10 @@
 
 Slow: the digits' data flow (1,797 images cleaned, hashed and labeled), two image trainings on
 Ray (the run's and the reproduction's) and the evaluation's classifier. Real Prefect (the
-session's test API), Ray, MLflow (sqlite) and DVC; the text tests run text only.
+session's test API), Ray, MLflow (sqlite) and DVC; the text tests run text only. That each
+image family learns, and that a GAN resumes exactly from a checkpoint's files, is tested
+single-process in tests/unit/test_image_models.py; the Ray runner is family-blind (its
+restarts are tested with the LSTM in tests/flows/test_training.py).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ def test_an_image_generator_is_trained_registered_served_and_reproduced(
     metrics = run.data.metrics
     assert metrics["frechet_distance"] < metrics["trivial_frechet_distance"]
     assert {"coverage", "conditional_accuracy", "floor_frechet_distance"} <= set(metrics)
+    # trained on Ray's two workers, each on batches of its own (TINY: 32 images a batch)
+    assert metrics["images_seen"] == int(image.tags["aigc.steps"]) * 32 * 2
     artifacts = [item.path for item in settings.client().list_artifacts(image.run_id, "samples")]
     assert "samples/samples.png" in artifacts
     assert versions(settings, "aigc-text") == [], "--only image trains no text model"

@@ -417,4 +417,20 @@ def test_loss_curves_are_drawn(tmp_path):
     }
     path = write_loss_curves(curves, tmp_path / "losses.png")
     with Image.open(path) as picture:
-        assert picture.format == "PNG" and picture.size[0] > 200
+        assert picture.format == "PNG"
+        pixels = np.asarray(picture.convert("RGB")).astype(int)
+    # matplotlib's first two colours, in the order the curves are given
+    generator = np.argwhere(np.abs(pixels - (31, 119, 180)).sum(-1) < 30)  # (n, [y, x])
+    discriminator = np.argwhere(np.abs(pixels - (255, 127, 14)).sum(-1) < 30)
+    assert len(generator) > 50 and len(discriminator) > 50, "both curves are drawn"
+    # the generator's falling loss: its line sits lower (larger y) further right (bands clear
+    # of the legend, which matplotlib puts where the lines are not)
+    x = generator[:, 1]
+    first, second, third, fourth = np.percentile(x, [5, 25, 45, 65])
+    early = generator[(x >= first) & (x <= second), 0].mean()
+    later = generator[(x >= third) & (x <= fourth), 0].mean()
+    assert later > early
+    only_one = write_loss_curves({"generator": curves["generator"]}, tmp_path / "one.png")
+    with Image.open(only_one) as picture:
+        pixels = np.asarray(picture.convert("RGB")).astype(int)
+    assert not (np.abs(pixels - (255, 127, 14)).sum(-1) < 30).any(), "one curve, one line"

@@ -113,7 +113,7 @@ def test_families_scale_to_32x32_rgb(family: str) -> None:
     assert get_family(family).sampler(model, labels, seed=0).shape == (2, 32, 32, 3)
 
 
-def test_gan_runs_are_deterministic_and_resume_exactly_with_two_optimizers() -> None:
+def test_gan_runs_are_deterministic_and_resume_exactly_with_two_optimizers(tmp_path) -> None:
     job = job_for("dcgan", max_steps=6, checkpoint_every=3)
     saved: list[dict] = []
     hooks = LoopHooks(save_checkpoint=lambda state: saved.append(copy.deepcopy(state)))
@@ -121,10 +121,20 @@ def test_gan_runs_are_deterministic_and_resume_exactly_with_two_optimizers() -> 
     again, _ = train_single_process(job)
     assert [state["step"] for state in saved] == [3, 6]
     assert set(saved[0]["optimizers"]) == {"discriminator", "generator"}
+    # ... and through the files of a Ray checkpoint, loaded with weights_only as a restarted
+    # worker loads them (the Ray run itself is family-blind: tests/flows/test_training.py)
+    from ray.train import Checkpoint
+
+    from aigc.train.ray_runner import resume_state, write_checkpoint
+
+    write_checkpoint(tmp_path, saved[0], rank=0, summary={"step": 3.0})
     resumed, result = train_single_process(job, resume_state=saved[0])
     assert result.steps == 6
+    from_files, _ = train_single_process(
+        job, resume_state=resume_state(Checkpoint.from_directory(tmp_path), rank=0)
+    )
     reference = uninterrupted.state_dict()  # weights and BatchNorm statistics
-    for other in (again, resumed):
+    for other in (again, resumed, from_files):
         assert all(torch.equal(reference[k], other.state_dict()[k]) for k in reference)
 
 

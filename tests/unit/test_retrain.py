@@ -161,5 +161,6 @@ def test_manual_promotion_needs_a_reason_and_is_recorded_as_manual(registry):
     assert history(registry, NAME)[0]["kind"] == "manual"
 
 
-def test_defaults_need_no_params_file():
-    assert Params().train.model.family == "gpt"
+def test_an_empty_params_file_means_every_default(tmp_path):
+    (tmp_path / "params.yaml").write_text("")
+    assert load_params(tmp_path / "params.yaml").model_dump() == Params().model_dump()

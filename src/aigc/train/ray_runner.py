@@ -453,7 +453,7 @@ def _worker(config: dict[str, Any]) -> None:
 
     model = build_model_for(job)
     train_loader, val_loader = build_loaders(job, rank, world_size)
-    resume_state = _resume_state(ray.train.get_checkpoint(), rank)
+    resumed = resume_state(ray.train.get_checkpoint(), rank)
     # Counted from the run's own record, not the checkpoint: a group that died before its
     # first checkpoint restarts from scratch, and that is a restart too.
     restarts = _record_attempt(config["run_dir"]) if rank == 0 else 0
@@ -488,11 +488,9 @@ def _worker(config: dict[str, Any]) -> None:
 
     def save_checkpoint(state: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory() as directory:
-            torch.save(state["rng"], Path(directory) / f"rng-rank{rank}.pt")
+            summary = (tracker.summary(state) if tracker else {}) if rank == 0 else None
+            write_checkpoint(Path(directory), state, rank, summary)
             if rank == 0:
-                summary = tracker.summary(state) if tracker else {}
-                shared = {key: value for key, value in state.items() if key != "rng"}
-                torch.save({**shared, "summary": summary}, Path(directory) / STATE_FILE)
                 job.bundle(unwrap_model(model)).save(Path(directory) / BUNDLE_DIR)
             metrics = {"step": state["step"]}
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
@@ -504,7 +502,7 @@ def _worker(config: dict[str, Any]) -> None:
         agree_to_stop=agree_to_stop,
     )
     try:
-        run_loop(job, model, train_loader, val_loader, hooks, resume_state, rank)
+        run_loop(job, model, train_loader, val_loader, hooks, resumed, rank)
     finally:
         if tracker:
             tracker.flush()
@@ -523,7 +521,19 @@ def _node_ids(world_size: int) -> list[str]:
     return [str(item) for item in gathered]
 
 
-def _resume_state(checkpoint, rank: int) -> dict | None:
+def write_checkpoint(
+    directory: Path, state: dict[str, Any], rank: int, summary: dict | None
+) -> None:
+    """A rank's part of a checkpoint: its RNG state; rank 0 (`summary` given) also the shared
+    state (model, every optimizer, scheduler, step, data position) and the run's summary."""
+    torch.save(state["rng"], directory / f"rng-rank{rank}.pt")
+    if summary is not None:
+        shared = {key: value for key, value in state.items() if key != "rng"}
+        torch.save({**shared, "summary": summary}, directory / STATE_FILE)
+
+
+def resume_state(checkpoint, rank: int) -> dict | None:
+    """The loop state `rank` resumes from: what `write_checkpoint` wrote, weights only."""
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as directory:
