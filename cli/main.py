@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -685,33 +686,105 @@ def _seconds_since_process_start() -> float:
     return time.time() - psutil.Process().create_time()
 
 
+# On aigc's own server: a tick starts within 2 s after its time (never before it, so that it
+# does not meet the previous run still running), at one light request to loopback each 2 s.
+OWN_SERVER_POLL_SECONDS = 2.0
+
+
 @app.command("schedule")
 def schedule(
     cron: Annotated[str, typer.Option(help='cron expression, e.g. "0 3 * * *"')],
     timezone: Annotated[str, typer.Option(help="IANA time zone of the cron")] = "UTC",
     name: Annotated[str, typer.Option(help="deployment name")] = "aigc-retrain",
+    only: Annotated[
+        list[str] | None, typer.Option(help="one modality: text or image [default: both]")
+    ] = None,
     params_file: ParamsOption = None,
     overrides: SetOption = None,
 ) -> None:
-    """Serve the retrain flow as a Prefect deployment on a cron schedule (blocks)."""
+    """Serve the retrain flow as a Prefect deployment on a cron schedule, one run at a time
+    (blocks; Ctrl-C or SIGTERM stops it). Without PREFECT_API_URL, on a Prefect server of
+    aigc's own, stopped with the command: Prefect's temporary API runs no scheduler."""
+    from aigc.config import chosen_modalities
+    from aigc.schedule import ScheduleServer
+
     paths, params = _project(params_file, overrides)
     _check_schedule(cron, timezone)
-    wait_for_api = _start_prefect_api(params, runtime.start(paths.work))
-    from prefect import serve
+    chosen_modalities(only)
+    record = runtime.start(paths.work)  # first ends what a killed command left running
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.retrain import scheduled_deployment
+    server = None
+    if not PREFECT_API_URL.value():
+        server = ScheduleServer.start(paths.root, paths.work, record.scratch)
+    before = signal.signal(signal.SIGTERM, _as_ctrl_c)  # from here on, the `finally` runs
+    try:
+        if server is not None:
+            record.note_children()  # the moment it runs: the next command ends it if this dies
+        from flows.retrain import scheduled_deployment  # imported while the server boots
 
-    wait_for_api()
-    deployment = scheduled_deployment(
-        str(paths.root),
-        cron,
-        timezone,
-        name,
-        str(params_file) if params_file else None,
-        overrides or [],
-    )
-    console.print(f"serving [bold]retrain/{name}[/] on cron {cron!r} ({timezone}); Ctrl-C stops")
-    serve(deployment)
+        settings, poll_seconds = {}, None
+        if server is not None:
+            server.wait_ready(params.run.prefect_start_timeout_seconds)
+            settings, poll_seconds = {PREFECT_API_URL: server.url}, OWN_SERVER_POLL_SECONDS
+            console.print(
+                f"aigc's Prefect server for the schedule: {server.url} (pid "
+                f"{server.process.pid}; dashboard {server.url.removesuffix('/api')}; log "
+                f"{escape(str(server.log))})",
+                soft_wrap=True,
+            )
+        with temporary_settings(settings):
+            deployment = scheduled_deployment(
+                str(paths.root),
+                cron,
+                timezone,
+                name,
+                str(params_file) if params_file else None,
+                overrides or [],
+                only or None,
+            )
+            console.print(
+                f"serving [bold]retrain/{name}[/] on cron {cron!r} ({timezone}); Ctrl-C stops"
+            )
+            _serve(deployment, poll_seconds)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C or SIGTERM: stop the server, exit 0
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        if server is not None:
+            console.print(f"aigc's Prefect server (pid {server.process.pid}) {server.stop()}")
+
+
+def _as_ctrl_c(signum: int, frame: object) -> None:
+    """SIGTERM handled as Ctrl-C is: asyncio's handler while an event loop runs (it cancels
+    the loop's main task), else KeyboardInterrupt."""
+    handler = signal.getsignal(signal.SIGINT)
+    if not callable(handler):  # SIGINT ignored (a background job of a script)
+        raise KeyboardInterrupt
+    handler(signum, frame)
+
+
+def _serve(deployment, poll_seconds: float | None) -> None:
+    """Prefect's `serve(deployment)`, stopped by SIGTERM as by Ctrl-C; with `poll_seconds`, the
+    runner asks for due runs that often and starts none before its time (Prefect's runner asks
+    every 10 s for the runs due within the next 10 s, and starts them at once).
+
+    Prefect's runner answers SIGTERM by calling its `stop` from the signal handler, inside its
+    event loop, where that only creates a coroutine ("coroutine 'Runner.astop' was never
+    awaited") and exits mid-loop. Here the runner's task is cancelled instead: the runner
+    terminates its flow runs, pauses the schedule and returns."""
+    import asyncio
+
+    from prefect.runner import Runner
+
+    class StoppableRunner(Runner):
+        def handle_sigterm(self, signum: int, frame: object) -> None:
+            _as_ctrl_c(signum, frame)
+
+    timing = {} if poll_seconds is None else {"query_seconds": poll_seconds, "prefetch_seconds": 0}
+    runner = StoppableRunner(pause_on_shutdown=True, **timing)
+    runner.add_deployment(deployment)
+    asyncio.run(runner.start())  # Ctrl-C: KeyboardInterrupt, once the runner has stopped
 
 
 def _check_schedule(cron: str, timezone: str) -> None:

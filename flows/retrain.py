@@ -152,13 +152,24 @@ def scheduled_deployment(
     name: str = "aigc-retrain",
     params_file: str | None = None,
     overrides: list[str] | None = None,
+    only: list[str] | None = None,
 ):
-    """The retrain flow as a deployment on a cron schedule, one run at a time."""
+    """The retrain flow as a deployment on a cron schedule, one run at a time: a tick that
+    comes while the previous run still runs is not queued but cancelled ("Deployment
+    concurrency limit reached."), so ticks never pile up behind a long run."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.schedules import Cron
 
     return retrain.to_deployment(
         name=name,
         schedules=[Cron(cron, timezone=timezone)],
-        parameters={"root": root, "params_file": params_file, "overrides": overrides or []},
-        concurrency_limit=1,
+        parameters={
+            "root": root,
+            "params_file": params_file,
+            "overrides": overrides or [],
+            "only": only,
+        },
+        concurrency_limit=ConcurrencyLimitConfig(
+            limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+        ),
     )

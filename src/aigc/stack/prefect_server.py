@@ -1,7 +1,8 @@
 """The stack's Prefect server (on PostgreSQL), its process work pool `aigc`, and one worker.
 
 Started through Prefect's own CLI in subprocesses (`prefect server start`, `prefect work-pool
-create`, `prefect worker start`): aigc's library never imports Prefect. The worker runs with
+create`, `prefect worker start`): aigc's library never imports Prefect. `aigc schedule` starts
+its own server with the same command (`server_command`, aigc/schedule.py). The worker runs with
 the stack's profile in its environment, so the flow runs it starts use the stack too, and with
 AIGC_PROJECT_DIR set to the project (prefect.yaml's pull step changes into it).
 """
@@ -34,6 +35,11 @@ def api_url(config: StackConfig) -> str:
     return f"{config.url('prefect')}/api"
 
 
+def server_command(port: int) -> list[str]:
+    """`prefect server start` on loopback: the stack's server and `aigc schedule`'s own."""
+    return [executable("prefect"), "server", "start", "--host", HOST, "--port", str(port)]
+
+
 def _prefect_environment(config: StackConfig, environment: dict[str, str]) -> dict[str, str]:
     """The stack's Prefect processes keep their files in .aigc/stack/prefect, not ~/.prefect."""
     return {
@@ -60,15 +66,7 @@ class PrefectServer(Service):
             "PGPASSWORD": config.secrets.postgres_password,  # asyncpg reads it
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         }
-        argv = [
-            executable("prefect"),
-            "server",
-            "start",
-            "--host",
-            HOST,
-            "--port",
-            str(config.ports["prefect"]),
-        ]
+        argv = server_command(config.ports["prefect"])
         return spawn(self.name, argv, environment, config.root, config.log(self.name))
 
     def health(self, config: StackConfig) -> Health:
