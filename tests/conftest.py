@@ -240,17 +240,63 @@ def aigc_in_process(root: Path, *args: str) -> CliResult:
 WEAK_CHAMPION = "train.loop.max_steps=8"
 
 
+@dataclass(frozen=True)
+class FirstRun:
+    """What each task returned when `trained_snapshot` ran them, in pipeline order."""
+
+    collected: object
+    cleaned: object
+    labeled: object
+    dataset: object
+    plan: tuple
+    trained: object
+    evaluation: object
+    challenger: object
+    decision: object
+    plan_after: tuple
+
+
 @pytest.fixture(scope="session")
 def trained_snapshot(tmp_path_factory, prefect_api, ray_runtime):
-    """A project trained once per test process: `pipeline_project`'s layout, its text model
-    version 1 (champion) trained by the retrain flow (`aigc run`'s) with WEAK_CHAMPION. Kept as a
-    pristine copy beside the folder the tests use."""
-    from flows.retrain import retrain
+    """A project trained once per test process: `pipeline_project`'s layout and its first text
+    model, version 1, champion, made by calling every stage's Prefect task (`task.fn()`) in
+    pipeline order as the retrain flow does, with WEAK_CHAMPION's budget. Kept as a pristine
+    copy beside the folder the tests use."""
+    from prefect.logging import disable_run_logger
+
+    from aigc.config import load_params, write_effective_params
+    from aigc.paths import ProjectPaths
+    from tasks.clean import clean
+    from tasks.collect import collect
+    from tasks.evaluate import evaluate
+    from tasks.label import label
+    from tasks.plan import plan
+    from tasks.promote import promote
+    from tasks.register import register
+    from tasks.train import train
+    from tasks.version import version
 
     base = tmp_path_factory.mktemp("trained")
     root, _ = tiny_pipeline_project(make_project(base / "project", base / "remote"), base)
-    first = retrain(root=str(root), overrides=[WEAK_CHAMPION], only=["text"])["text"]
-    assert first.status == "promoted", first.reasons
+    params = load_params(root / "params.yaml", [WEAK_CHAMPION])
+    write_effective_params(params, ProjectPaths.at(root).effective_params)
+    with disable_run_logger():
+        collected = collect.fn(root, params)
+        cleaned = clean.fn(root)
+        labeled = label.fn(root)
+        dataset = version.fn(root, params, collected, labeled)
+        first_plan = plan.fn(root, params, dataset.version, False)
+        trained = train.fn(root, params, dataset, first_plan[0])
+        evaluation = evaluate.fn(
+            root, params, trained.model_uri, dataset, trained.run_id, trained.bundle_dir
+        )
+        challenger = register.fn(root, params, trained, evaluation, first_plan[0])
+        decision = promote.fn(root, params, challenger, evaluation, None, None)
+        plan_after = plan.fn(root, params, dataset.version, False)
+    first = FirstRun(
+        collected, cleaned, labeled, dataset, first_plan, trained, evaluation, challenger,
+        decision, plan_after,
+    )  # fmt: skip
     pristine = base.with_name(base.name + "-pristine")
     shutil.copytree(base, pristine, symlinks=True)
     return base, pristine, first
@@ -258,10 +304,10 @@ def trained_snapshot(tmp_path_factory, prefect_api, ray_runtime):
 
 @pytest.fixture
 def trained_project(trained_snapshot):
-    """The trained project, as it was after its first run: (root, tracking settings, the first
-    run's summary). Restored in place, at the same path, since the paths that MLflow's store,
-    DVC's remote and the project record are absolute; the sqlite store through sqlite's own
-    backup, since MLflow in this process may hold it open."""
+    """The trained project, as it was after its first run: (root, tracking settings, what
+    each task of the first run returned). Restored in place, at the same path, since the
+    paths that MLflow's store, DVC's remote and the project record are absolute; the sqlite
+    store through sqlite's own backup, since MLflow in this process may hold it open."""
     from aigc.tracking import TrackingSettings
 
     base, pristine, first = trained_snapshot

@@ -1,13 +1,14 @@
 """The three jobs' core on real Prefect, Ray, MLflow (sqlite) and DVC, with tiny configs.
 
-Slow: every test but the lock's trains on Ray Train (about 20 s a run, mostly Ray Train's own
-start). They start from `trained_project`: a project whose first text champion was trained
-once per test process, a weak one (8 steps), restored afresh for each test. Every outcome is
-forced, so each always runs: an unchanged rerun (→ "no change"), new data at the tiny budget
-(→ a better challenger, promoted by the gate's bootstrap), a rollback and a reproduction of
-version 1 after the data moved on, a challenger held to a policy it cannot meet (→ rejected,
-with what the run told its watchers), a crash between register and decide (→ the next run
-finishes the decision), and a second run while one holds the lock (→ a clear message,
+Slow: the tests train on Ray Train (about 12 s a run to start and end, with evaluation on
+Ray). They start from `trained_project`: a project whose first text champion was trained
+once per test process by every stage's task in pipeline order (`task.fn()`), a weak one (8
+steps), restored afresh for each test. Every outcome is forced, so each always runs: the
+first run's tasks each hand the next its input; an unchanged rerun (→ "no change"); new data
+at the tiny budget (→ a better challenger, promoted by the gate's bootstrap, with what the run
+told its watchers), a rollback and a reproduction of version 1 after the data moved on; a
+crash between register and decide (→ the next run decides, here held to a policy the
+challenger cannot meet: rejected); a second run while one holds the lock (→ a clear message,
 nothing written).
 """
 
@@ -34,7 +35,7 @@ from aigc.config import load_params
 from aigc.paths import ProjectPaths
 from aigc.registry.registry import CHALLENGER, CHAMPION, by_alias, history, versions
 from aigc.reproduce import ReproductionError, reproduce
-from aigc.retrain import PipelineBusy, PipelineLock
+from aigc.retrain import NO_CHANGE, TRAIN, PipelineBusy, PipelineLock
 from aigc.tracking import TrackingSettings
 from flows.retrain import SUMMARY_ARTIFACT, retrain
 from tests.conftest import (
@@ -55,14 +56,27 @@ def aliases(settings: TrackingSettings) -> dict[str, str | None]:
     }
 
 
-def test_the_weak_first_champion_was_trained_as_asked(trained_project):
-    """What the session's first run left: version 1, champion, trained on the --set budget."""
+def test_each_task_of_the_first_run_hands_the_next_its_input(trained_project):
     root, settings, first = trained_project
-    (version,) = versions(settings, "aigc-text")
-    assert first.status == "promoted" and aliases(settings) == {CHAMPION: "1", CHALLENGER: "1"}
-    recorded = settings.client().get_run(version.run_id)
+    assert first.collected.snapshot.new and first.collected.snapshot.records == 60
+    assert first.collected.raw_hash
+    assert first.cleaned.records + first.cleaned.quarantined == 60
+    assert first.labeled.counts["records"] == first.cleaned.records
+    assert len(first.dataset.version) == 32
+    remote = Path(yaml.safe_load((root / "params.yaml").read_text())["version"]["remote_url"])
+    assert any(remote.rglob("*")), "the version was pushed to the remote"
+    key, existing, decided = first.plan
+    assert existing is None and decided.action == TRAIN
+    assert first.trained.steps == 8 and first.trained.data_version == first.dataset.version
+    assert first.evaluation.run_id == first.trained.run_id
+    metrics = first.evaluation.metrics
+    assert metrics["test_bits_per_character"] < metrics["unigram_bits_per_character"]
+    assert first.challenger.version == "1" and first.challenger.tags["aigc.training_key"] == key
+    assert first.decision.promote, first.decision.reasons
+    assert aliases(settings) == {CHAMPION: "1", CHALLENGER: "1"}
+    assert first.plan_after[2].action == NO_CHANGE
+    recorded = settings.client().get_run(first.trained.run_id)
     assert recorded.data.params["train.loop.max_steps"] == WEAK_CHAMPION.split("=")[1]
-    assert recorded.data.tags["aigc.steps"] == "8", "trained on the effective budget"
     assert git(root, "status", "--porcelain", "params.yaml") == "", "never written back"
 
 
@@ -70,22 +84,32 @@ def test_an_unchanged_rerun_trains_nothing(trained_project):
     root, settings, first = trained_project
     again = retrain(root=str(root), overrides=[WEAK_CHAMPION], only=["text"])["text"]
     assert again.status == "no change" and again.challenger_version == "1"
-    assert again.data_version == first.data_version
+    assert again.data_version == first.dataset.version
     assert len(versions(settings, "aigc-text")) == 1, "no change must not train or register"
 
 
-def test_new_data_promotes_a_better_challenger_then_rollback_and_reproduction(trained_project):
+def test_new_data_promotes_a_better_challenger_then_rollback_and_reproduction(
+    trained_project, caplog: pytest.LogCaptureFixture
+):
+    """New data at the project's own (tiny) budget: far better than 8 steps, promoted; what
+    the run tells the people watching it (progress lines in the terminal and in Prefect's
+    logs, the outcome as the Markdown artifact `retrain-summary`); then a rollback, and version
+    1 rebuilt from its data version after the data moved on."""
     root, settings, first = trained_project
-    # New data, the project's own (tiny) budget: far better than 8 steps, promoted.
+    caplog.set_level(logging.INFO, logger="prefect")
     write_documents(root / "data" / "inbox", make_documents(30, seed=11, prefix="new"))
-    better = retrain(root=str(root), only=["text"])["text"]
-    assert better.data_version != first.data_version
+    state = retrain(
+        root=str(root), overrides=["train.loop.max_minutes=5"], only=["text"], return_state=True
+    )
+    better = state.result()["text"]
+    assert better.data_version != first.dataset.version
     assert better.challenger_version == "2" and better.status == "promoted", better.reasons
     assert better.champion_metrics is not None, "the champion is re-evaluated on the same split"
     assert any("bootstrap" in reason for reason in better.reasons), better.reasons
     assert aliases(settings) == {CHAMPION: "2", CHALLENGER: "2"}
     decided = {entry["version"]: entry["decision"] for entry in history(settings, "aigc-text")}
     assert decided == {"1": "promoted", "2": "promoted"}
+    check_what_the_run_told(state, better, caplog)
 
     rolled_back = aigc_in_process(root, "registry", "rollback", "--reason", "test")
     assert rolled_back.exit_code == 0, rolled_back.output
@@ -106,7 +130,7 @@ def test_new_data_promotes_a_better_challenger_then_rollback_and_reproduction(tr
     # A tampered dataset in the DVC cache (and remote): a clear error, nothing trained.
     manifest = json.loads(
         next(
-            (root / ".dvc" / "cache" / "files" / "md5").rglob(first.data_version[2:] + ".dir")
+            (root / ".dvc" / "cache" / "files" / "md5").rglob(first.dataset.version[2:] + ".dir")
         ).read_bytes()
     )
     train_md5 = next(entry["md5"] for entry in manifest if entry["relpath"] == "train.parquet")
@@ -122,28 +146,9 @@ def test_new_data_promotes_a_better_challenger_then_rollback_and_reproduction(tr
     assert len(settings.client().search_runs([experiment])) == before, "nothing trained"
 
 
-def test_a_challenger_held_to_a_policy_it_cannot_meet_is_rejected_and_the_run_says_so(
-    trained_project, caplog: pytest.LogCaptureFixture
-):
-    """What a run tells the people watching it (progress lines in the terminal and in
-    Prefect's logs, the outcome as the Markdown artifact `retrain-summary`), for a challenger
-    better than the champion but not by the 90 % the policy asks: rejected, with reasons."""
-    root, settings, _ = trained_project
-    caplog.set_level(logging.INFO, logger="prefect")
-    state = retrain(
-        root=str(root),
-        overrides=["train.loop.max_minutes=5", "registry.policy.min_relative_improvement=0.9"],
-        only=["text"],
-        return_state=True,
-    )
-    worse = state.result()["text"]
-    assert worse.status == "rejected" and worse.challenger_version == "2"
-    assert any("relative improvement" in reason for reason in worse.reasons), worse.reasons
-    assert aliases(settings) == {CHAMPION: "1", CHALLENGER: "2"}
-    decided = {entry["version"]: entry["decision"] for entry in history(settings, "aigc-text")}
-    assert decided == {"1": "promoted", "2": "rejected"}
-
-    # In the terminal: what stops training, then step/budget at each tenth of the budget.
+def check_what_the_run_told(state, summary, caplog: pytest.LogCaptureFixture) -> None:
+    """In the terminal: what stops training, then step/budget as it goes, up to the last; the
+    same lines in Prefect's logs, where the UI reads them; the outcome as an artifact."""
     terminal = [record.getMessage() for record in caplog.records]
     assert (
         "training until 30 steps (max_steps) or 5 minutes (max_minutes), whichever comes "
@@ -153,13 +158,13 @@ def test_a_challenger_held_to_a_policy_it_cannot_meet_is_rejected_and_the_run_sa
     steps = [
         int(re.match(r"train step (\d+)/30 \(\d+%, max_steps\)", line)[1]) for line in progress
     ]
-    assert len(steps) >= 3 and steps == sorted(steps) and steps[-1] == 30, progress
+    # (rank 0 sends progress at most every 0.25 s: a fast run shows only its ends)
+    assert len(steps) >= 2 and steps == sorted(steps) and steps[-1] == 30, progress
     shards = [line for line in terminal if line.startswith("evaluation shard ")]
     # (the tiny test split may hold fewer documents than evaluate.shards: one shard each)
     assert shards and re.match(r"evaluation shard (\d+)/\1 done after", shards[-1]), shards
     assert any(line.startswith("evaluating ") and "test documents" in line for line in terminal)
 
-    # In Prefect's logs, where the UI reads them, and the outcome as an artifact.
     APILogHandler().flush()  # send what is queued, as at the end of a process
     flow_run_id = state.state_details.flow_run_id
     with get_client(sync_client=True) as client:
@@ -177,17 +182,22 @@ def test_a_challenger_held_to_a_policy_it_cannot_meet_is_rejected_and_the_run_sa
     assert [line for line in recorded if line.startswith("evaluation shard ")] == shards
     (artifact,) = artifacts
     assert artifact.type == "markdown"
-    assert "| status | **rejected** |" in artifact.data
-    assert f"`{worse.data_version}`" in artifact.data
-    bits = worse.challenger_metrics["test_bits_per_character"]
+    assert f"| status | **{summary.status}** |" in artifact.data
+    assert f"`{summary.data_version}`" in artifact.data
+    bits = summary.challenger_metrics["test_bits_per_character"]
     assert f"| test_bits_per_character | {bits:.4g} |" in artifact.data
-    assert all(" ".join(reason.split()) in artifact.data for reason in worse.reasons)
-    parts = worse.timings  # where the run's time went, for bench/pipeline.py
+    assert all(" ".join(reason.split()) in artifact.data for reason in summary.reasons)
+    parts = summary.timings  # where the run's time went, for bench/pipeline.py
     assert {"collect", "clean", "label", "version", "training", "evaluation"} <= set(parts)
-    assert parts["training"] > 0 and sum(parts.values()) <= worse.seconds
+    assert parts["training"] > 0 and sum(parts.values()) <= summary.seconds
 
 
-def test_crash_between_register_and_decide_is_finished_by_the_next_run(trained_project):
+def test_crash_between_register_and_decide_is_decided_by_the_next_run_under_its_policy(
+    trained_project,
+):
+    """A challenger registered by a run that died before deciding is decided, not retrained,
+    by the next run, under that run's policy: here 90 % better than the champion, which it is
+    not (better, by the bootstrap, yet rejected, with the reason)."""
     from prefect.logging import disable_run_logger
 
     from aigc.retrain import training_key
@@ -207,10 +217,16 @@ def test_crash_between_register_and_decide_is_finished_by_the_next_run(trained_p
         register.fn(root, params, trained, evaluation, key)  # ... and the process dies here
     assert aliases(settings) == {CHAMPION: "1", CHALLENGER: "2"}
 
-    summary = retrain(root=str(root), only=["text"])["text"]
+    policy = "registry.policy.min_relative_improvement=0.9"
+    summary = retrain(root=str(root), overrides=[policy], only=["text"])["text"]
     assert summary.challenger_version == "2", "the registered version is decided, not retrained"
     assert len(versions(settings, "aigc-text")) == 2
-    assert summary.status == "promoted" and aliases(settings) == {CHAMPION: "2", CHALLENGER: "2"}
+    assert summary.status == "rejected", summary.reasons
+    assert any("test_bits_per_character improved" in reason for reason in summary.reasons)
+    assert any("short of the required 90" in reason for reason in summary.reasons), summary.reasons
+    assert aliases(settings) == {CHAMPION: "1", CHALLENGER: "2"}
+    decided = {entry["version"]: entry["decision"] for entry in history(settings, "aigc-text")}
+    assert decided == {"1": "promoted", "2": "rejected"}
 
 
 def test_a_second_run_waits_for_the_lock_then_ends_clearly(pipeline_project, prefect_api):

@@ -1,8 +1,10 @@
 """Training on real Ray (2 CPU workers) tracked in a real MLflow sqlite store.
 
 Tiny configs: the point is the machinery (DDP, checkpoints, fault recovery, tracking), not
-the model. One module-scoped training run serves the tracking and CLI assertions, and one
-uninterrupted run the comparisons with runs whose worker was killed.
+the model. Slow: two Ray Train runs (about 12 s each to start and end) and three drivers
+joining Ray in fresh processes. One module-scoped training run through the stages (the LSTM:
+the GPT goes through them in tests/flows/test_retrain.py) serves the tracking, evaluation and
+CLI assertions, and is the uninterrupted run that a run whose workers are killed must match.
 """
 
 from __future__ import annotations
@@ -18,15 +20,14 @@ import pandas as pd
 import pytest
 import torch
 
-from aigc.config import Params, RayParams, load_params
+from aigc.config import Params, load_params
 from aigc.generator import TextGenerator
-from aigc.models.configs import LSTMConfig
 from aigc.paths import ProjectPaths
 from aigc.stages.evaluate import evaluate
 from aigc.stages.train import train
 from aigc.stages.version import Dataset
 from aigc.tracking import TrackingSettings
-from aigc.train.job import prepare_job, with_loop
+from aigc.train.job import prepare_job
 from aigc.train.ray_runner import train_on_ray
 from tests.conftest import REPO, TOPIC_WORDS, aigc_in_process, make_documents, tiny_overrides
 from tests.faults import Faults, KillRank
@@ -51,12 +52,15 @@ def write_dataset(folder: Path, count: int = 120) -> Dataset:
 
 
 def tiny_params(tmp: Path, *extra: str) -> Params:
-    """The suite's tiny configuration, 40 steps with a checkpoint at 20, stores under `tmp`."""
+    """The suite's tiny configuration with the LSTM family (dropout on: a resumed run must
+    draw the same masks), 40 steps with a checkpoint at 20, stores under `tmp`."""
+    lstm = ["family=lstm", "block_size=32", "n_embd=32", "hidden_size=64", "n_layer=1"]
     return load_params(
         REPO / "params.yaml",
         [
-            *tiny_overrides(tmp),
-            "train.model.dropout=0.1",  # a resumed run must draw the same dropout masks
+            *(item for item in tiny_overrides(tmp) if not item.startswith("train.model.")),
+            *(f"train.model.{item}" for item in lstm),
+            "train.model.dropout=0.1",
             "train.loop.max_steps=40",
             "train.loop.checkpoint_every=20",
             "evaluate.continuation_documents=4",
@@ -131,16 +135,18 @@ def trained(tmp_path_factory, ray_runtime):
     tmp = tmp_path_factory.mktemp("training")
     dataset = write_dataset(tmp / "labeled")
     params = tiny_params(tmp)
-    model = train(ProjectPaths.at(tmp), params, dataset)
+    progress: list[dict] = []
+    model = train(ProjectPaths.at(tmp), params, dataset, on_progress=progress.append)
     evaluation = evaluate(
         ProjectPaths.at(tmp), params, model.model_uri, dataset, model.run_id, model.bundle_dir
     )
     settings = TrackingSettings.of(params.tracking, tmp)
-    return model, settings, params, tmp, evaluation
+    return model, settings, params, tmp, evaluation, progress
 
 
 def test_loss_falls_with_two_workers(trained):
-    model, settings, _, _, evaluation = trained
+    model, settings, _, _, evaluation, progress = trained
+    assert progress and progress[-1]["step"] == 40, "the driver sees rank 0's progress"
     client = settings.client()
     train_loss = [
         m.value
@@ -161,14 +167,14 @@ def test_loss_falls_with_two_workers(trained):
 
 def test_run_records_everything_a_reader_needs(trained):
     """The training run holds training and evaluation: params, tags, dataset, all figures."""
-    model, settings, _, _, evaluation = trained
+    model, settings, _, _, evaluation, _ = trained
     assert evaluation.run_id == model.run_id
     client = settings.client()
     run = client.get_run(model.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["aigc.data_version"] == model.data_version
     assert run.data.tags["aigc.git_commit"] and run.data.tags["aigc.params_hash"]
-    assert run.data.params["train.model.family"] == "gpt"
+    assert run.data.params["train.model.family"] == "lstm"
     assert run.data.params["train.model.n_layer"] == "1", "the effective (overridden) value"
     (dataset_input,) = run.inputs.dataset_inputs
     assert dataset_input.dataset.digest == f"{model.data_version}.dir"
@@ -197,14 +203,14 @@ def test_run_records_everything_a_reader_needs(trained):
 
 
 def test_the_stage_keeps_the_model_and_leaves_no_checkpoints(trained):
-    model, _, params, tmp, _ = trained
+    model, _, params, tmp, _, _ = trained
     assert not (Path(params.train.ray.storage_path) / model.run_id).exists()
     assert model.bundle_dir == tmp / ".aigc" / "run" / str(os.getpid()) / "models" / model.run_id
-    assert TextGenerator.load(model.bundle_dir).family == "gpt"
+    assert TextGenerator.load(model.bundle_dir).family == "lstm"
 
 
 def test_generate_cli_loads_the_logged_model(trained):
-    model, _, params, tmp, _ = trained
+    model, _, params, tmp, _, _ = trained
     command = [
         "generate",
         "--model-uri",
@@ -235,66 +241,21 @@ def weights(bundle: Path) -> dict[str, torch.Tensor]:
     return TextGenerator.load(bundle).model.state_dict()
 
 
-KILL_TEST_RAY = RayParams(num_workers=2, max_failures=2)
-
-
-@pytest.fixture(scope="module")
-def kill_test_job(tmp_path_factory):
-    """The LSTM family, with dropout (a resumed run must draw the same masks): the GPT is
-    trained through the stage above, so each text family goes through the same trainer."""
-    tmp = tmp_path_factory.mktemp("kill-test")
-    dataset = write_dataset(tmp / "labeled")
-    params = tiny_params(tmp).train
-    lstm = LSTMConfig(block_size=32, n_embd=32, hidden_size=64, n_layer=1, dropout=0.1)
-    return with_loop(
-        prepare_job(
-            dataset.split("train"),
-            dataset.split("validation"),
-            params.model_copy(update={"model": lstm}),
-        ),
-        max_steps=30,
-        checkpoint_every=10,
-        eval_every=10,
-    )
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(kill_test_job, ray_runtime, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("uninterrupted")
-    progress: list[dict] = []
-    outcome = train_on_ray(
-        kill_test_job,
-        KILL_TEST_RAY,
-        None,
-        tmp / "ray",
-        "uninterrupted",
-        model_dir=tmp / "model",
-        on_progress=progress.append,
-    )
-    return outcome, progress, tmp
-
-
-def test_the_lstm_trains_through_the_same_runner(uninterrupted):
-    outcome, progress, tmp = uninterrupted
-    assert outcome.restarts == 0
-    assert list((tmp / "ray").iterdir()) == [], "the run's checkpoint folder must be deleted"
-    assert progress and progress[-1]["step"] == 30, "the driver sees rank 0's progress"
-    assert TextGenerator.load(outcome.bundle_dir).family == "lstm"
-    # ln(320) = 5.77 at the start
-    assert outcome.metrics["train_loss"] < 5.0 and outcome.metrics["val_loss"] < 5.0
-
-
 def test_workers_killed_before_and_after_a_checkpoint_resume_to_identical_weights(
-    tmp_path, kill_test_job, uninterrupted
+    tmp_path, trained
 ):
-    """Rank 1 dies at step 5, before the first checkpoint (the group restarts from scratch:
-    a restart all the same), and rank 0 at step 15, after the one at step 10 (the group
-    resumes from it): two restarts, and the same weights as a run nobody disturbed."""
-    early = KillRank(rank=1, step=5, marker=tmp_path / "killed-early")
-    late = KillRank(rank=0, step=15, marker=tmp_path / "killed-late")
+    """The same job as the stage's run above, on the same Ray settings (2 workers, restarts
+    allowed): rank 1 dies at step 10, before the first checkpoint (the group restarts from
+    scratch: a restart all the same), and rank 0 at step 25, after the one at step 20 (the
+    group resumes from it). Two restarts, and the same weights as the run nobody disturbed."""
+    model, _, params, tmp, _, _ = trained
+    dataset = Dataset(tmp / "labeled", model.data_version)
+    job = prepare_job(dataset.split("train"), dataset.split("validation"), params.train)
+    early = KillRank(rank=1, step=10, marker=tmp_path / "killed-early")
+    late = KillRank(rank=0, step=25, marker=tmp_path / "killed-late")
     faulty = train_on_ray(
-        kill_test_job,
-        KILL_TEST_RAY,
+        job,
+        params.train.ray,
         None,
         tmp_path / "ray",
         "killed",
@@ -302,15 +263,15 @@ def test_workers_killed_before_and_after_a_checkpoint_resume_to_identical_weight
         on_worker_step=Faults(early, late),
     )
     assert early.happened() and late.happened(), "the worker processes must really have died"
-    assert faulty.restarts == 2 and faulty.metrics["step"] == 30
-    expected, resumed = weights(uninterrupted[0].bundle_dir), weights(faulty.bundle_dir)
+    assert faulty.restarts == 2 and faulty.metrics["step"] == 40
+    expected, resumed = weights(model.bundle_dir), weights(faulty.bundle_dir)
     assert all(torch.equal(expected[key], resumed[key]) for key in expected)
     assert not (tmp_path / "ray" / "killed").exists(), "no checkpoint folder may stay behind"
 
 
 def test_evaluate_reproduces_the_training_runs_figures(trained):
     """The logged model, evaluated again from MLflow into a run of its own, gives the same."""
-    model, settings, params, tmp, evaluation = trained
+    model, settings, params, tmp, evaluation, _ = trained
     again = evaluate(
         ProjectPaths.at(tmp), params, model.model_uri, Dataset(tmp / "labeled", model.data_version)
     )

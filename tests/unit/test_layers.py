@@ -66,6 +66,7 @@ print("heavy:", sorted(name for name in ("torch", "ray") if name in sys.modules)
 
 
 def test_help_and_registry_show_import_neither_torch_nor_ray(tmp_path):
+    (tmp_path / "params.yaml").write_text("")  # a project: `registry show` reads its store
     for args in (["--help"], ["registry", "show"]):
         result = subprocess.run(
             [sys.executable, "-c", LIGHT_COMMAND, *args],
