@@ -21,12 +21,12 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/aigc run
 
-## The whole suite, on two processes (each test file stays in one; much of a test's time is
-## spent waiting on servers and subprocesses, so two share the machine's two cores well).
+## The whole suite, on two processes (each test file stays in one, so what a file starts once
+## is shared by its tests; the stack's module, the longest, is collected first).
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
-## Unit and task tests only (no end-to-end flows).
+## Unit and task tests only, for every edit: no Ray, no Prefect server, no stack.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
 

@@ -22,7 +22,6 @@ pieces:
 
 from __future__ import annotations
 
-import configparser
 import contextlib
 import json
 import logging
@@ -112,13 +111,22 @@ def init_project(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     if subprocess.run(["git", "rev-parse"], cwd=root, capture_output=True).returncode != 0:
         git(root, "init", "-q")
+    from dvc.repo import Repo  # in process: three `dvc` processes took 1.2 s
+
     if not (root / ".dvc").is_dir():
-        dvc(root, "init", "-q")
-    config = configparser.ConfigParser()
-    config.read(root / ".dvc" / "config")
-    for key in ("analytics", "check_update"):
-        if config.get("core", key, fallback="") != "false":
-            dvc(root, "config", f"core.{key}", "false")
+        banner = logging.getLogger("dvc.repo.init")  # "Initialized DVC repository ..."
+        level, banner.level = banner.level, logging.WARNING
+        try:
+            Repo.init(str(root)).close()
+        finally:
+            banner.setLevel(level)
+    with (
+        _IN_PROCESS,
+        contextlib.chdir(root),
+        Repo(str(root)) as repo,
+        repo.config.edit("repo") as config,
+    ):
+        config.setdefault("core", {}).update(analytics=False, check_update=False)
 
 
 _IN_PROCESS = threading.Lock()
