@@ -39,13 +39,34 @@ class KillRank:
 
 @dataclass(frozen=True)
 class Faults:
-    """Several step hooks as one."""
+    """Several step hooks as one, called in order."""
 
-    hooks: tuple[KillRank, ...]
+    hooks: tuple
 
-    def __init__(self, *hooks: KillRank) -> None:
+    def __init__(self, *hooks) -> None:
         object.__setattr__(self, "hooks", hooks)
 
     def __call__(self, rank: int, step: int) -> None:
         for hook in self.hooks:
             hook(rank, step)
+
+
+@dataclass(frozen=True)
+class RecordSteps:
+    """A step hook that writes every step rank 0 takes to a file, one line each: where each
+    start of the worker group began shows whether it resumed from a checkpoint."""
+
+    path: Path
+
+    def __call__(self, rank: int, step: int) -> None:
+        if rank == 0:
+            with self.path.open("a") as file:
+                file.write(f"{os.getpid()} {step}\n")
+
+    def starts(self) -> list[int]:
+        """The first step of each worker process of rank 0, in order."""
+        first: dict[str, int] = {}
+        for line in self.path.read_text().splitlines():
+            pid, step = line.split()
+            first.setdefault(pid, int(step))
+        return list(first.values())

@@ -9,14 +9,17 @@ at the tiny budget (→ a better challenger, promoted by the gate's bootstrap, w
 told its watchers), a rollback and a reproduction of version 1 after the data moved on; a
 crash between register and decide (→ the next run decides, here held to a policy the
 challenger cannot meet: rejected); a second run while one holds the lock (→ a clear message,
-nothing written).
+nothing written); a schedule whose ticks each start a run (Prefect's own server, started and
+stopped by `aigc schedule`).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -29,6 +32,7 @@ from prefect.client.schemas.filters import (
     LogFilter,
     LogFilterFlowRunId,
 )
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.logging.handlers import APILogHandler
 
 from aigc.config import load_params
@@ -44,6 +48,13 @@ from tests.conftest import (
     git,
     make_documents,
     write_documents,
+)
+from tests.flows.scheduled import (
+    EVERY_15_SECONDS,
+    NAME,
+    Schedule,
+    schedule_runs,
+    summary_of,
 )
 
 pytestmark = pytest.mark.slow
@@ -235,3 +246,52 @@ def test_a_second_run_waits_for_the_lock_then_ends_clearly(pipeline_project, pre
         retrain(root=str(root), overrides=["run.lock_timeout_minutes=0.02"], only=["text"])
     assert not (root / "data" / "raw").exists(), "the waiting run must not touch data/"
     assert versions(settings, "aigc-text") == []
+
+
+def test_a_schedule_starts_a_run_at_each_tick_then_stops_with_nothing_left(trained_project):
+    """`aigc schedule` on the embedded default, a real process: it starts a Prefect server of
+    its own (Prefect's temporary API runs no scheduler), a cron that ticks every 15 s starts a
+    run at each tick, one at a time (a tick during a run is cancelled, not queued), each here
+    finding nothing changed; SIGTERM, as `timeout` or a service manager sends it, stops the
+    runner and the server, leaving nothing running or listening."""
+    root, settings, _ = trained_project
+    command = Schedule(
+        root, root.parent / "schedule.log",
+        "--cron", EVERY_15_SECONDS, "--name", NAME, "--only", "text", "--set", WEAK_CHAMPION,
+    )  # fmt: skip
+    try:
+        url, port, server_pid = command.wait_for("server", command.server, timeout=150)
+        record = json.loads((root / ".aigc" / "run" / f"{command.process.pid}.json").read_text())
+        assert server_pid in {entry["pid"] for entry in record["processes"]}, "not recorded"
+
+        def two_completed() -> list[FlowRun] | None:
+            done = [run for run in schedule_runs(url) if run.state_type == StateType.COMPLETED]
+            return done if len(done) >= 2 else None
+
+        first, second = command.wait_for("two completed ticks", two_completed, timeout=300)[:2]
+        runs = schedule_runs(url)
+        summaries = [summary_of(url, first), summary_of(url, second)]  # while the server runs
+        assert command.stop(signal.SIGTERM) == 0, command.text()
+    finally:
+        command.end()
+
+    # Created by the schedule, 15 s apart, one at a time: a tick that came while a run ran
+    # was cancelled by the deployment's concurrency limit, not queued.
+    assert all(run.auto_scheduled for run in runs)
+    ticks = [run.expected_start_time.timestamp() for run in runs]
+    assert all(round(later - earlier) % 15 == 0 for earlier, later in itertools.pairwise(ticks))
+    ran = [run for run in runs if run.run_count > 0]  # those that reached RUNNING
+    for earlier, later in itertools.pairwise(ran):
+        assert earlier.end_time is not None and earlier.end_time <= later.start_time
+    for run in runs:
+        if run.state_type == StateType.CANCELLED:
+            assert run.run_count == 0 and "concurrency limit" in run.state.message, run.state
+    assert all(summary.startswith("retrain text: no change") for summary in summaries)
+    assert [version.version for version in versions(settings, "aigc-text")] == ["1"]
+
+    output = command.text()
+    assert "never awaited" not in output and "Traceback" not in output, output
+    assert "All deployments have been paused" in output  # the runner's own shutdown ran
+    assert server_pid in {pid for pid, _ in command.started}  # what it started was seen
+    command.assert_nothing_left(port)
+    assert not (root / ".aigc" / "run" / f"{command.process.pid}.json").exists()

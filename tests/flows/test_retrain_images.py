@@ -39,7 +39,7 @@ def test_an_image_generator_is_trained_registered_served_and_reproduced(
     assert metrics["frechet_distance"] < metrics["trivial_frechet_distance"]
     assert {"coverage", "conditional_accuracy", "floor_frechet_distance"} <= set(metrics)
     # trained on Ray's two workers, each on batches of its own (TINY: 32 images a batch)
-    assert metrics["images_seen"] == int(image.tags["aigc.steps"]) * 32 * 2
+    assert metrics["images_seen"] == int(run.data.tags["aigc.steps"]) * 32 * 2
     artifacts = [item.path for item in settings.client().list_artifacts(image.run_id, "samples")]
     assert "samples/samples.png" in artifacts
     assert versions(settings, "aigc-text") == [], "--only image trains no text model"

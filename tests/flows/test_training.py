@@ -30,7 +30,7 @@ from aigc.tracking import TrackingSettings
 from aigc.train.job import prepare_job
 from aigc.train.ray_runner import train_on_ray
 from tests.conftest import REPO, TOPIC_WORDS, aigc_in_process, make_documents, tiny_overrides
-from tests.faults import Faults, KillRank
+from tests.faults import Faults, KillRank, RecordSteps
 
 pytestmark = pytest.mark.slow
 
@@ -251,6 +251,7 @@ def test_workers_killed_before_and_after_a_checkpoint_resume_to_identical_weight
     model, _, params, tmp, _, _ = trained
     dataset = Dataset(tmp / "labeled", model.data_version)
     job = prepare_job(dataset.split("train"), dataset.split("validation"), params.train)
+    steps = RecordSteps(tmp_path / "steps")
     early = KillRank(rank=1, step=10, marker=tmp_path / "killed-early")
     late = KillRank(rank=0, step=25, marker=tmp_path / "killed-late")
     faulty = train_on_ray(
@@ -260,10 +261,13 @@ def test_workers_killed_before_and_after_a_checkpoint_resume_to_identical_weight
         tmp_path / "ray",
         "killed",
         model_dir=tmp_path / "m",
-        on_worker_step=Faults(early, late),
+        on_worker_step=Faults(steps, early, late),
     )
     assert early.happened() and late.happened(), "the worker processes must really have died"
     assert faulty.restarts == 2 and faulty.metrics["step"] == 40
+    # rank 0's three processes began at step 1, at step 1 again (no checkpoint before step
+    # 10), and after the checkpoint at step 20: resumed, not retrained from scratch
+    assert steps.starts() == [1, 1, 21]
     expected, resumed = weights(model.bundle_dir), weights(faulty.bundle_dir)
     assert all(torch.equal(expected[key], resumed[key]) for key in expected)
     assert not (tmp_path / "ray" / "killed").exists(), "no checkpoint folder may stay behind"

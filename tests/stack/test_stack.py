@@ -358,8 +358,11 @@ def test_each_server_answers_with_its_key_on_loopback_only(stack):
 def test_run_reproduce_and_deployment_on_the_stack(stack):
     root, profile = stack
     started = time.monotonic()
-    ok(aigc(root, "--profile", "stack", "run", "--only", "text", timeout=600))
+    params_before = (root / "params.yaml").read_bytes()
+    run = ["--profile", "stack", "run", "--only", "text", "--set", "train.loop.max_steps=25"]
+    ok(aigc(root, *run, timeout=600))
     print(f"aigc run on the stack: {time.monotonic() - started:.1f} s")
+    assert (root / "params.yaml").read_bytes() == params_before, "a run never writes params.yaml"
 
     # MLflow: the registered version, its alias, its run, the artifacts in the bucket.
     model = mlflow(profile, "registered-models/get", name="aigc-text")["registered_model"]
@@ -369,6 +372,8 @@ def test_run_reproduce_and_deployment_on_the_stack(stack):
     run = mlflow(profile, "runs/get", run_id=run_id)["run"]
     assert run["info"]["status"] == "FINISHED"
     tags = {tag["key"]: tag["value"] for tag in run["data"]["tags"]}
+    recorded = {param["key"]: param["value"] for param in run["data"]["params"]}
+    assert recorded["train.loop.max_steps"] == "25", "MLflow holds the --set value"
     assert run["info"]["artifact_uri"].startswith("mlflow-artifacts:")
     artifacts = bucket_keys(profile, "mlflow")
     assert any(run_id in key and key.endswith("params.json") for key in artifacts)
@@ -420,7 +425,7 @@ def test_run_reproduce_and_deployment_on_the_stack(stack):
     run = subprocess.run(deploy, cwd=root, env=_with(environment), capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     command = [prefect, "deployment", "run", "retrain/nightly-retrain", "--watch"]
-    command += ["--param", 'only=["text"]']
+    command += ["--param", 'only=["text"]', "--param", 'overrides=["train.loop.max_steps=25"]']
     run = subprocess.run(
         command, cwd=root, env=_with(environment), capture_output=True, text=True, timeout=600
     )
@@ -500,6 +505,8 @@ def test_mlflow_server_stopped_and_restarted_during_training(stack):
     assert training.returncode == 0, training.output
     run = trained_run(profile, training)
     assert run["info"]["status"] == "FINISHED", run
+    metrics = {metric["key"]: metric["value"] for metric in run["data"]["metrics"]}
+    assert metrics.get("restarts", 0) == 0, "the client's retries rode the outage out"
     tags = {tag["key"]: tag["value"] for tag in run["data"]["tags"]}
     history = mlflow(
         profile, "metrics/get-history", run_id=run["info"]["run_id"], metric_key="train_loss"

@@ -1,17 +1,10 @@
-"""`aigc schedule` fires on the embedded default: a real command, its own Prefect server, a cron
-that ticks every 15 seconds, and nothing left running once it is stopped.
-
-Slow (94 s on this 2-core machine while another test suite ran): the command starts a Prefect
-server, its first tick trains the tiny text model on Ray, a later tick finds nothing changed,
-and the test waits for both through Prefect's API before it stops the command. The SIGTERM
-test starts a server and serves a cron that does not tick (14 s).
+"""`aigc schedule` as a real process, for tests: its output, the processes it starts, and
+what its own Prefect server says (tests/flows/test_retrain.py serves a schedule with it).
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
-import json
 import os
 import re
 import signal
@@ -31,14 +24,11 @@ from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
 )
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import FlowRun
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from aigc.registry.registry import versions
 from flows.retrain import SUMMARY_ARTIFACT
-
-pytestmark = pytest.mark.slow
 
 EVERY_15_SECONDS = "* * * * * */15"  # Prefect's cron takes croniter's sixth field, seconds
 NAME = "fires"
@@ -134,21 +124,6 @@ class Schedule:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
 
 
-@pytest.fixture
-def schedule(pipeline_project, tmp_path):
-    """Starts `aigc schedule ARGS` in the pipeline project; ends what is left after the test."""
-    root, _ = pipeline_project
-    started: list[Schedule] = []
-
-    def start(*args: str) -> Schedule:
-        started.append(Schedule(root, tmp_path / f"schedule-{len(started)}.log", *args))
-        return started[-1]
-
-    yield start
-    for command in started:
-        command.end()
-
-
 def polled(url: str) -> bool:
     """Whether the command's runner has asked the server for due runs of retrain/NAME."""
     with (
@@ -183,72 +158,3 @@ def summary_of(url: str, run: FlowRun) -> str:
             )
         )
     return artifact.description
-
-
-def test_each_tick_starts_a_run_on_aigcs_own_server_and_ctrl_c_stops_everything(
-    pipeline_project, schedule
-):
-    root, settings = pipeline_project
-    command = schedule("--cron", EVERY_15_SECONDS, "--name", NAME, "--only", "text")
-    url, port, server_pid = command.wait_for("server", command.server, timeout=150)
-    record = json.loads((root / ".aigc" / "run" / f"{command.process.pid}.json").read_text())
-    assert server_pid in {entry["pid"] for entry in record["processes"]}, "not recorded"
-
-    def two_completed() -> list[FlowRun] | None:
-        completed = [run for run in schedule_runs(url) if run.state_type == StateType.COMPLETED]
-        return completed if len(completed) >= 2 else None
-
-    first, second = command.wait_for("two completed ticks", two_completed, timeout=400)[:2]
-    runs = schedule_runs(url)
-    summaries = [summary_of(url, first), summary_of(url, second)]  # while the server runs
-    assert command.stop(signal.SIGINT) == 0, command.text()
-
-    # Created by the schedule, 15 s apart, one at a time: a tick that came while a run ran
-    # was cancelled by the deployment's concurrency limit, not queued.
-    assert all(run.auto_scheduled for run in runs)
-    ticks = [run.expected_start_time.timestamp() for run in runs]
-    assert all(round(later - earlier) % 15 == 0 for earlier, later in itertools.pairwise(ticks))
-    ran = [run for run in runs if run.run_count > 0]  # those that reached RUNNING
-    for earlier, later in itertools.pairwise(ran):
-        assert earlier.end_time is not None and earlier.end_time <= later.start_time
-    for run in runs:  # as they were before the Ctrl-C
-        if run.state_type == StateType.CANCELLED:
-            assert run.run_count == 0 and "concurrency limit" in run.state.message, run.state
-        else:
-            assert run.state_type in {
-                StateType.COMPLETED,
-                StateType.RUNNING,
-                StateType.PENDING,
-                StateType.SCHEDULED,
-            }, run.state
-
-    # The first tick trained and registered version 1; the next found nothing changed.
-    assert summaries[0].startswith("retrain text: promoted"), summaries
-    assert summaries[1].startswith("retrain text: no change"), summaries
-    (version,) = versions(settings, "aigc-text")
-    assert version.version == "1"
-    trained = settings.client().get_run(version.run_id).info.start_time / 1000
-    assert first.start_time.timestamp() <= trained <= first.end_time.timestamp()
-
-    assert "never awaited" not in command.text()
-    assert server_pid in {pid for pid, _ in command.started}  # what it started was seen
-    command.assert_nothing_left(port)
-    assert not (root / ".aigc" / "run" / f"{command.process.pid}.json").exists()
-
-
-def test_sigterm_stops_the_command_and_its_server_cleanly(pipeline_project, schedule):
-    """The way `timeout` and service managers stop it: no "coroutine 'Runner.astop' was never
-    awaited", exit code 0, the server gone."""
-    root, _ = pipeline_project
-    command = schedule("--cron", "0 3 1 1 *", "--name", NAME)
-    url, port, server_pid = command.wait_for("server", command.server, timeout=150)
-    command.wait_for("the runner's first poll", lambda: polled(url), timeout=60)
-    exit_code = command.stop(signal.SIGTERM)
-    output = command.text()
-    assert exit_code == 0, output
-    assert "never awaited" not in output and "Traceback" not in output, output
-    assert "All deployments have been paused" in output  # the runner's own shutdown ran
-    assert not (root / ".aigc" / "run" / f"{command.process.pid}").exists(), "the database"
-    assert f"Prefect server (pid {server_pid}) stopped by SIGTERM" in output, output
-    assert server_pid in {pid for pid, _ in command.started}
-    command.assert_nothing_left(port)
