@@ -24,7 +24,7 @@ run: $(STAMP)
 ## The whole suite, on two processes (each test file stays in one, so what a file starts once
 ## is shared by its tests; the stack's module, the longest, is collected first).
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
 
 ## Unit and task tests only, for every edit: no Ray, no Prefect server, no stack.
 test-fast: $(STAMP)
