@@ -69,12 +69,12 @@ def test_the_next_run_ends_what_a_killed_run_left(pipeline_project, tmp_path):
     try:
         record_file = root / ".aigc" / "run" / f"{first.pid}.json"
         record = wait_for_training(record_file, first, timeout=300)
-        time.sleep(5)  # into the training steps
+        time.sleep(2)  # into the training steps
         record = json.loads(record_file.read_text())
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
 
-        time.sleep(5)  # Ray's head dies with its parent, its workers soon after; not all
+        time.sleep(2)  # Ray's head dies with its parent, its workers soon after; not all
         leftovers = alive(record["processes"])
         assert leftovers, "SIGKILL leaves some of what the run started running"
         (mlflow_run,) = record["mlflow_runs"]

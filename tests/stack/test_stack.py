@@ -131,6 +131,14 @@ def recorded(project: Path) -> dict[str, psutil.Process]:
     return processes
 
 
+def command_line(process: psutil.Process) -> list[str]:
+    """A process's command line; none for one that has exited (or is a zombie) meanwhile."""
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
 def gone(process: psutil.Process) -> bool:
     try:
         return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
@@ -334,7 +342,7 @@ def test_each_server_answers_with_its_key_on_loopback_only(stack):
 
     # No key in a log or on a command line.
     logs = "".join(log.read_text(errors="replace") for log in (paths.home / "logs").iterdir())
-    command_lines = " ".join(" ".join(p.cmdline()) for p in psutil.process_iter())
+    command_lines = " ".join(" ".join(command_line(p)) for p in psutil.process_iter())
     for name in ("s3_secret_key", "postgres_password"):
         assert secrets[name] not in logs, name
         assert secrets[name] not in command_lines, name
