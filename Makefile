@@ -1,6 +1,5 @@
 # Two commands do all set-up on a fresh machine: `make run` and `make test`.
-# Both create .venv if missing and install the pinned stack (constraints.txt). --no-compile:
-# Python compiles what is imported on first use; compiling all ~300 packages took a minute.
+# Both create .venv if missing and install the pinned stack (constraints.txt).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +11,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check --no-compile -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
 install: $(STAMP)
