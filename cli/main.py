@@ -88,6 +88,9 @@ class Modality(enum.StrEnum):
 
 
 ModalityOption = Annotated[Modality, typer.Option("--modality", help="which data")]
+OnlyOption = Annotated[
+    list[str] | None, typer.Option(help="one modality: text or image [default: both]")
+]
 
 
 def _params(params_file: Path | None, overrides: list[str] | None) -> Params:
@@ -285,9 +288,7 @@ def data_version(
 
 @data_app.command("refresh")
 def data_refresh(
-    only: Annotated[
-        list[str] | None, typer.Option(help="one modality: text or image [default: both]")
-    ] = None,
+    only: OnlyOption = None,
     params_file: ParamsOption = None,
     overrides: SetOption = None,
 ) -> None:
@@ -568,9 +569,7 @@ def _generate_grid(
 @app.command("run")
 def run(
     force: Annotated[bool, typer.Option(help="retrain even when nothing changed")] = False,
-    only: Annotated[
-        list[str] | None, typer.Option(help="one modality: text or image [default: both]")
-    ] = None,
+    only: OnlyOption = None,
     timings: Annotated[
         Path | None, typer.Option(help="write where the time went (JSON; bench/pipeline.py)")
     ] = None,
@@ -696,9 +695,7 @@ def schedule(
     cron: Annotated[str, typer.Option(help='cron expression, e.g. "0 3 * * *"')],
     timezone: Annotated[str, typer.Option(help="IANA time zone of the cron")] = "UTC",
     name: Annotated[str, typer.Option(help="deployment name")] = "aigc-retrain",
-    only: Annotated[
-        list[str] | None, typer.Option(help="one modality: text or image [default: both]")
-    ] = None,
+    only: OnlyOption = None,
     params_file: ParamsOption = None,
     overrides: SetOption = None,
 ) -> None:
