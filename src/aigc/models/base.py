@@ -55,6 +55,7 @@ def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
 _BUILTIN_FAMILIES: dict[str, str] = {
     "gpt": "aigc.models.gpt:FAMILY",
     "lstm": "aigc.models.lstm:FAMILY",
+    "hf": "aigc.models.hf:FAMILY",
     "dcgan": "aigc.models.dcgan:FAMILY",
     "vae": "aigc.models.vae:FAMILY",
     "ddpm": "aigc.models.ddpm:FAMILY",
@@ -72,6 +73,12 @@ class ModelFamily:
     objective: Objective = NEXT_TOKEN
     # Image families: sample(model, labels (N,), seed, **options) -> uint8 (N, H, W, C).
     sampler: Callable[..., torch.Tensor] | None = None
+    # initialize(model, config): a fresh model's starting weights before training, where they
+    # are not a random initialisation (hf: the pretrained base's, plus LoRA adapters).
+    initialize: Callable[[nn.Module, FamilyConfig], nn.Module] | None = None
+    # to_hugging_face(model) -> transformers.PreTrainedModel (`aigc export`); None: no
+    # Hugging Face equivalent (LSTM).
+    to_hugging_face: Callable[[nn.Module], nn.Module] | None = None
 
     def build(self, config: FamilyConfig) -> nn.Module:
         missing = config.unset_data_fields()
@@ -108,21 +115,32 @@ def get_family(name: str) -> ModelFamily:
         ) from None
 
 
-def build_model(config: FamilyConfig | dict, seed: int | None = None) -> nn.Module:
+def build_model(
+    config: FamilyConfig | dict, seed: int | None = None, initialize: bool = False
+) -> nn.Module:
     """A freshly initialised model of `config.family` (a config, or a mapping checked as one).
 
     With `seed`, initialisation uses that seed without disturbing the global RNG, so the same
-    (config, seed) always gives the same weights.
+    (config, seed) always gives the same weights. With `initialize`, the family's own starting
+    weights are loaded (a pretrained base), as a training run starts from them; without, the
+    module is only built, as it is before a saved state is loaded into it.
     """
     if isinstance(config, dict):
         family = get_family(config.get("family", DEFAULT_FAMILY))
         config = family.config_class.model_validate({**config, "family": family.name})
     family = get_family(config.family)
+
+    def built() -> nn.Module:
+        model = family.build(config)
+        if initialize and family.initialize is not None:
+            model = family.initialize(model, config)
+        return model
+
     if seed is None:
-        return family.build(config)
+        return built()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return family.build(config)
+        return built()
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

@@ -16,6 +16,10 @@ training data cannot forge a label or an end of document.
 
 Training is deterministic: the same texts, labels and sizes give the same vocabulary and merges
 (checked across processes, with and without the library's thread pool).
+
+A pretrained Hugging Face model brings its own tokenizer (`from_pretrained`): its vocabulary is
+kept, its end-of-text token names the end of a document, and one `<|label:NAME|>` special token
+per label is added after its vocabulary (`train.model.family: hf`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 PAD_TOKEN = "<|pad|>"
 EOS_TOKEN = "<|endoftext|>"
 FILE_FORMAT = "aigc-text-tokenizer"
-FILE_VERSION = 1
+FILE_VERSION = 2  # 2: the end-of-text and padding tokens are named in the file
 _BYTE_ALPHABET_SIZE = 256
 
 
@@ -52,7 +56,13 @@ def _check_labels(labels: Iterable[str]) -> list[str]:
 class TextTokenizer:
     """A trained byte-level BPE tokenizer plus the labels it has a start token for."""
 
-    def __init__(self, tokenizer: Tokenizer, labels: Iterable[str]) -> None:
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        labels: Iterable[str],
+        eos_token: str = EOS_TOKEN,
+        pad_token: str = PAD_TOKEN,
+    ) -> None:
         self._tokenizer = tokenizer
         # Not part of the saved JSON in `tokenizers`, so it is set on every construction:
         # text that looks like a special token is encoded as plain bytes.
@@ -64,10 +74,11 @@ class TextTokenizer:
             if token_id is None:
                 raise ValueError(f"tokenizer has no token {label_token(label)!r}; retrain it")
             self._label_ids[label] = token_id
-        pad_id, eos_id = tokenizer.token_to_id(PAD_TOKEN), tokenizer.token_to_id(EOS_TOKEN)
+        pad_id, eos_id = tokenizer.token_to_id(pad_token), tokenizer.token_to_id(eos_token)
         if pad_id is None or eos_id is None:
-            raise ValueError(f"tokenizer lacks {PAD_TOKEN} or {EOS_TOKEN}; retrain it")
+            raise ValueError(f"tokenizer lacks {pad_token} or {eos_token}; retrain it")
         self._pad_id, self._eos_id = pad_id, eos_id
+        self._eos_token, self._pad_token = eos_token, pad_token
 
     # --- training --------------------------------------------------------------------
 
@@ -106,11 +117,36 @@ class TextTokenizer:
         tokenizer.train_from_iterator(texts, trainer)
         return cls(tokenizer, labels)
 
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, labels: Iterable[str]) -> TextTokenizer:
+        """A Hugging Face model folder's own (fast) tokenizer, with one special token per label
+        added after its vocabulary. Its end-of-text token ends documents (`<|endoftext|>` is
+        added if it has none); padding is its pad token, else the end-of-text token."""
+        from tokenizers import AddedToken
+        from transformers import AutoTokenizer
+
+        labels = _check_labels(labels)
+        pretrained = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        backend = getattr(pretrained, "backend_tokenizer", None)
+        if backend is None:
+            raise ValueError(
+                f"the tokenizer in {folder} has no fast version (tokenizer.json); save it with "
+                "a fast tokenizer (AutoTokenizer.from_pretrained(...).save_pretrained(folder))"
+            )
+        tokenizer = Tokenizer.from_str(backend.to_str())  # a copy: the model's stays as it is
+        eos_token = pretrained.eos_token or EOS_TOKEN
+        pad_token = pretrained.pad_token or eos_token
+        added = [eos_token] if tokenizer.token_to_id(eos_token) is None else []
+        added += [label_token(label) for label in labels]
+        tokenizer.add_special_tokens([AddedToken(token, special=True) for token in added])
+        return cls(tokenizer, labels, eos_token=eos_token, pad_token=pad_token)
+
     # --- encoding --------------------------------------------------------------------
 
     def encode(self, text: str) -> list[int]:
-        """The token ids of `text`, without any special token."""
-        return self._tokenizer.encode(text).ids
+        """The token ids of `text`, without any special token (nor a pretrained tokenizer's
+        own beginning-of-text token)."""
+        return self._tokenizer.encode(text, add_special_tokens=False).ids
 
     def decode(self, ids: Iterable[int]) -> str:
         """The text of `ids`; special tokens (labels, end of text, padding) are skipped."""
@@ -138,6 +174,21 @@ class TextTokenizer:
         return self._pad_id
 
     @property
+    def eos_token(self) -> str:
+        return self._eos_token
+
+    @property
+    def pad_token(self) -> str:
+        return self._pad_token
+
+    def label_tokens(self) -> list[str]:
+        return [label_token(label) for label in self._labels]
+
+    def backend(self) -> Tokenizer:
+        """A copy of the `tokenizers` definition (export wraps it for `transformers`)."""
+        return Tokenizer.from_str(self._tokenizer.to_str())
+
+    @property
     def vocab_size(self) -> int:
         return self._tokenizer.get_vocab_size(with_added_tokens=True)
 
@@ -153,6 +204,8 @@ class TextTokenizer:
             "format": FILE_FORMAT,
             "version": FILE_VERSION,
             "labels": list(self._labels),
+            "eos_token": self._eos_token,
+            "pad_token": self._pad_token,
             "tokenizer": json.loads(self._tokenizer.to_str()),
         }
         return json.dumps(document, ensure_ascii=False, sort_keys=True)
@@ -165,12 +218,17 @@ class TextTokenizer:
             raise ValueError(f"tokenizer JSON is not valid JSON: {error}") from error
         if not isinstance(document, dict) or document.get("format") != FILE_FORMAT:
             raise ValueError(f"not an {FILE_FORMAT} document; was it written by save()?")
-        if document.get("version") != FILE_VERSION:
+        if document.get("version") not in (1, FILE_VERSION):  # 1: the built-in token names
             raise ValueError(
                 f"tokenizer file version {document.get('version')!r} is not {FILE_VERSION}"
             )
         tokenizer = Tokenizer.from_str(json.dumps(document["tokenizer"]))
-        return cls(tokenizer, document["labels"])
+        return cls(
+            tokenizer,
+            document["labels"],
+            eos_token=document.get("eos_token", EOS_TOKEN),
+            pad_token=document.get("pad_token", PAD_TOKEN),
+        )
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_json(), encoding="utf-8")

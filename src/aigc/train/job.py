@@ -207,7 +207,8 @@ def with_loop(job: Job, **changes: Any) -> Job:
 
 
 def build_model_for(job: Job) -> nn.Module:
-    return build_model(job.model, seed=job.seed)
+    """The model a training run starts from: seeded, from the family's own starting weights."""
+    return build_model(job.model, seed=job.seed, initialize=True)
 
 
 def build_loaders(job: Job, rank: int, world_size: int) -> tuple[DataLoader, DataLoader]:
