@@ -175,4 +175,12 @@ class GPT(nn.Module):
         return self.lm_head(x), present  # (B, V)
 
 
-FAMILY = ModelFamily(name="gpt", config_class=GPTConfig, model_class=GPT)
+def _to_gpt2(model: nn.Module) -> nn.Module:
+    """`aigc export`: the same model as a transformers GPT2LMHeadModel (aigc.models.gpt_hf,
+    imported only when asked for, so that this module never imports transformers)."""
+    from aigc.models.gpt_hf import to_gpt2
+
+    return to_gpt2(model)
+
+
+FAMILY = ModelFamily(name="gpt", config_class=GPTConfig, model_class=GPT, to_hugging_face=_to_gpt2)
