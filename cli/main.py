@@ -12,6 +12,7 @@
     aigc evaluate        the evaluate stage: a logged model on the test split
     aigc promote         the promote stage: the gate decides on the current challenger
     aigc generate        sample text, or a grid of images, from a logged model
+    aigc export MODEL_URI OUT_DIR   a text model as a Hugging Face folder (transformers)
     aigc run             the whole pipeline (change-aware), with a promotion decision
     aigc schedule        serve `aigc run` as a Prefect deployment on a cron schedule
     aigc registry show|history|promote|rollback   versions, decisions, manual overrides
@@ -564,6 +565,30 @@ def _generate_grid(
         gap=look.grid_gap,
     )
     console.print(f"wrote {out}: {count} samples of each of {', '.join(labels)}, seed {seed}")
+
+
+@app.command("export")
+def export(
+    model_uri: Annotated[
+        str, typer.Argument(help="runs:/…, models:/NAME@ALIAS or a model folder")
+    ],
+    out_dir: Annotated[Path, typer.Argument(help="the folder to write: new, or empty")],
+    params_file: ParamsOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """Write a text model as a Hugging Face folder: model, tokenizer, generation config, card."""
+    from aigc.export import check_out_dir, export_generator
+    from aigc.tracking import load_generator
+
+    check_out_dir(out_dir)  # before the model is fetched
+    params = _params(params_file, overrides)
+    generator = load_generator(model_uri, _model_store(model_uri, params.tracking, _root()))
+    export_generator(generator, out_dir)
+    console.print(
+        f'wrote {out_dir}: load it with transformers.pipeline("text-generation", '
+        f"model={str(out_dir)!r}); its README.md says how to prompt it",
+        highlight=False,
+    )
 
 
 @app.command("run")
