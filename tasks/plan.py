@@ -19,7 +19,7 @@ def plan(
 ) -> tuple[str, ModelVersion | None, Plan]:
     """(training key, the version already trained from it if any, the plan)."""
     with timing.timed("change check"):
-        key = training_key(data_version, params, modality)
+        key = training_key(data_version, params, modality, root)
         view = params.for_modality(modality)
         settings = TrackingSettings.of(view.tracking, root)
         existing = find_by_key(settings, view.registry.model_name, key)

@@ -235,11 +235,42 @@ def plan_reproduction(
             )
         }
     )
+    recorded = _with_recorded_base(recorded, tags, paths.root)
     if modality == "image":
         registry = recorded.image.registry.model_copy(update={"experiment": experiment})
         image = recorded.image.model_copy(update={"registry": registry})
         recorded = recorded.model_copy(update={"image": image})
     return Reproduction(run_id, tags, dict(original.data.metrics), recorded, workdir)
+
+
+def _with_recorded_base(recorded: Params, tags: dict[str, str], root: Path) -> Params:
+    """A fine-tuned model's params with its base found at the recorded path (relative to this
+    project) and checked against the recorded content hash: another base is another model."""
+    from aigc.models.configs import HFConfig
+    from aigc.models.hf import BaseModelMissing, base_sha256, resolve_base
+
+    model = recorded.train.model
+    if not isinstance(model, HFConfig):
+        return recorded
+    wanted = tags.get("aigc.base_model.sha256", "")
+    try:
+        folder = resolve_base(model.path, root)
+    except BaseModelMissing as error:
+        raise ReproductionError(
+            f"{error}. The recorded base has sha256 {wanted}; put that model back at "
+            f"{model.path!r} to reproduce"
+        ) from None
+    found = base_sha256(folder)
+    if found != wanted:
+        raise ReproductionError(
+            f"the base model at {folder} has changed: its files hash to {found}, the run was "
+            f"trained from {wanted}. Put the recorded base back at {model.path!r} (or train "
+            "anew with `aigc run`: a changed base is a new model)"
+        )
+    train = recorded.train.model_copy(
+        update={"model": model.model_copy(update={"path": str(folder)})}
+    )
+    return recorded.model_copy(update={"train": train})
 
 
 def reproduce(

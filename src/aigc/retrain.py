@@ -33,11 +33,17 @@ from aigc.registry.registry import DECISION_TAG, ModelVersion
 NO_CHANGE, TRAIN, DECIDE = "no change", "train", "decide"
 
 
-def training_key(data_version: str, params: Params, modality: Modality = "text") -> str:
+def training_key(
+    data_version: str, params: Params, modality: Modality = "text", root: Path = Path(".")
+) -> str:
     """One key from the data version, the code version and the training params (for images:
-    `image.train` and the worker group of `train.ray`, which shapes data-parallel training)."""
+    `image.train` and the worker group of `train.ray`, which shapes data-parallel training);
+    a fine-tuned text model's base adds the content hash of its files (read from `root`)."""
     if modality == "text":
         training = params.section_hash("train")
+        base = base_model_sha256(params, root)
+        if base is not None:
+            training = f"{training}|{base}"
     else:
         ray = params.train.ray
         chosen = {
@@ -47,6 +53,18 @@ def training_key(data_version: str, params: Params, modality: Modality = "text")
         training = hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
     parts = [data_version, code_version(), training]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+
+
+def base_model_sha256(params: Params, root: Path) -> str | None:
+    """The content hash of the text model's pretrained base, if it has one."""
+    from aigc.models.configs import HFConfig
+
+    model = params.train.model
+    if not isinstance(model, HFConfig):
+        return None
+    from aigc.models.hf import base_sha256, resolve_base
+
+    return base_sha256(resolve_base(model.path, root))
 
 
 @dataclass(frozen=True)

@@ -467,10 +467,12 @@ def _global_tracking_uri(uri: str) -> Iterator[None]:
 
 def _pip_requirements(image: bool) -> list[str]:
     """What the pyfunc needs besides the aigc code logged with it, pinned to what is here:
-    a text model its tokenizer library, an image model Pillow for the PNGs it returns."""
+    a text model its tokenizer library and transformers (the hf family's module), an image
+    model Pillow for the PNGs it returns."""
     from importlib.metadata import version
 
-    packages = ("mlflow", "torch", "pillow" if image else "tokenizers", "pandas", "numpy")
+    modality = ("pillow",) if image else ("tokenizers", "transformers", "kernels")
+    packages = ("mlflow", "torch", *modality, "pandas", "numpy")
     # "2.13.0+cpu" names a build on PyTorch's own index; the requirement is the version.
     return [f"{name}=={version(name).split('+')[0]}" for name in packages]
 

@@ -76,6 +76,8 @@ class ModelFamily:
     # initialize(model, config): a fresh model's starting weights before training, where they
     # are not a random initialisation (hf: the pretrained base's, plus LoRA adapters).
     initialize: Callable[[nn.Module, FamilyConfig], nn.Module] | None = None
+    # finalize(model): the trained model as it is registered (hf: LoRA merged into weights).
+    finalize: Callable[[nn.Module], nn.Module] | None = None
     # to_hugging_face(model) -> transformers.PreTrainedModel (`aigc export`); None: no
     # Hugging Face equivalent (LSTM).
     to_hugging_face: Callable[[nn.Module], nn.Module] | None = None

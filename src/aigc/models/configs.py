@@ -20,9 +20,10 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 DEFAULT_FAMILY = "gpt"
+HF_FAMILY = "hf"
 DEFAULT_IMAGE_FAMILY = "vae"  # measured best on the 8x8 digits at the default budget
 # Fields the training data sets, per kind of family; a model is built only once they are set.
-_DATA_FIELDS = ("vocab_size", "image_size", "channels", "num_classes")
+_DATA_FIELDS = ("vocab_size", "image_size", "channels", "num_classes", "architecture")
 
 
 class FamilyConfig(BaseModel):
@@ -73,8 +74,43 @@ class LSTMConfig(ModelConfigBase):
     tie_weights: bool = True
 
 
-ModelConfig = Annotated[GPTConfig | LSTMConfig, Field(discriminator="family")]
-FAMILY_CONFIGS: dict[str, type[ModelConfigBase]] = {"gpt": GPTConfig, "lstm": LSTMConfig}
+class LoraConfig(BaseModel):
+    """Low-rank adapters (peft) instead of full fine-tuning; merged into the weights when the
+    model is registered, so what is registered, served and exported is a plain model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    r: int = Field(default=8, ge=1)  # rank of each adapter
+    alpha: float = Field(default=16.0, gt=0)  # scale: the update is alpha / r * B @ A
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    # Module names to adapt; None: peft's default for the architecture (attention projections).
+    target_modules: tuple[str, ...] | None = None
+
+
+class HFConfig(ModelConfigBase):
+    """Any local Hugging Face causal LM (`AutoModelForCausalLM`), fine-tuned from its weights.
+
+    `path` is the model's folder (config.json, weights, tokenizer files), relative to the
+    project or absolute; nothing is downloaded. What the base decides is filled in when a job
+    is prepared: `architecture` (its config.json, the vocabulary grown by the label tokens),
+    `base_sha256` (its weights and tokenizer files) and `base_parameters`.
+    """
+
+    family: Literal["hf"] = "hf"
+    path: str = Field(min_length=1)
+    dropout: float | None = Field(default=None, ge=0, lt=1)  # None: the base's own dropout
+    lora: LoraConfig | None = None
+    architecture: dict | None = None  # set from the base
+    base_sha256: str | None = None  # set from the base
+    base_parameters: int | None = None  # set from the base
+
+
+ModelConfig = Annotated[GPTConfig | LSTMConfig | HFConfig, Field(discriminator="family")]
+FAMILY_CONFIGS: dict[str, type[ModelConfigBase]] = {
+    "gpt": GPTConfig,
+    "lstm": LSTMConfig,
+    HF_FAMILY: HFConfig,
+}
 _ADAPTER = TypeAdapter(ModelConfig)
 
 
@@ -85,7 +121,7 @@ def with_default_family(value: object, default: str = DEFAULT_FAMILY) -> object:
     return value
 
 
-def parse_model_config(values: dict) -> GPTConfig | LSTMConfig:
+def parse_model_config(values: dict) -> GPTConfig | LSTMConfig | HFConfig:
     return _ADAPTER.validate_python(with_default_family(values))
 
 

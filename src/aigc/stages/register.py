@@ -39,6 +39,7 @@ def register(
                 *(("train", "evaluate") if modality == "text" else ("image",))
             ),
             "aigc.run_id": trained.run_id,
+            **trained.lineage,
         },
         metrics={
             name: evaluation.metrics[name] for name in headline if name in evaluation.metrics

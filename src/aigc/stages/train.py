@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aigc import runtime, timing
@@ -47,6 +47,7 @@ class TrainedModel:
     metrics: dict[str, float]  # the training curves' last values (train/val loss, ...)
     bundle_dir: Path  # the final model on this machine, while this process lives
     seconds: float
+    lineage: dict[str, str] = field(default_factory=dict)  # family, and a fine-tune's base
 
 
 def train(
@@ -59,7 +60,7 @@ def train(
     """A text generator from a text data version (tokenizer trained and splits encoded here)."""
     train_frame, validation, test = dataset.splits()
     with timing.timed("tokenizer and encoding"):
-        job = prepare_job(train_frame, validation, params.train)
+        job = prepare_job(train_frame, validation, params.train, root=paths.root)
     frames = (train_frame, validation, test)
     return _train_on_ray(
         paths,
@@ -71,8 +72,19 @@ def train(
         sections={"train", "evaluate", "split"},
         first_metrics={"train_tokens": float(job.train_tokens.numel())},
         on_progress=on_progress,
-        extra_tags={"aigc.modality": "text", **(extra_tags or {})},
+        extra_tags={"aigc.modality": "text", **base_lineage(job.model), **(extra_tags or {})},
     )
+
+
+def base_lineage(config: object) -> dict[str, str]:
+    """A fine-tuned model's base (path, architecture, size, content hash) as run tags."""
+    from aigc.models.configs import HFConfig
+
+    if not isinstance(config, HFConfig):
+        return {}
+    from aigc.models.hf import lineage_tags
+
+    return lineage_tags(config)
 
 
 def train_images(
@@ -176,6 +188,7 @@ def _train_on_ray(
         metrics=dict(outcome.metrics) | {"restarts": float(outcome.restarts)},
         bundle_dir=outcome.bundle_dir,
         seconds=time.perf_counter() - started,
+        lineage={"aigc.family": job.family, **base_lineage(job.model)},
     )
 
 

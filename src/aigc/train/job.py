@@ -17,6 +17,7 @@ exactly the batches the single process sees.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -25,8 +26,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
 from aigc.config import ImageTrainParams, LoopParams, TrainParams
-from aigc.models.base import build_model, get_family
-from aigc.models.configs import ImageConfigBase, ModelConfigBase
+from aigc.models.base import build_model, get_family, unwrap_model
+from aigc.models.configs import HFConfig, ImageConfigBase, ModelConfigBase
 from aigc.text.dataset import BlockDataset, encode_corpus
 from aigc.text.tokenizer import TextTokenizer
 from aigc.train.loop import LoopHooks, LoopResult, train_loop
@@ -111,7 +112,10 @@ class TrainJob(_Job):
     def bundle(self, model: nn.Module):
         from aigc.generator import TextGenerator
 
-        return TextGenerator(model=model, tokenizer=self.tokenizer(), config=self.model)
+        finalize = get_family(self.family).finalize
+        if finalize is not None:
+            model = finalize(unwrap_model(model))
+        return TextGenerator(model=model, tokenizer=self.tokenizer(), config=model.config)
 
 
 @dataclass(frozen=True)
@@ -146,21 +150,35 @@ class ImageJob(_Job):
 
 
 def prepare_job(
-    train: pd.DataFrame, validation: pd.DataFrame, params: TrainParams, device: str = "cpu"
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    params: TrainParams,
+    device: str = "cpu",
+    root: Path = Path("."),
 ) -> TrainJob:
-    """Train the tokenizer on the train split and encode both splits into token streams."""
+    """Train the tokenizer on the train split (a pretrained base brings its own, `root` being
+    where its relative path starts) and encode both splits into token streams."""
     labels = sorted(set(train["label"]) | set(validation["label"]))
-    tokenizer = TextTokenizer.train(
-        train["text"].tolist(),
-        labels,
-        vocab_size=params.tokenizer.vocab_size,
-        min_frequency=params.tokenizer.min_frequency,
-    )
+    model = params.model
+    if isinstance(model, HFConfig):
+        from aigc.models.hf import describe_base
+
+        base = describe_base(model.path, root)
+        tokenizer = TextTokenizer.from_pretrained(base.folder, labels)
+        model = base.config(model, tokenizer.vocab_size)
+    else:
+        tokenizer = TextTokenizer.train(
+            train["text"].tolist(),
+            labels,
+            vocab_size=params.tokenizer.vocab_size,
+            min_frequency=params.tokenizer.min_frequency,
+        )
+        model = model.with_vocab(tokenizer.vocab_size)
     encode = lambda frame: encode_corpus(  # noqa: E731
         frame["text"].tolist(), frame["label"].tolist(), tokenizer
     ).to(torch.int32)
     return TrainJob(
-        model=params.model.with_vocab(tokenizer.vocab_size),
+        model=model,
         tokenizer_json=tokenizer.to_json(),
         train_tokens=encode(train),
         val_tokens=encode(validation),
