@@ -585,9 +585,10 @@ def export(
     generator = load_generator(model_uri, _model_store(model_uri, params.tracking, _root()))
     export_generator(generator, out_dir)
     console.print(
-        f'wrote {out_dir}: load it with transformers.pipeline("text-generation", '
-        f"model={str(out_dir)!r}); its README.md says how to prompt it",
+        f"wrote {out_dir}: a Hugging Face model folder; its README.md says how to load and "
+        "prompt it",
         highlight=False,
+        soft_wrap=True,
     )
 
 
