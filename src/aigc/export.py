@@ -86,8 +86,14 @@ def hf_tokenizer(generator: TextGenerator):
     from transformers import PreTrainedTokenizerFast
 
     tokenizer = generator.tokenizer
+    backend = tokenizer.backend()
+    processor = backend.post_processor
+    if processor is not None and processor.num_special_tokens_to_add(False) > 0:
+        # A pretrained tokenizer's beginning-of-text token (Llama's <s>): aigc encodes without
+        # it, and its documents start with a label token, so the prompt ids must match aigc's.
+        backend.post_processor = None
     return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer.backend(),
+        tokenizer_object=backend,
         eos_token=tokenizer.eos_token,
         pad_token=tokenizer.pad_token,
         extra_special_tokens=tokenizer.label_tokens(),

@@ -149,6 +149,44 @@ def test_the_folder_holds_tokenizer_generation_config_and_card(
     assert sorted(path.name for path in exported.parent.iterdir()) == ["bundle", "hf"]
 
 
+def test_a_pretrained_tokenizer_is_exported_without_its_beginning_of_text_token(
+    tmp_path: Path,
+) -> None:
+    """A Llama-style tokenizer adds <s> to every encoding; aigc encodes without it, so the
+    exported tokenizer must too, or the pipeline's prompt would not be aigc's."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    texts, _ = documents()
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=300,
+            special_tokens=["<s>", "</s>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", 0)]
+    )
+    PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>"
+    ).save_pretrained(tmp_path / "base")
+    tokenizer = TextTokenizer.from_pretrained(tmp_path / "base", list(TOPICS))
+    config = GPTConfig(
+        vocab_size=tokenizer.vocab_size, block_size=BLOCK_SIZE, n_layer=1, n_head=2, n_embd=32
+    )
+    generator = TextGenerator(build_model(config, seed=0), tokenizer, config)
+    export_generator(generator, tmp_path / "hf")
+    exported = AutoTokenizer.from_pretrained(tmp_path / "hf", local_files_only=True)
+    prompt = tokenizer.eos_token + tokenizer.label_tokens()[0] + "The file"
+    assert exported(prompt)["input_ids"] == generator.prompt_ids("The file", "networking")
+
+
 def test_an_lstm_is_refused_in_one_line(generator: TextGenerator, tmp_path: Path) -> None:
     config = LSTMConfig(vocab_size=generator.tokenizer.vocab_size, block_size=BLOCK_SIZE)
     lstm = TextGenerator(build_model(config, seed=0), generator.tokenizer, config)
