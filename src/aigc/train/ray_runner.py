@@ -69,6 +69,15 @@ LOOPBACK = "127.0.0.1"
 PROGRESS_INTERVAL_SECONDS = 0.25
 NODES_TAG = "aigc.ray_node_ids"  # the training workers' Ray nodes, in rank order
 EVALUATION_NODES_TAG = "aigc.ray_evaluation_node_ids"  # the evaluation shards', in shard order
+# How long a restart of the worker group waits for the nodes it needs (a lost node's
+# replacement, say) before Ray counts a failed start (Ray's default is 60 s).
+WORKER_GROUP_START_VARIABLE = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
+WORKER_GROUP_START_SECONDS = 20.0
+
+
+class WorkersLostError(UserError):
+    """Training ended because its workers died, or could not start again (a node lost),
+    more often than `train.ray.max_failures` allows."""
 
 
 @dataclass(frozen=True)
@@ -269,7 +278,13 @@ def train_on_ray(
     deleted whether training succeeded or not. `on_progress` hears rank 0's progress in this
     process; `on_worker_step(rank, step)` runs in every worker after each step."""
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import (
+        CheckpointConfig,
+        FailureConfig,
+        RunConfig,
+        ScalingConfig,
+        TrainingFailedError,
+    )
     from ray.util.queue import Queue
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -281,6 +296,10 @@ def train_on_ray(
         job = _on_device(job, "cuda")
     filesystem, storage_root = storage_location(storage)
     run_dir = f"{storage_root}/{name}"
+    # Ray waits 60 s for each restart's workers; a lost node then costs 3 minutes at
+    # max_failures 2. The variable, when set, is the user's and wins.
+    os.environ.setdefault(WORKER_GROUP_START_VARIABLE, str(WORKER_GROUP_START_SECONDS))
+    nodes_at_start = _alive_nodes()
     # On the driver's node: a queue on a worker node dies with it, and no progress comes after.
     here = NodeAffinitySchedulingStrategy(
         node_id=ray.get_runtime_context().get_node_id(), soft=False
@@ -325,6 +344,11 @@ def train_on_ray(
             fit_started = time.perf_counter()
             result = trainer.fit()
             wall = time.perf_counter() - fit_started
+        except TrainingFailedError as error:
+            lost = workers_lost(error, params, nodes_at_start)
+            if lost is None:  # the training code failed: a bug, with its traceback
+                raise
+            raise lost from None
         finally:
             done.set()
             drain.join(timeout=5)
@@ -348,6 +372,88 @@ def train_on_ray(
         restarts=max(0, restarts),
         seconds=time.perf_counter() - started,
     )
+
+
+def workers_lost(
+    error: Exception, params: RayParams, nodes_at_start: dict[str, dict]
+) -> WorkersLostError | None:
+    """The one-line error for a training that Ray Train ended, after `params.max_failures`
+    restarts, because its workers were lost: a node of the cluster gone, a worker process
+    dead, or a worker group that could not start again. None for any other failure (the
+    training code raised: a bug, which keeps its traceback).
+
+    `nodes_at_start` are the cluster's live nodes when training started (`_alive_nodes`); one
+    that Ray now counts as dead, or whose raylet no longer answers, is named as lost."""
+    from ray.exceptions import RayActorError
+    from ray.train import ControllerError, WorkerGroupError
+    from ray.train.v2._internal.exceptions import (
+        WorkerGroupStartupFailedError,
+        WorkerGroupStartupTimeoutError,
+        WorkerHealthCheckFailedError,
+    )
+
+    alive = _alive_nodes()
+    lost = {
+        node_id: node
+        for node_id, node in nodes_at_start.items()
+        if node_id not in alive or not _answers(node)
+    }
+    waited = float(os.environ.get(WORKER_GROUP_START_VARIABLE, WORKER_GROUP_START_SECONDS))
+    if isinstance(error, ControllerError):
+        failure = error.controller_failure
+        if not isinstance(failure, WorkerGroupStartupTimeoutError | WorkerGroupStartupFailedError):
+            return None
+        what = f"the worker group could not start again within {waited:g} s"
+    elif isinstance(error, WorkerGroupError):
+        # When a node goes, the ranks elsewhere fail too (their collective's peer is gone):
+        # the lost node, or a worker process that died, is the cause, not their errors.
+        died = [
+            str(rank)
+            for rank, failure in sorted(error.worker_failures.items())
+            if isinstance(failure, WorkerHealthCheckFailedError)
+            and isinstance(failure.health_check_failure, RayActorError)
+        ]
+        if not died and not lost:
+            return None
+        what = f"the worker process of rank {', '.join(died)} died" if died else "its workers died"
+    else:
+        return None
+    cpus = sum(node["Resources"].get("CPU", 0.0) for i, node in alive.items() if i not in lost)
+    need = (
+        f"the training needs {params.num_workers} workers x {params.cpus_per_worker:g} CPU "
+        f"and the live nodes have {cpus:g} CPU"
+    )
+    restarts = f"after train.ray.max_failures={params.max_failures} restart(s) of the worker group"
+    if lost:
+        names = ", ".join(f"{node['NodeManagerAddress']} (id {i[:8]})" for i, node in lost.items())
+        return WorkersLostError(
+            f"training stopped: Ray node {names} was lost and {what}, {restarts}; {need}. "
+            "Bring the node back (on the stack: `aigc stack up`) and train again, or raise "
+            f"train.ray.max_failures (each restart waits up to {waited:g} s for a node)"
+        )
+    return WorkersLostError(
+        f"training stopped: {what}, {restarts}; no node of the cluster was lost, and {need}. "
+        "See the Ray logs of the worker (an out-of-memory kill?), or raise "
+        "train.ray.max_failures, or lower train.ray.num_workers"
+    )
+
+
+def _alive_nodes() -> dict[str, dict]:
+    """The cluster's live nodes: {node id: Ray's record of it (address, resources)}."""
+    import ray
+
+    return {node["NodeID"]: node for node in ray.nodes() if node["Alive"]}
+
+
+def _answers(node: dict) -> bool:
+    """Whether the node's raylet accepts a connection: Ray's GCS marks a node dead only
+    after several missed health checks (15 s or more), which a failed restart may not wait."""
+    try:
+        address = (node["NodeManagerAddress"], node["NodeManagerPort"])
+        socket.create_connection(address, timeout=2).close()
+    except OSError:
+        return False
+    return True
 
 
 def _trainer_class():
