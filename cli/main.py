@@ -898,6 +898,7 @@ def registry_show(params_file: ParamsOption = None, overrides: SetOption = None)
             "version",
             "aliases",
             "data version",
+            "model",
             *(title for title, _ in headline),
             "decision",
             "run",
@@ -908,13 +909,35 @@ def registry_show(params_file: ParamsOption = None, overrides: SetOption = None)
                 item.version,
                 ", ".join(item.aliases) or "-",
                 item.tags.get("aigc.data_version", "")[:12],
+                _model_column(item.tags),
                 *(f"{item.metrics.get(key, float('nan')):.3f}" for _, key in headline),
                 item.tags.get("aigc.decision", "(undecided)"),
                 item.run_id[:12],
             )
         console.print(table)
+        for item in reversed(found):
+            line = _base_line(item.version, item.tags)
+            if line is not None:
+                console.print(line, soft_wrap=True, highlight=False)
     if not shown:
         require_versions(settings, params.registry.model_name)  # says what the store holds
+
+
+def _model_column(tags: dict[str, str]) -> str:
+    """The family; a fine-tune's base is named under the table (`_base_line`)."""
+    return tags.get("aigc.family", "-")
+
+
+def _base_line(version: str, tags: dict[str, str]) -> str | None:
+    """Where a fine-tuned version started: architecture, size, content hash, folder."""
+    base = tags.get("aigc.base_model.sha256")
+    if base is None:
+        return None
+    return (
+        f"version {version} was fine-tuned from {tags.get('aigc.base_model.architecture', '?')}"
+        f" ({tags.get('aigc.base_model.parameters', '?')} parameters, sha256 {base}) at "
+        f"{tags.get('aigc.base_model.path', '?')}"
+    )
 
 
 # The headline columns of `registry show`, per modality: (title, metric).
