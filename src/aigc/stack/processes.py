@@ -4,6 +4,7 @@
     record.process()           # the live process, or None once it exited or its pid was reused
     record.family()            # it, its descendants, and what it left behind when it died
     stop(record, StopPlan(((signal.SIGTERM, 10.0),)))   # signals, waits, then SIGKILL
+    wait_gone(records, seen, seconds=10.0)  # then SIGKILL; [] once none of their processes runs
 
 A pid alone can name another program once the first has exited; the pair (pid, start time)
 cannot. A service's children are found as its descendants, and also by a marker, a random
@@ -29,6 +30,7 @@ import psutil
 MARKER = "AIGC_STACK_PROCESS"
 START_TIME_TOLERANCE = 0.05  # seconds; psutil derives start times from clock ticks and boot time
 ORPHAN_GRACE = 3.0  # seconds a descendant left behind by a stopped service gets after SIGTERM
+KILL_WAIT = 5.0  # seconds a SIGKILLed process gets to be gone (a big one frees memory first)
 
 
 @dataclass(frozen=True)
@@ -136,10 +138,35 @@ def stop(record: ProcessRecord, plan: StopPlan) -> str:
     else:
         _signal(process, signal.SIGKILL)
         sent.append("SIGKILL")
-        _wait_gone([process], 5.0)
+        _wait_gone([process], KILL_WAIT)
     outcome = f"stopped by {', '.join(sent)} in {time.monotonic() - started:.1f} s"
     _terminate([member for member in family if member.pid != process.pid])
     return outcome
+
+
+def wait_gone(
+    records: list[ProcessRecord], seen: list[psutil.Process], seconds: float
+) -> list[psutil.Process]:
+    """Wait until no process of `records` runs: their families found afresh (a process may
+    have started while its service stopped) and `seen`, the families found before the stop;
+    after `seconds`, SIGKILL by pid what runs. Returns what still runs after that (none,
+    unless a process cannot die: stuck in the kernel, or another user's)."""
+    deadline = time.monotonic() + seconds
+    while left := _still_running(records, seen):
+        if time.monotonic() > deadline:
+            for process in left:
+                _signal(process, signal.SIGKILL)
+            _wait_gone(left, KILL_WAIT)
+            return _still_running(records, seen)
+        time.sleep(0.2)
+    return []
+
+
+def _still_running(records: list[ProcessRecord], seen: list[psutil.Process]) -> list:
+    members = {process.pid: process for process in seen if _running(process)}
+    for record in records:
+        members |= {member.pid: member for member in record.family()}
+    return list(members.values())
 
 
 def _terminate(processes: list[psutil.Process]) -> None:
@@ -150,7 +177,7 @@ def _terminate(processes: list[psutil.Process]) -> None:
     if left and not _wait_gone(left, ORPHAN_GRACE):
         for process in left:
             _signal(process, signal.SIGKILL)
-        _wait_gone(left, 5.0)
+        _wait_gone(left, KILL_WAIT)
 
 
 def _descendants(process: psutil.Process) -> list[psutil.Process]:

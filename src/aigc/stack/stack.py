@@ -36,7 +36,7 @@ from aigc.settings import apply_offline_defaults
 from aigc.stack.base import HOST, Health, Secrets, Service, StackConfig, StackError, log_tail
 from aigc.stack.postgres import Postgres
 from aigc.stack.prefect_server import PrefectServer, PrefectWorker, api_url
-from aigc.stack.processes import ProcessRecord, stop
+from aigc.stack.processes import ProcessRecord, stop, wait_gone
 from aigc.stack.profile import STACK_PROFILE, write_profile
 from aigc.stack.ray_cluster import RayHead, RayNode, token_path
 from aigc.stack.ray_cluster import address as ray_address
@@ -60,6 +60,7 @@ DVC_REMOTE_URL = "s3://dvc/aigc"
 RAY_STORAGE_PATH = "s3://ray/aigc"
 PORT_RANGE = (20000, 32000)  # below Linux's ephemeral ports, where outgoing connections land
 LOCK_TIMEOUT = 600.0  # seconds to wait for another `aigc stack up|down` on the same project
+FINAL_WAIT = 10.0  # seconds `down` gives the stack's last processes to exit before SIGKILL
 
 Say = Callable[[str], None]
 
@@ -202,6 +203,7 @@ def require_up(root: Path) -> None:
 
 def down(root: Path, say: Say = lambda text: None) -> dict[str, str] | None:
     """Stop what `up` recorded (clients first), nothing else; None when nothing was recorded.
+    Returns once every process of theirs has exited (a StackError names any that cannot).
     The data, ports and keys stay for the next `up`."""
     paths = StackPaths(Path(root).resolve())
     if not paths.state.exists():
@@ -214,6 +216,7 @@ def down(root: Path, say: Say = lambda text: None) -> dict[str, str] | None:
         services = {service.name: service for service in SERVICES}
         config = StackConfig(paths.root, paths.home, state["ports"], _secrets(paths))
         outcomes: dict[str, str] = {}
+        seen = [member for record in records.values() for member in record.family()]
 
         def stop_one(name: str) -> None:
             service = services.get(name, Service())  # a name from another aigc version
@@ -230,6 +233,17 @@ def down(root: Path, say: Say = lambda text: None) -> dict[str, str] | None:
                 thread.start()
             for thread in threads:
                 thread.join()
+        # Returns only once every process the stack started has exited: a script may move
+        # or delete the folder next. A service's stragglers (an orphaned worker, a process
+        # that started while its service stopped) get FINAL_WAIT seconds, then SIGKILL.
+        left = wait_gone(list(records.values()), seen, FINAL_WAIT)
+        if left:
+            named = ", ".join(f"{_name_of(process)} (pid {process.pid})" for process in left)
+            raise StackError(
+                f"{len(left)} process(es) of the stack still run after SIGKILL: {named}; "
+                "stop them yourself (kill -9 PID) before you move or delete the folder"
+            )
+        say(f"every process of the stack has exited ({len(seen)} in all)")
         state["processes"] = {}
         _save_state(paths, state)
     return outcomes
@@ -317,6 +331,12 @@ def _choose_ports(recorded: dict[str, int], running: set[str], say: Say) -> dict
             if port:
                 say(f"port {port} ({name}) is taken by {_holder(port)}: using {ports[name]}")
     return ports
+
+
+def _name_of(process: psutil.Process) -> str:
+    with contextlib.suppress(psutil.Error):
+        return process.name()
+    return "a process"
 
 
 def _holder(port: int) -> str:
