@@ -1,11 +1,16 @@
 """The stack's Ray cluster: a head node and a second node, two `ray start --block` processes.
 
 Both run with token authentication (RAY_AUTH_MODE=token) and the stack's own token,
-`.aigc/stack/ray-token` (mode 0600), which the profile hands to aigc as RAY_AUTH_TOKEN_PATH:
-Ray binds its GCS and raylets to every interface, so the token is what keeps others out. Each
-node has one CPU, so two training workers (or two evaluation shards) land one on each node.
-The head's ports are fixed by the stack; a node's dashboard agent gets its own port too,
-since two nodes on one machine would both want Ray's fixed default.
+`.aigc/stack/ray-token` (mode 0600), which the profile hands to aigc as RAY_AUTH_TOKEN_PATH.
+Ray rewrites 127.0.0.1 to the machine's address wherever clusters are on (`ray start` on
+Linux), so the nodes register, and clients connect, at that address; the GCS, raylets, object
+managers and every worker's gRPC server bind every interface, the runtime-env agents the
+machine's address, and each refuses a call without the token. The head runs without Ray's
+autoscaler monitor (`--no-monitor`): a fixed cluster has nothing to scale, and the monitor
+serves its metrics on 0.0.0.0:44217 to anyone, token or not. Each node has one CPU, so two
+training workers (or two evaluation shards) land one on each node. The head's ports are
+fixed by the stack; a node's dashboard agent gets its own port too, since two nodes on one
+machine would both want Ray's fixed default.
 
 `ray start --block` answers SIGTERM by stopping the processes it started; what a killed node
 leaves behind (log_monitor.py, workers, actors) carries the stack's marker in its environment
@@ -50,6 +55,9 @@ def _ray_environment(config: StackConfig, environment: dict[str, str]) -> dict[s
         # A process that ran a local single-machine Ray (aigc.train.ray_runner) switched
         # clusters off in its environment; the stack's nodes are a cluster.
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
+        # On SIGTERM a node first drains, up to 30 s, for Serve's sake; the head, holding
+        # Ray Train's actors, never finishes, so `down` waited out its SIGKILL. No draining.
+        "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
     }
     environment.pop("RAY_AUTH_TOKEN", None)  # it would win over the stack's token file
     return environment
@@ -112,6 +120,7 @@ class RayHead(_RayNode):
             f"--port={config.ports['ray']}",
             f"--dashboard-agent-listen-port={config.ports['ray-head-agent']}",
             "--include-dashboard=false",
+            "--no-monitor",
         ]
 
 
