@@ -420,6 +420,7 @@ def train(
     from aigc.stages.version import current_dataset
 
     paths, params = _project(params_file, overrides)
+    _check_base_model(paths, params)
     runtime.start(paths.work)  # first ends what a killed run left running
     dataset = current_dataset(paths)
     with _training_progress(params.train) as on_progress:
@@ -606,6 +607,8 @@ def run(
     promote, each modality on its own training key and registered model."""
     paths, params = _project(params_file, overrides)  # before Prefect starts
     _existing_folder("--timings", timings)
+    if "text" in (only or ["text"]):
+        _check_base_model(paths, params)
     run_record = runtime.start(paths.work)  # first ends what a killed run left running
     wait_for_api = _start_prefect_api(params, run_record)  # boots while the flows import
     from aigc.config import chosen_modalities
@@ -628,6 +631,17 @@ def run(
         record = {"cli_ready": ready, "flow": last.seconds, "parts": last.timings}
         timings.write_text(json.dumps(record, indent=2) + "\n")
     _print_share_hint(paths.root)
+
+
+def _check_base_model(paths: ProjectPaths, params: Params) -> None:
+    """A fine-tune's base folder is there and readable before anything starts (one line, exit
+    2, when it is not)."""
+    from aigc.models.configs import HFConfig
+
+    if isinstance(params.train.model, HFConfig):
+        from aigc.models.hf import resolve_base
+
+        resolve_base(params.train.model.path, paths.root)
 
 
 def _start_prefect_api(params: Params, record: runtime.RunRecord) -> Callable[[], None]:
