@@ -1,0 +1,75 @@
+"""Family hf on real Ray (2 CPU workers) and MLflow: a Llama-architecture base (made here,
+tests/hf_models.py) trains and evaluates through the stages, and a run whose worker is killed
+after a checkpoint resumes from it to the weights of the run nobody disturbed.
+
+Slow: two Ray Train runs (about 15 s each) and an evaluation on Ray.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from aigc.config import load_params
+from aigc.generator import TextGenerator
+from aigc.paths import ProjectPaths
+from aigc.stages.evaluate import evaluate
+from aigc.stages.train import train
+from aigc.train.job import prepare_job
+from aigc.train.ray_runner import train_on_ray
+from tests.conftest import REPO, tiny_overrides
+from tests.faults import Faults, KillRank, RecordSteps
+from tests.flows.test_training import write_dataset
+from tests.hf_models import tiny_llama
+
+pytestmark = pytest.mark.slow
+
+
+def weights(bundle: Path) -> dict[str, torch.Tensor]:
+    return TextGenerator.load(bundle).model.state_dict()
+
+
+def test_a_llama_base_trains_on_ray_and_a_killed_worker_resumes_to_identical_weights(
+    tmp_path: Path, ray_runtime
+) -> None:
+    base = tiny_llama(tmp_path / "llama")
+    dataset = write_dataset(tmp_path / "labeled")
+    params = load_params(
+        REPO / "params.yaml",
+        [
+            *(item for item in tiny_overrides(tmp_path) if not item.startswith("train.model.")),
+            f"train.model={{family: hf, path: {base}, block_size: 32, dropout: 0.1}}",
+            "train.loop.max_steps=40",
+            "train.loop.checkpoint_every=20",
+            "evaluate.continuation_documents=2",
+        ],
+    )
+    model = train(ProjectPaths.at(tmp_path), params, dataset)
+    assert model.lineage["aigc.base_model.architecture"] == "LlamaForCausalLM"
+    evaluation = evaluate(
+        ProjectPaths.at(tmp_path), params, model.model_uri, dataset, model.run_id, model.bundle_dir
+    )
+    figures = evaluation.metrics
+    assert figures["test_bits_per_character"] < figures["unigram_bits_per_character"]
+    assert 0 <= figures["label_control_accuracy"] <= 1
+
+    job = prepare_job(dataset.split("train"), dataset.split("validation"), params.train)
+    steps = RecordSteps(tmp_path / "steps")
+    late = KillRank(rank=0, step=25, marker=tmp_path / "killed")
+    faulty = train_on_ray(
+        job,
+        params.train.ray,
+        None,
+        tmp_path / "ray",
+        "killed",
+        model_dir=tmp_path / "m",
+        on_worker_step=Faults(steps, late),
+    )
+    assert late.happened(), "the worker process must really have died"
+    assert faulty.restarts == 1 and faulty.metrics["step"] == 40
+    assert steps.starts() == [1, 21], "resumed from the checkpoint at step 20"
+    expected, resumed = weights(model.bundle_dir), weights(faulty.bundle_dir)
+    assert expected.keys() == resumed.keys()
+    assert all(torch.equal(expected[key], resumed[key]) for key in expected)
