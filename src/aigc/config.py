@@ -852,9 +852,12 @@ def load_params(
     if overlay:
         for keys, value in _leaves(read_overlay(Path(overlay))):
             apply_override(data, keys, value)
+    overridden = []
     for text in overrides:
         keys, value = parse_override(text)
         apply_override(data, keys, value)
+        overridden.append(keys)
+    _forget_other_family(data, overridden)
     origin = str(path or DEFAULT_PARAMS_FILE)
     origin += f" with the overlay {overlay}" if overlay else ""
     origin += " with --set overrides" if overrides else ""
@@ -862,6 +865,31 @@ def load_params(
         return Params.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_format_validation_error(error, origin)) from None
+
+
+def _forget_other_family(data: dict, overridden: list[list[str]]) -> None:
+    """`--set train.model.family=hf` on a file written for another family: the file's keys
+    that the new family does not have (GPT's n_layer, say) are dropped, not reported as
+    unknown; keys set by --set itself are always kept, and checked."""
+    for keys in overridden:
+        if keys[-2:] != ["model", "family"]:
+            continue
+        prefix = keys[:-1]  # the model section's path
+        section: Any = data
+        for key in prefix:
+            section = section.get(key) if isinstance(section, dict) else None
+        family = section.get("family") if isinstance(section, dict) else None
+        known = (FAMILY_CONFIGS | IMAGE_FAMILY_CONFIGS).get(family)
+        if known is None:
+            continue
+        set_here = {
+            other[len(prefix)]
+            for other in overridden
+            if other[: len(prefix)] == prefix and len(other) > len(prefix)
+        }
+        for key in list(section):
+            if key not in known.model_fields and key not in set_here:
+                del section[key]
 
 
 EFFECTIVE_HEADER = (

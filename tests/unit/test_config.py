@@ -125,3 +125,18 @@ def test_image_defaults_are_the_digits_and_overrides_reach_them(tmp_path):
     bad = {"image": {"collect": {"sources": [{"name": "x", "type": "cifar100", "path": "."}]}}}
     with pytest.raises(ConfigError, match="image.collect.sources.0"):
         load_params(write(tmp_path / "bad.yaml", bad))
+
+
+def test_switching_family_with_set_drops_the_files_keys_of_the_old_family(tmp_path):
+    """`--set train.model.family=hf` on a file written for the GPT: the GPT's own keys go,
+    the shared ones (block_size) stay, and a key given with --set is still checked."""
+    gpt = {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 48}
+    path = write(tmp_path / "p.yaml", {"train": {"model": gpt}})
+    params = load_params(path, ["train.model.family=hf", "train.model.path=models/base"])
+    assert params.train.model.family == "hf" and params.train.model.block_size == 48
+    with pytest.raises(ConfigError, match="unknown key 'train.model.n_layer'"):
+        load_params(path, ["train.model.family=hf", "train.model.path=x", "train.model.n_layer=3"])
+    lstm = load_params(path, ["train.model.family=lstm"]).train.model  # n_layer, no n_head
+    assert (lstm.family, lstm.n_layer, lstm.n_embd) == ("lstm", 2, 32)
+    with pytest.raises(ConfigError, match="unknown key 'train.model.n_head'"):
+        load_params(write(tmp_path / "q.yaml", {"train": {"model": {"family": "lstm", **gpt}}}))
