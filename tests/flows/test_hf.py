@@ -47,6 +47,12 @@ def test_a_pretrained_gpt2_fine_tunes_through_the_retrain_job(trained_project):
     shown = aigc_in_process(root, "registry", "show")
     assert shown.exit_code == 0 and "GPT2LMHeadModel" in shown.output and sha[:12] in shown.output
 
+    label = sorted(first.labeled.counts["labels"])[0]
+    sampled = aigc_in_process(
+        root, "generate", "--model-uri", "models:/aigc-text/2", "--label", label, "-n", "2"
+    )
+    assert sampled.exit_code == 0 and sampled.output.strip(), sampled.output
+
     again = retrain(root=str(root), overrides=[HF], only=["text"])["text"]
     assert again.status == "no change" and again.challenger_version == "2"
 
