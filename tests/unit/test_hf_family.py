@@ -198,3 +198,17 @@ def test_a_base_that_is_not_a_model_folder_is_one_line_exit_2(project, path, exp
     assert "never downloads" in line or "save_pretrained" in line
     after = sorted(p.relative_to(project) for p in project.rglob("*") if ".git" not in p.parts)
     assert after == before, "nothing written"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bf16_autocast_and_compile_train_an_hf_model_on_cuda(gpt2_base: Path) -> None:
+    params = hf_params(gpt2_base)
+    params = params.model_copy(
+        update={"loop": params.loop.model_copy(update={"bf16": True, "compile": True})}
+    )
+    job = prepare_job(frame(), frame(4), params, device="cuda")
+    model, result = train_single_process(job)
+    assert result.final_val_loss < result.evaluations[0]["val_loss"]
+    assert all(parameter.dtype == torch.float32 for parameter in model.parameters())
+    assert next(model.parameters()).device.type == "cuda"
