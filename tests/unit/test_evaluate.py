@@ -140,7 +140,8 @@ def test_uniform_model_gives_tokens_times_log2_vocab_over_chars(tokenizer, docum
     vocab = tokenizer.vocab_size
     texts = [*documents["text"][:3], "", "x"]  # long ones need windows at block_size 8
     labels = [*documents["label"][:3], LABELS[0], LABELS[1]]
-    per_document = document_nll(generator_with(UniformModel(vocab, 8), tokenizer), texts, labels)
+    generator = generator_with(UniformModel(vocab, 8), tokenizer)
+    per_document = document_nll(generator, texts, labels, EvaluateParams().batch_size)
 
     expected_tokens = [len(tokenizer.encode(text)) + 1 for text in texts]
     assert per_document["tokens"].tolist() == expected_tokens
@@ -180,8 +181,9 @@ def test_windowed_likelihood_is_the_true_conditional_likelihood(tokenizer, docum
 def test_lm_summary_of_merged_shards_equals_the_whole(tokenizer, documents):
     generator = generator_with(BigramModel(tokenizer.vocab_size, 16), tokenizer)
     texts, labels = documents["text"].tolist(), documents["label"].tolist()
-    whole = summarize_lm(document_nll(generator, texts, labels))
-    parts = [document_nll(generator, texts[i::3], labels[i::3]) for i in range(3)]
+    batch_size = EvaluateParams().batch_size
+    whole = summarize_lm(document_nll(generator, texts, labels, batch_size))
+    parts = [document_nll(generator, texts[i::3], labels[i::3], batch_size) for i in range(3)]
     merged = summarize_lm(pd.concat(parts, ignore_index=True))
     assert merged == pytest.approx(whole, rel=1e-6)
 
@@ -189,7 +191,7 @@ def test_lm_summary_of_merged_shards_equals_the_whole(tokenizer, documents):
 def test_unknown_label_is_named(tokenizer):
     generator = generator_with(UniformModel(tokenizer.vocab_size, 8), tokenizer)
     with pytest.raises(ValueError, match="'gui_graphics'"):
-        document_nll(generator, ["some text"], ["gui_graphics"])
+        document_nll(generator, ["some text"], ["gui_graphics"], EvaluateParams().batch_size)
 
 
 # --- continuation ---------------------------------------------------------------------------
@@ -282,7 +284,9 @@ def test_label_control_conditioned_accuracy_is_one_for_an_obedient_model(label_p
     writer = TopicWriter()
     labels = control_labels(writer, label_params)
     assert labels == LABELS  # the fallback "other" is never requested
-    rows = label_control_rows(writer, label_params, labels, samples_per_label=3, seed=7)
+    rows = label_control_rows(
+        writer, label_params, labels, EvaluateParams(samples_per_label=3, seed=7)
+    )
 
     assert len(rows) == 2 * 3 * len(LABELS)
     assert rows["id"].is_unique  # identical samples still get distinct ids
@@ -297,10 +301,10 @@ def test_label_control_conditioned_accuracy_is_one_for_an_obedient_model(label_p
 
 
 def test_label_control_shards_over_labels_give_the_same_rows(label_params):
-    whole = label_control_rows(TopicWriter(), label_params, LABELS, samples_per_label=2)
+    settings = EvaluateParams(samples_per_label=2)
+    whole = label_control_rows(TopicWriter(), label_params, LABELS, settings)
     parts = [
-        label_control_rows(TopicWriter(), label_params, LABELS[i::2], samples_per_label=2)
-        for i in range(2)
+        label_control_rows(TopicWriter(), label_params, LABELS[i::2], settings) for i in range(2)
     ]
     merged = pd.concat(parts).sort_values("id").reset_index(drop=True)
     pd.testing.assert_frame_equal(merged, whole.sort_values("id").reset_index(drop=True))
@@ -311,8 +315,9 @@ def test_text_about_nothing_is_not_covered(label_params):
         def generate(self, prompts, labels, **kwargs):
             return ["hmm"] * len(prompts)
 
+    settings = EvaluateParams(samples_per_label=2)
     summary = summarize_label_control(
-        label_control_rows(Mumbler(), label_params, LABELS[:2], samples_per_label=2)
+        label_control_rows(Mumbler(), label_params, LABELS[:2], settings)
     )
     assert summary["coverage"] == 0.0 and summary["conditioned_accuracy"] == 0.0
 

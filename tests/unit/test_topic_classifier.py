@@ -14,7 +14,7 @@ import random
 import pandas as pd
 import pytest
 
-from aigc.config import LabelParams
+from aigc.config import EvaluateParams, LabelParams
 from aigc.data.sources.builtin import _docstrings, stdlib_root
 from aigc.evaluate.label_control import label_control_rows, summarize_label_control
 from aigc.evaluate.topic_classifier import ceiling_correct, fit_topic_classifier
@@ -82,7 +82,7 @@ def test_label_control_tells_following_the_label_from_ignoring_it(
         RealTextGenerator(test, follows_label),
         LabelParams(topics=topics),
         labels,
-        samples_per_label=20,
+        EvaluateParams(samples_per_label=20),
         classifier=classifier,
     )
     summary = summarize_label_control(rows)

@@ -1,13 +1,13 @@
 """Continuation: give the model the start of a held-out document, compare what it writes next.
 
-    rows = score_continuations(generator, ids, texts, labels, prompt_fraction=0.5,
-                               max_new_tokens=64, temperature=0.8, top_k=50, seed=0)
+    rows = score_continuations(generator, ids, texts, labels, params.evaluate)
     # one row per document: id, label, prompt, reference, hypothesis, bleu, chrf, rougeL
     summarize_continuations(rows)   # corpus BLEU and chrF, mean ROUGE-L F1
 
 Each document is cut at a whitespace near `prompt_fraction` of its characters (`split_prompt`);
 the model is prompted with `<eos> <label> prompt` and asked for about as many tokens as the
-true continuation has (capped), then the generated text (the hypothesis) is scored against the
+true continuation has (capped at `max_new_tokens`), sampled at the section's `temperature`
+and `top_k`; then the generated text (the hypothesis) is scored against the
 true continuation (the reference) with sacrebleu's BLEU and chrF and with ROUGE-L F1
 (`score_pair`, usable without a model).
 
@@ -29,6 +29,7 @@ import pandas as pd
 import sacrebleu
 
 if TYPE_CHECKING:
+    from aigc.config import EvaluateParams
     from aigc.generator import TextGenerator
 
 CONTINUATION_COLUMNS = [
@@ -98,35 +99,28 @@ def score_continuations(
     ids: Sequence[str],
     texts: Sequence[str],
     labels: Sequence[str],
-    *,
-    prompt_fraction: float = 0.5,
-    max_new_tokens: int = 64,
-    temperature: float = 0.8,
-    top_k: int | None = 50,
-    seed: int = 0,
+    settings: EvaluateParams,
 ) -> pd.DataFrame:
     """One row per document: its prompt, true continuation, generated continuation, scores.
 
     The model may write up to as many tokens as the true continuation has, at most
-    `max_new_tokens`; it may stop earlier by writing `<eos>`."""
+    `settings.max_new_tokens`; it may stop earlier by writing `<eos>`."""
     if not len(ids) == len(texts) == len(labels):
         raise ValueError(
             f"{len(ids)} ids, {len(texts)} texts and {len(labels)} labels; pass one of each "
             "per document"
         )
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens={max_new_tokens} must be at least 1")
     rows = []
     for identifier, text, label in zip(ids, texts, labels, strict=True):
-        prompt, reference = split_prompt(text, prompt_fraction)
-        budget = min(max(len(generator.tokenizer.encode(reference)), 1), max_new_tokens)
+        prompt, reference = split_prompt(text, settings.prompt_fraction)
+        needed = max(len(generator.tokenizer.encode(reference)), 1)
         (hypothesis,) = generator.generate(
             [prompt],
             [label],
-            max_new_tokens=budget,
-            temperature=temperature,
-            top_k=top_k,
-            seed=derived_seed(seed, "continuation", identifier),
+            max_new_tokens=min(needed, settings.max_new_tokens),
+            temperature=settings.temperature,
+            top_k=settings.top_k,
+            seed=derived_seed(settings.seed, "continuation", identifier),
         )
         rows.append(
             {

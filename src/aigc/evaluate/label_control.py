@@ -1,15 +1,15 @@
 """Label control: does asking for a topic give text about that topic?
 
     labels = control_labels(generator, params.label)
-    rows = label_control_rows(generator, params.label, labels, samples_per_label=8,
-                              max_new_tokens=64, temperature=0.8, top_k=50, seed=0)
+    rows = label_control_rows(generator, params.label, labels, params.evaluate)
     summarize_label_control(rows)
     # {"conditioned_accuracy", "unconditioned_accuracy", "coverage", "unconditioned_coverage",
     #  "per_label": {label: accuracy}, "samples"}
 
-For every label, K samples are drawn conditioned (prompt `<eos> <label>`) and K unconditioned
-(prompt `<eos>` alone: the model picks the label itself, as its first sampled token, exactly as
-after any document in training). Each unconditioned sample is assigned one of the labels as
+For every label, K samples (`samples_per_label`, of at most `sample_tokens` tokens each) are
+drawn conditioned (prompt `<eos> <label>`) and K unconditioned (prompt `<eos>` alone: the model
+picks the label itself, as its first sampled token, exactly as after any document in
+training). Each unconditioned sample is assigned one of the labels as
 its "requested" label, K per label, which is the round-robin assignment of K·L samples over L
 labels; as the model never saw that request, the unconditioned accuracy is the chance-level
 figure the conditioned accuracy must beat.
@@ -36,7 +36,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from aigc.config import LabelParams
+from aigc.config import EvaluateParams, LabelParams
 from aigc.data.label import label_records
 from aigc.evaluate.continuation import derived_seed
 from aigc.evaluate.topic_classifier import TopicClassifier
@@ -88,32 +88,32 @@ def control_labels(generator: Sampler, label_params: LabelParams) -> list[str]:
 def sample_for_labels(
     generator: Sampler,
     labels: Sequence[str],
-    *,
-    samples_per_label: int,
-    max_new_tokens: int = 64,
-    temperature: float = 0.8,
-    top_k: int | None = 50,
-    seed: int = 0,
+    settings: EvaluateParams,
 ) -> pd.DataFrame:
-    """K conditioned and K unconditioned samples per label: id, mode, requested_label, sample
-    (index 0..K-1), text. Ids are 16 hex digits, unique even when two texts are identical."""
-    if samples_per_label < 1:
-        raise ValueError(f"samples_per_label={samples_per_label} must be at least 1")
+    """K conditioned and K unconditioned samples per label (K: `settings.samples_per_label`):
+    id, mode, requested_label, sample (index 0..K-1), text. Ids are 16 hex digits, unique even
+    when two texts are identical."""
+    if settings.samples_per_label < 1:
+        raise ValueError(
+            f"samples_per_label={settings.samples_per_label}: label control needs at least 1"
+        )
     slots = [
         (mode, label, index)
         for label in labels
         for mode in (CONDITIONED, UNCONDITIONED)
-        for index in range(samples_per_label)
+        for index in range(settings.samples_per_label)
     ]
     # One call: every sample has its own seed, so all labels are sampled as one batch and a
     # sample's text does not depend on which labels share its worker.
     texts = generator.generate(
         [""] * len(slots),
         [label if mode == CONDITIONED else None for mode, label, _ in slots],
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_k=top_k,
-        seeds=[derived_seed(seed, mode, label, str(index)) for mode, label, index in slots],
+        max_new_tokens=settings.sample_tokens,
+        temperature=settings.temperature,
+        top_k=settings.top_k,
+        seeds=[
+            derived_seed(settings.seed, mode, label, str(index)) for mode, label, index in slots
+        ],
     )
     rows = [
         {
@@ -185,24 +185,11 @@ def label_control_rows(
     generator: Sampler,
     label_params: LabelParams,
     labels: Sequence[str],
-    *,
-    samples_per_label: int,
-    max_new_tokens: int = 64,
-    temperature: float = 0.8,
-    top_k: int | None = 50,
-    seed: int = 0,
+    settings: EvaluateParams,
     classifier: TopicClassifier | None = None,
 ) -> pd.DataFrame:
     """Sample for `labels` (all of `control_labels`, or a worker's share), then classify."""
-    samples = sample_for_labels(
-        generator,
-        labels,
-        samples_per_label=samples_per_label,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_k=top_k,
-        seed=seed,
-    )
+    samples = sample_for_labels(generator, labels, settings)
     return classify_samples(samples, label_params, classifier)
 
 

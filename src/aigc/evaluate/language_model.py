@@ -1,6 +1,6 @@
 """Likelihood of held-out documents under a generator: per-document nats, then bits per character.
 
-    per_document = document_nll(generator, texts, labels, batch_size=16)
+    per_document = document_nll(generator, texts, labels, params.evaluate.batch_size)
     # one row per document: nll_nats, tokens, chars
     summarize_lm(per_document)
     # {"bits_per_character": ..., "perplexity": ..., "tokens": ..., "chars": ..., "documents": ...}
@@ -81,7 +81,7 @@ def document_nll(
     generator: TextGenerator,
     texts: Sequence[str],
     labels: Sequence[str],
-    batch_size: int = 16,
+    batch_size: int,
 ) -> pd.DataFrame:
     """Per document (in input order): total negative log-likelihood in nats of its text tokens
     and closing `<eos>` given `<eos> <label>`, the number of those tokens, and its characters.

@@ -190,24 +190,12 @@ def evaluate_shard(
         [ids[row] for row in chosen],
         [texts[row] for row in chosen],
         [labels_of_documents[row] for row in chosen],
-        prompt_fraction=settings.prompt_fraction,
-        max_new_tokens=settings.max_new_tokens,
-        temperature=settings.temperature,
-        top_k=settings.top_k,
-        seed=settings.seed,
+        settings,
     )
 
     if labels and settings.samples_per_label > 0:
         control = label_control_rows(
-            generator,
-            label_params,
-            labels,
-            samples_per_label=settings.samples_per_label,
-            max_new_tokens=settings.sample_tokens,
-            temperature=settings.temperature,
-            top_k=settings.top_k,
-            seed=settings.seed,
-            classifier=classifier,
+            generator, label_params, labels, settings, classifier=classifier
         )
     else:
         control = pd.DataFrame(columns=CLASSIFIED_COLUMNS)
