@@ -4,12 +4,14 @@ profile's key, PostgreSQL), then the faults the README names.
 
 Slow, and the suite's longest module: one stack for the whole module (bringing it up and
 down is a good part of the time), in order: the servers and their keys; `aigc --profile
-stack run` (text), a reproduction from a second clone and the deployed `retrain` run by the
-stack's worker; the object store out of reach at `version`; a Ray worker node killed
-mid-training; the MLflow server restarted mid-training; a killed server restarted by `up`,
-`down` leaving nothing (and sparing decoys named like the servers), `up` again finding the
-data. The stack is down at the end, and no process it started is left. Images go through
-the stack the same way as text (tests/flows/test_retrain_images.py runs them end to end).
+stack run` (text), `aigc data commit` and `dvc pull` in a fresh clone, a reproduction from a
+second clone and the deployed `retrain` run by the stack's worker; what listens beyond
+loopback (Ray, refusing calls without the token); the object store out of reach at
+`version`; a Ray worker node killed mid-training, then one lost for good; the MLflow server
+restarted mid-training; a killed server restarted by `up`, `down` returning once nothing is
+left (and sparing decoys named like the servers), `up` again finding the data. The stack is
+down at the end, and no process it started is left. Images go through the stack the same
+way as text (tests/flows/test_retrain_images.py runs them end to end).
 """
 
 from __future__ import annotations
@@ -131,6 +133,28 @@ def recorded(project: Path) -> dict[str, psutil.Process]:
     return processes
 
 
+def stack_processes(project: Path) -> list[psutil.Process]:
+    """Every live process of the stack: each recorded service's process, its descendants and
+    what carries its marker (processes.py), found afresh."""
+    from aigc.stack.processes import ProcessRecord
+
+    state = json.loads(StackPaths(project).state.read_text())
+    records = [ProcessRecord(**entry) for entry in state["processes"].values()]
+    return list({p.pid: p for record in records for p in record.family()}.values())
+
+
+def running_with_markers(markers: set[str]) -> list[psutil.Process]:
+    """Live processes whose environment carries one of the stack's markers."""
+    from aigc.stack.processes import MARKER
+
+    found = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if process.environ().get(MARKER) in markers and not gone(process):
+                found.append(process)
+    return found
+
+
 def command_line(process: psutil.Process) -> list[str]:
     """A process's command line; none for one that has exited (or is a zombie) meanwhile."""
     try:
@@ -209,26 +233,19 @@ def stack():
     git(root, "commit", "-qm", "stack project")
     started = time.monotonic()
     up = aigc(root, "stack", "up")
-    state = json.loads(StackPaths(root).state.read_text())
     try:
         ok(up)
         print(f"stack up: {time.monotonic() - started:.1f} s")
         yield root, read_env(root / ".aigc" / "stack" / "profile.env")
     finally:
-        families = [
-            psutil.Process(entry["pid"]).children(recursive=True) + [psutil.Process(entry["pid"])]
-            for entry in state["processes"].values()
-            if psutil.pid_exists(entry["pid"])
-        ]
+        state = json.loads(StackPaths(root).state.read_text())
+        markers = {entry["marker"] for entry in state["processes"].values()} - {""}
+        family = stack_processes(root)
         started = time.monotonic()
         ok(aigc(root, "stack", "down", timeout=180))
         print(f"stack down: {time.monotonic() - started:.1f} s")
-        left = [
-            process
-            for family in families
-            for process in family
-            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-        ]
+        left = [process for process in family if not gone(process)]
+        left += running_with_markers(markers)
         assert not left, f"left running after `stack down`: {left}"
         shutil.rmtree(base, ignore_errors=True)
 
@@ -368,7 +385,7 @@ def test_run_reproduce_and_deployment_on_the_stack(stack):
     started = time.monotonic()
     params_before = (root / "params.yaml").read_bytes()
     run = ["--profile", "stack", "run", "--only", "text", "--set", "train.loop.max_steps=25"]
-    ok(aigc(root, *run, timeout=600))
+    said = ok(aigc(root, *run, timeout=600))
     print(f"aigc run on the stack: {time.monotonic() - started:.1f} s")
     assert (root / "params.yaml").read_bytes() == params_before, "a run never writes params.yaml"
 
@@ -414,6 +431,28 @@ def test_run_reproduce_and_deployment_on_the_stack(stack):
     tasks = get(f"{api}/task_runs/filter", {"flow_runs": {"id": {"any_": ids}}})
     assert tasks and {task["state_type"] for task in tasks} == {"COMPLETED"}
 
+    # The README's second-clone recipe: the run says what to commit, `aigc data commit`
+    # commits it, and a fresh clone with the profile loaded pulls the text data version with
+    # DVC: the same bytes.
+    assert "`aigc data commit`" in said, said
+    ok(aigc(root, "data", "commit"))
+    pulled = root.parent / "clone-pulled"
+    subprocess.run(["git", "clone", "-q", str(root), str(pulled)], check=True)
+    profile_file = root / ".aigc" / "stack" / "profile.env"
+    recipe = f"set -a && . {profile_file} && set +a && dvc pull -r stack --with-deps label"
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # the venv's dvc
+    pull = subprocess.run(
+        ["bash", "-c", recipe],
+        cwd=pulled,
+        env={**os.environ, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert pull.returncode == 0, pull.stdout + pull.stderr
+    for folder in ("data/raw", "data/clean", "data/labeled"):
+        assert contents(pulled / folder) == contents(root / folder) != {}, folder
+
     # A second clone, no data, no DVC cache, no mlflow/: the profile file is all it gets.
     clone = root.parent / "clone"
     subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
@@ -442,6 +481,93 @@ def test_run_reproduce_and_deployment_on_the_stack(stack):
     completed = [item for item in deployed if item["state_type"] == "COMPLETED"]
     assert completed and completed[0]["work_pool_name"] == "aigc", deployed  # not the cron's
     print(f"deployment run by the worker: {time.monotonic() - started:.1f} s")
+
+
+# A harmless read of each kind of Ray gRPC server (GCS, raylet, object manager, a worker's);
+# a server answers UNIMPLEMENTED (12) for another kind's method, UNAUTHENTICATED (16) for its
+# own without the token.
+RAY_PROBES = (
+    "/ray.rpc.NodeInfoGcsService/GetClusterId",
+    "/ray.rpc.NodeManagerService/GetResourceLoad",
+    "/ray.rpc.ObjectManagerService/Pull",
+    "/ray.rpc.CoreWorkerService/GetCoreWorkerStats",
+)
+UNAUTHENTICATED = "16"
+
+
+def test_what_listens_beyond_loopback_is_ray_and_refuses_a_call_without_the_token(stack):
+    """README "What listens where": every listening socket of every process the stack started
+    (services, their descendants, what carries their markers). Those not on loopback belong to
+    Ray's nodes, and each refuses a call without the token: a gRPC call to its own service
+    is UNAUTHENTICATED (the same call with the token is answered), an HTTP one 401."""
+    import httpx
+
+    root, profile = stack
+    token = Path(profile["RAY_AUTH_TOKEN_PATH"]).read_text().strip()
+    owner = {p.pid: name for name in SERVICES for p in record_of(root, name).family()}
+    listening = {
+        (c.laddr.ip, c.laddr.port, c.pid)
+        for c in psutil.net_connections("inet")
+        if c.status == psutil.CONN_LISTEN and c.pid in owner
+    }
+    outside = [(ip, port, pid) for ip, port, pid in listening if not ip.startswith("127.")]
+    assert {owner[pid] for _, _, pid in outside} <= {"ray-head", "ray-node"}, [
+        (ip, port, owner[pid], command_line(psutil.Process(pid))[:2]) for ip, port, pid in outside
+    ]
+    gcs_port = json.loads(StackPaths(root).state.read_text())["ports"]["ray"]
+    assert any(port == gcs_port for _, port, _ in outside), "the GCS listens beyond loopback"
+    machine = machine_address()
+    answered = 0
+    for ip, port, pid in sorted(outside):
+        url = f"http://{machine if ip in ('0.0.0.0', '::') else ip}:{port}"
+        with httpx.Client(http1=False, http2=True, timeout=5) as grpc:  # gRPC: HTTP/2, no TLS
+            try:
+                refused = [grpc_status(grpc, url + method) for method in RAY_PROBES]
+            except httpx.TransportError:  # not HTTP/2 (the runtime-env agent's API), or gone
+                if pid_gone(pid):  # a worker that exited meanwhile
+                    continue
+                assert httpx.get(url, timeout=5).status_code == 401, (url, owner[pid])
+                continue
+            assert UNAUTHENTICATED in refused, (url, owner[pid], refused)
+            own = RAY_PROBES[refused.index(UNAUTHENTICATED)]
+            answered += grpc_status(grpc, url + own, token) is None  # its status: in trailers
+    assert answered, "no Ray server answered a call with the token: the probe proves nothing"
+    print(f"\n{len(outside)} listeners beyond loopback, all Ray's, none open without the token")
+
+
+def grpc_status(client, url: str, token: str | None = None) -> str | None:
+    """The grpc-status of an empty unary call: an error comes at once with the headers; a
+    success's status comes in the trailers, so None."""
+    headers = {"content-type": "application/grpc", "te": "trailers"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    response = client.post(url, content=b"\0\0\0\0\0", headers=headers)  # no flag, length 0
+    return response.headers.get("grpc-status")
+
+
+def pid_gone(pid: int) -> bool:
+    try:
+        return gone(psutil.Process(pid))
+    except psutil.NoSuchProcess:
+        return True
+
+
+def machine_address() -> str:
+    """This machine's first non-loopback IPv4 address (loopback when it has none)."""
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            if address.family == socket.AF_INET and not address.address.startswith("127."):
+                return address.address
+    return "127.0.0.1"
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    """{path relative to `folder`: bytes} of every file under it (git's .gitignore aside)."""
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in folder.rglob("*")
+        if path.is_file() and path.name != ".gitignore"
+    }
 
 
 def _with(variables: dict[str, str]) -> dict[str, str]:
@@ -483,10 +609,8 @@ def test_ray_worker_node_killed_mid_training(stack):
     checkpoint and finishes (restarts ≥ 1); `aigc train` registers no version."""
     root, profile = stack
     versions_before = mlflow(profile, "model-versions/search")
-    node = record_of(root, "ray-node")
     with training_to_a_checkpoint(root, profile, "killed-node") as training:
-        for process in node.family():  # the whole node: `ray start`, its raylet, its workers
-            process.kill()
+        kill_node(record_of(root, "ray-node"))
         ok(aigc(root, "stack", "up"))  # a replacement node
     assert training.returncode == 0, training.output
     run = trained_run(profile, training)
@@ -495,6 +619,50 @@ def test_ray_worker_node_killed_mid_training(stack):
     assert metrics.get("restarts", 0) >= 1, (metrics, training.output[-3000:])
     assert "Traceback" not in training.output, training.output
     assert mlflow(profile, "model-versions/search") == versions_before
+
+
+def test_ray_node_lost_for_good_ends_in_one_line_and_a_failed_run(stack):
+    """The worker node goes mid-training and nothing replaces it: as the README says, the
+    run ends after `train.ray.max_failures` restarts (here 1, each start given 3 s instead
+    of 20) in one line naming the lost node and the setting, exit 2, its MLflow run FAILED.
+    Then `stack up` brings the node back."""
+    root, profile = stack
+    versions_before = mlflow(profile, "model-versions/search")
+    node = record_of(root, "ray-node")
+    try:
+        with training_to_a_checkpoint(
+            root,
+            profile,
+            "lost-node",
+            overrides=("train.ray.max_failures=1",),
+            environment={"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "3"},
+        ) as training:
+            kill_node(node)
+    finally:
+        ok(aigc(root, "stack", "up"))  # the node back, for the tests after this one
+    output = training.output
+    assert training.returncode == 2, output
+    assert "Traceback" not in output, output
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("error: training stopped: Ray node "), output[-3000:]
+    assert "was lost" in last and "train.ray.max_failures=1" in last, last
+    assert training.seconds < 90, f"{training.seconds:.0f} s from the node's loss to the end"
+    (run_id,) = set(re.findall(r"/runs/(\w+)", output))
+    assert mlflow(profile, "runs/get", run_id=run_id)["run"]["info"]["status"] == "FAILED"
+    assert mlflow(profile, "model-versions/search") == versions_before
+
+
+def kill_node(node) -> None:
+    """SIGKILL a Ray node's whole family (`ray start`, its raylet, agents and workers) at once,
+    as a machine that goes away: all stopped first, so none of them sees another die and
+    reports it to the cluster."""
+    family = node.family()
+    for process in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.suspend()
+    for process in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
 
 
 def test_mlflow_server_stopped_and_restarted_during_training(stack):
@@ -538,21 +706,27 @@ def trained_run(profile: dict[str, str], training) -> dict:
 
 
 @contextlib.contextmanager
-def training_to_a_checkpoint(root: Path, profile: dict[str, str], name: str):
-    """`aigc --profile stack train` (18 s of training, a checkpoint every 20 steps) in the
-    background; the body runs once a checkpoint is in the bucket; then waits for the end:
-    the yielded process has `returncode` and `output`."""
-    overrides = ["train.loop.max_steps=100000", "train.loop.max_minutes=0.3"]
-    overrides += ["train.loop.checkpoint_every=20", "train.loop.eval_every=1000"]
+def training_to_a_checkpoint(
+    root: Path,
+    profile: dict[str, str],
+    name: str,
+    overrides: tuple[str, ...] = (),
+    environment: dict[str, str] | None = None,
+):
+    """`aigc --profile stack train` (18 s of training, a checkpoint every 20 steps; more
+    `overrides`, more `environment`) in the background; the body runs once a checkpoint is
+    in the bucket; then waits for the end: the yielded process has `returncode`, `output`
+    and `seconds` (from the body's end to its exit)."""
+    settings = ["train.loop.max_steps=100000", "train.loop.max_minutes=0.3"]
+    settings += ["train.loop.checkpoint_every=20", "train.loop.eval_every=1000", *overrides]
     command = [sys.executable, "-m", "cli.main", "--profile", "stack", "train", "--no-evaluate"]
-    command += [part for override in overrides for part in ("--set", override)]
+    command += [part for setting in settings for part in ("--set", setting)]
     path = os.pathsep.join([str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH", "")])
+    variables = {**os.environ, "PYTHONPATH": path, **(environment or {})}
     log = root.parent / f"{name}-training.log"
     before = set(bucket_keys(profile, "ray", "aigc/"))
     with log.open("w") as output:
-        training = subprocess.Popen(
-            command, cwd=root, env={**os.environ, "PYTHONPATH": path}, stdout=output, stderr=output
-        )
+        training = subprocess.Popen(command, cwd=root, env=variables, stdout=output, stderr=output)
     started = time.monotonic()
     while not any(
         "checkpoint_" in key for key in set(bucket_keys(profile, "ray", "aigc/")) - before
@@ -566,7 +740,9 @@ def training_to_a_checkpoint(root: Path, profile: dict[str, str], name: str):
         training.kill()  # by its pid: the test failed, the training must not outlive it
         training.wait()
         raise
+    body_ended = time.monotonic()
     training.wait(timeout=600)
+    training.seconds = time.monotonic() - body_ended
     training.output = log.read_text()
     seconds = time.monotonic() - started
     print(f"{name}: training took {seconds:.1f} s, exit {training.returncode}")
@@ -601,14 +777,19 @@ def test_a_killed_server_restarts_and_down_then_up_keeps_the_data(stack, tmp_pat
     assert read_env(paths.profile)["MLFLOW_TRACKING_URI"] == tracking_uri
     processes = recorded(project)
 
-    # down: every recorded process and its children gone, the decoys untouched.
-    family = [p for process in processes.values() for p in (process, *process.children(True))]
+    # down returns once every process the stack started has exited (the recorded ones, their
+    # descendants, whatever carries their markers); the decoys are untouched.
+    family = stack_processes(project)
+    assert {p.pid for p in processes.values()} <= {p.pid for p in family}
+    markers = {record_of(project, name).marker for name in processes}
     bystanders = decoys(tmp_path)
     try:
         began = time.monotonic()
-        ok(aigc(project, "stack", "down", timeout=120))
+        said = ok(aigc(project, "stack", "down", timeout=120))
         down_seconds = time.monotonic() - began
         assert [p for p in family if not gone(p)] == []
+        assert running_with_markers(markers - {""}) == []
+        assert "every process of the stack has exited (" in said, said
         assert all(decoy.poll() is None for decoy in bystanders)
     finally:
         for decoy in bystanders:
