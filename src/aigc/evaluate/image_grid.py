@@ -1,6 +1,7 @@
 """Pictures a person reads: a grid of samples, one row per class, and the loss curves.
 
-    write_sample_grid(samples, requested, path, per_class=10, scale=4, gap=2)   # PNG
+    write_sample_grid(samples, requested, path, per_class=params.grid_per_class,
+                      scale=params.grid_scale, gap=params.grid_gap)   # PNG; image.evaluate
     write_loss_curves({"generator": [(step, loss), ...], "discriminator": [...]}, path)
 
 An 8×8 digit is a smudge at its real size: tiles are upscaled by nearest neighbour (no
@@ -50,9 +51,9 @@ def write_sample_grid(
     path: Path,
     *,
     classes: int | None = None,
-    per_class: int = 10,
-    scale: int = 4,
-    gap: int = 2,
+    per_class: int,
+    scale: int,
+    gap: int,
 ) -> Path:
     """Write `sample_grid` as a PNG (greyscale for one channel, RGB for three)."""
     from PIL import Image

@@ -2,12 +2,16 @@
 
     real, fake = classifier.features(test.pixels), classifier.features(samples)  # (N, D)
     frechet_distance(real, fake)                      # lower is better; 0 for identical sets
-    kernel_inception_distance(real, fake, subsets=50, subset_size=100, seed=0)
-    precision_recall(real, fake, nearest_k=3)         # fidelity and variety, each in [0, 1]
-    density_coverage(real, fake, nearest_k=3)         # the same, robust to outliers
+    kernel_inception_distance(real, fake, subsets=params.kid_subsets,
+                              subset_size=params.kid_subset_size, seed=params.seed)
+    precision_recall(real, fake, nearest_k=params.nearest_k)  # fidelity, variety: in [0, 1]
+    density_coverage(real, fake, nearest_k=params.nearest_k)  # the same, robust to outliers
     conditional_accuracy(requested, predicted, classes)
     feature_spread_ratio(fake, requested, real, real_labels)
-    frechet_difference(challenger, champion, real, samples=500, confidence=0.95, seed=0)
+    frechet_difference(challenger, champion, real, samples=policy.bootstrap_samples,
+                       confidence=policy.confidence, seed=policy.seed)
+
+(`params`: the `image.evaluate` section; `policy`: `image.registry.policy`.)
 
 Numpy and scipy only (no torch): the promotion gate imports this module. The features are
 whatever `FeatureClassifier.features` gives; the names follow the Inception-based originals
@@ -102,7 +106,7 @@ def kernel_inception_distance(
 
 
 @_one_blas_thread
-def precision_recall(real: np.ndarray, fake: np.ndarray, *, nearest_k: int = 3) -> dict:
+def precision_recall(real: np.ndarray, fake: np.ndarray, *, nearest_k: int) -> dict:
     """Improved precision and recall (Kynkäänniemi et al. 2019).
 
     Each set's manifold is the union of balls around its points, each ball reaching the
@@ -123,7 +127,7 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, *, nearest_k: int = 3) 
 
 
 @_one_blas_thread
-def density_coverage(real: np.ndarray, fake: np.ndarray, *, nearest_k: int = 3) -> dict:
+def density_coverage(real: np.ndarray, fake: np.ndarray, *, nearest_k: int) -> dict:
     """Density and coverage (Naeem et al. 2020): precision and recall made robust to outliers.
 
     Both use only the balls around REAL points (radius: the `nearest_k`-th nearest real
