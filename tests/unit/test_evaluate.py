@@ -11,7 +11,7 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from aigc.config import EvaluateParams, load_params
+from aigc.config import EvaluateParams, TokenizerParams, load_params
 from aigc.data.records import text_id
 from aigc.evaluate import (
     continuation_ids,
@@ -87,7 +87,12 @@ def documents() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def tokenizer(documents: pd.DataFrame) -> TextTokenizer:
-    return TextTokenizer.train(documents["text"], LABELS + ["other"], vocab_size=320)
+    return TextTokenizer.train(
+        documents["text"],
+        LABELS + ["other"],
+        vocab_size=320,
+        min_frequency=TokenizerParams().min_frequency,
+    )
 
 
 @pytest.fixture(scope="module")

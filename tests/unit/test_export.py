@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from aigc.config import TokenizerParams
 from aigc.export import ExportError, export_generator
 from aigc.generator import TextGenerator
 from aigc.models.base import build_model, get_family
@@ -56,7 +57,9 @@ def trained_gpt(tokenizer: TextTokenizer, config: GPTConfig, steps: int = 150) -
 @pytest.fixture(scope="module")
 def generator() -> TextGenerator:
     texts, _ = documents()
-    tokenizer = TextTokenizer.train(texts * 5, list(TOPICS), vocab_size=300)
+    tokenizer = TextTokenizer.train(
+        texts * 5, list(TOPICS), vocab_size=300, min_frequency=TokenizerParams().min_frequency
+    )
     config = GPTConfig(
         vocab_size=tokenizer.vocab_size, block_size=BLOCK_SIZE, n_layer=2, n_head=2, n_embd=32
     )

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from aigc.config import TokenizerParams
 from aigc.text.dataset import (
     BlockDataset,
     EpochShuffleSampler,
@@ -76,7 +77,9 @@ def test_unknown_label_names_the_known_ones(tokenizer: TextTokenizer) -> None:
 
 def test_too_small_vocabulary_says_how_small_is_allowed() -> None:
     with pytest.raises(ValueError, match="at least 260"):
-        TextTokenizer.train(TEXTS, labels=["a", "b"], vocab_size=100)
+        TextTokenizer.train(
+            TEXTS, labels=["a", "b"], vocab_size=100, min_frequency=TokenizerParams().min_frequency
+        )
 
 
 def test_training_is_deterministic_and_label_order_does_not_matter(

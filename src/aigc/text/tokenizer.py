@@ -2,7 +2,10 @@
 
 Usage:
 
-    tokenizer = TextTokenizer.train(texts, labels=["networking", "security"], vocab_size=4096)
+    settings = params.train.tokenizer  # vocab_size, min_frequency
+    tokenizer = TextTokenizer.train(texts, labels=["networking", "security"],
+                                    vocab_size=settings.vocab_size,
+                                    min_frequency=settings.min_frequency)
     ids = tokenizer.encode_document(text, "networking")
     # ids == [<|label:networking|>, ...the text's tokens..., <|endoftext|>]
     tokenizer.save("tokenizer.json"); TextTokenizer.load("tokenizer.json")
@@ -87,8 +90,9 @@ class TextTokenizer:
         cls,
         texts: Iterable[str],
         labels: Iterable[str],
-        vocab_size: int = 4096,
-        min_frequency: int = 2,
+        *,
+        vocab_size: int,
+        min_frequency: int,
     ) -> TextTokenizer:
         """Learn merges from `texts` until the vocabulary (special tokens included) has
         `vocab_size` entries or no pair occurs `min_frequency` times."""
