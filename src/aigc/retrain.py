@@ -2,7 +2,8 @@
 
     key = training_key(dataset.version, params)        # data + code + training params
     plan = plan_retrain(existing, force)                # pure: "no change" | "train" | "decide"
-    with PipelineLock(root, timeout_seconds, on_wait=print):   # one run at a time per project
+    timeout = 60 * params.run.lock_timeout_minutes
+    with PipelineLock(root, timeout, on_wait=print):    # one run at a time per project
         ...
     markdown = summary_markdown(summary)                # the outcome, for the Prefect UI
 
@@ -97,12 +98,13 @@ class PipelineBusy(UserError):
 
 
 class PipelineLock:
-    """`with PipelineLock(root, timeout_seconds):` — exclusive across processes."""
+    """`with PipelineLock(root, timeout_seconds):` — exclusive across processes. A run waits
+    `run.lock_timeout_minutes` (its caller converts them) for another run to finish."""
 
     def __init__(
         self,
         root: Path,
-        timeout_seconds: float = 3600.0,
+        timeout_seconds: float,
         poll: float = 1.0,
         on_wait: Callable[[str], None] | None = None,
     ) -> None:

@@ -245,7 +245,7 @@ def test_training_after_checking_out_an_older_data_version(project: Path) -> Non
 
 def test_a_second_run_that_times_out_on_the_lock(project: Path) -> None:
     """The real console script: what a user sees is one line, exit code 2, no traceback."""
-    with PipelineLock(project):
+    with PipelineLock(project, timeout_seconds=0):  # the only holder: it never waits
         result = console_script(project, "run", "--set", "run.lock_timeout_minutes=0.01")
     output = result.stdout + result.stderr
     assert result.returncode == 2 and "Traceback" not in output, output

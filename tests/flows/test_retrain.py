@@ -242,7 +242,10 @@ def test_crash_between_register_and_decide_is_decided_by_the_next_run_under_its_
 
 def test_a_second_run_waits_for_the_lock_then_ends_clearly(pipeline_project, prefect_api):
     root, settings = pipeline_project
-    with PipelineLock(root), pytest.raises(PipelineBusy, match="another aigc run holds"):
+    with (
+        PipelineLock(root, timeout_seconds=0),
+        pytest.raises(PipelineBusy, match="another aigc run holds"),
+    ):
         retrain(root=str(root), overrides=["run.lock_timeout_minutes=0.02"], only=["text"])
     assert not (root / "data" / "raw").exists(), "the waiting run must not touch data/"
     assert versions(settings, "aigc-text") == []

@@ -80,7 +80,7 @@ def test_plan_trains_new_keys_skips_decided_ones_and_decides_the_undecided():
 HOLDER = """
 import sys, time
 from aigc.retrain import PipelineLock
-with PipelineLock(sys.argv[1]):
+with PipelineLock(sys.argv[1], timeout_seconds=0):  # the first holder never waits
     print("held", flush=True)
     time.sleep(60)
 """
