@@ -9,7 +9,7 @@ import io
 
 from rich.console import Console
 
-import cli.main
+import cli.output
 from aigc.config import Params
 from aigc.reproduce import Reproduction, reproduction_params
 from aigc.train.progress import Budget, describe_budgets, stopping_budget, tokens_per_step
@@ -52,9 +52,9 @@ def test_an_image_reproduction_trains_the_image_section_for_the_recorded_steps(t
 
 def test_the_cli_bar_of_a_reproduction_says_and_counts_the_recorded_steps(tmp_path, monkeypatch):
     printed = io.StringIO()
-    monkeypatch.setattr(cli.main, "console", Console(file=printed, width=200))
+    monkeypatch.setattr(cli.output, "console", Console(file=printed, width=200))
     reproduction = reproduction_of({"aigc.data_version": "d" * 32, "aigc.steps": "243"}, tmp_path)
-    progress = cli.main._training_progress(reproduction.train, reproduction.announcement)
+    progress = cli.output._training_progress(reproduction.train, reproduction.announcement)
     with progress as on_progress:
         for step in (1, 120):
             on_progress({"step": step, "train_loss": 2.0, "lr": 1e-3, "elapsed_seconds": step})

@@ -1,0 +1,183 @@
+"""`aigc registry ...`: the registered models' versions, decisions and manual overrides;
+and `aigc promote`, the gate deciding on the registry's challenger."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from aigc.errors import UserError
+from cli.app import (
+    ModalityOption,
+    ParamsOption,
+    SetOption,
+    _params,
+    _project,
+    _registry_store,
+    _root,
+    app,
+    registry_app,
+)
+from cli.output import console
+
+
+@registry_app.command("show")
+def registry_show(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
+    """Every version of each registered model (text's, images'), aliases, metrics, decision."""
+    from aigc.config import MODALITIES
+    from aigc.registry.registry import require_versions, versions
+
+    params = _params(params_file, overrides)
+    settings = _registry_store(params.tracking, _root())
+    shown = 0
+    for modality in MODALITIES:
+        name = params.for_modality(modality).registry.model_name
+        found = versions(settings, name)
+        if not found:
+            continue
+        shown += 1
+        headline = REGISTRY_COLUMNS[modality]
+        table = Table(
+            "version",
+            "aliases",
+            "data version",
+            "model",
+            *(title for title, _ in headline),
+            "decision",
+            "run",
+            title=f"registered model {name}",
+        )
+        for item in reversed(found):
+            table.add_row(
+                item.version,
+                ", ".join(item.aliases) or "-",
+                item.tags.get("aigc.data_version", "")[:12],
+                _model_column(item.tags),
+                *(f"{item.metrics.get(key, float('nan')):.3f}" for _, key in headline),
+                item.tags.get("aigc.decision", "(undecided)"),
+                item.run_id[:12],
+            )
+        console.print(table)
+        for item in reversed(found):
+            line = _base_line(item.version, item.tags)
+            if line is not None:
+                console.print(line, soft_wrap=True, highlight=False)
+    if not shown:
+        require_versions(settings, params.registry.model_name)  # says what the store holds
+
+
+def _model_column(tags: dict[str, str]) -> str:
+    """The family; a fine-tune's base is named under the table (`_base_line`)."""
+    return tags.get("aigc.family", "-")
+
+
+def _base_line(version: str, tags: dict[str, str]) -> str | None:
+    """Where a fine-tuned version started: architecture, size, content hash, folder."""
+    base = tags.get("aigc.base_model.sha256")
+    if base is None:
+        return None
+    return (
+        f"version {version} was fine-tuned from {tags.get('aigc.base_model.architecture', '?')}"
+        f" ({tags.get('aigc.base_model.parameters', '?')} parameters, sha256 {base}) at "
+        f"{tags.get('aigc.base_model.path', '?')}"
+    )
+
+
+# The headline columns of `registry show`, per modality: (title, metric).
+REGISTRY_COLUMNS = {
+    "text": (
+        ("test bits/char", "test_bits_per_character"),
+        ("label control", "label_control_accuracy"),
+    ),
+    "image": (
+        ("Fréchet distance", "frechet_distance"),
+        ("cond. accuracy", "conditional_accuracy"),
+    ),
+}
+
+
+@registry_app.command("history")
+def registry_history(
+    modality: ModalityOption = "text",
+    params_file: ParamsOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """Every promotion decision, newest first, with its reasons."""
+    from aigc.registry.registry import history
+
+    params = _params(params_file, overrides).for_modality(modality)
+    settings = _registry_store(params.tracking, _root())
+    name = params.registry.model_name
+    entries = history(settings, name)
+    if not entries:
+        console.print(f"no decision recorded yet for registered model {name}")
+    for entry in entries:
+        console.print(
+            f"[bold]{entry['when']}[/] {entry['kind']}: version {entry['version']} "
+            f"{entry['decision']} (champion before: {entry['champion_before'] or 'none'})"
+        )
+        for reason in entry["reasons"]:
+            console.print(f"    - {reason}", highlight=False, markup=False)
+
+
+@registry_app.command("promote")
+def registry_promote(
+    version: Annotated[str, typer.Argument(help="model version to make champion")],
+    reason: Annotated[str, typer.Option(help="why the gate is skipped (recorded)")],
+    modality: ModalityOption = "text",
+    params_file: ParamsOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """Make a version the champion by hand, skipping the gate (recorded as manual)."""
+    from aigc.registry.registry import promote_manually
+
+    params = _params(params_file, overrides).for_modality(modality)
+    settings = _registry_store(params.tracking, _root())
+    promoted = promote_manually(settings, params.registry.model_name, version, reason)
+    console.print(f"version {promoted.version} is now the champion (manual promotion)")
+
+
+@registry_app.command("rollback")
+def registry_rollback(
+    reason: Annotated[str, typer.Option(help="why (recorded)")] = "",
+    modality: ModalityOption = "text",
+    params_file: ParamsOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """The champion returns to the version it replaced."""
+    from aigc.registry.registry import rollback as roll_back
+
+    params = _params(params_file, overrides).for_modality(modality)
+    settings = _registry_store(params.tracking, _root())
+    restored = roll_back(settings, params.registry.model_name, reason)
+    console.print(f"version {restored.version} is the champion again")
+
+
+@app.command("promote")
+def promote(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
+    """The gate on the current challenger: both evaluated on the current data, then decided."""
+    from aigc.registry.registry import CHALLENGER, by_alias
+    from aigc.stages.evaluate import evaluate as evaluate_stage
+    from aigc.stages.promote import current_champion, rival
+    from aigc.stages.promote import promote as promote_stage
+    from aigc.stages.version import current_dataset
+    from aigc.tracking import TrackingSettings
+
+    paths, params = _project(params_file, overrides)
+    name = params.registry.model_name
+    challenger = by_alias(TrackingSettings.of(params.tracking, paths.root), name, CHALLENGER)
+    if challenger is None:
+        raise UserError(f"registered model {name!r} has no challenger: run `aigc run` first")
+    dataset = current_dataset(paths)
+    evaluation = evaluate_stage(paths, params, challenger.uri, dataset)
+    champion = rival(current_champion(paths, params), challenger)
+    champion_evaluation = (
+        evaluate_stage(paths, params, champion.uri, dataset) if champion else None
+    )
+    decision = promote_stage(paths, params, challenger, evaluation, champion, champion_evaluation)
+    verdict = "promoted" if decision.promote else "kept the champion"
+    console.print(f"challenger version {challenger.version}: [bold]{verdict}[/]")
+    for reason in decision.reasons:
+        console.print(f"  - {reason}", highlight=False, markup=False)
