@@ -28,6 +28,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    NonNegativeFloat,
+    NonNegativeInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -252,9 +254,14 @@ class LabelParams(Section):
         return self
 
 
+# A split's share of the rows; a section that derives from SplitParams gives other defaults
+# with this type, so the bounds are written once.
+SplitFraction = Annotated[float, Field(ge=0, lt=0.5)]
+
+
 class SplitParams(Section):
-    validation_fraction: float = Field(default=0.05, ge=0, lt=0.5)
-    test_fraction: float = Field(default=0.05, ge=0, lt=0.5)
+    validation_fraction: SplitFraction = 0.05
+    test_fraction: SplitFraction = 0.05
     salt: str = "aigc-split-v1"
 
 
@@ -334,8 +341,7 @@ class ImageCleanParams(Section):
 
 class ImageSplitParams(SplitParams):
     # About 180 test images on the digits: fixed sample counts for the image metrics.
-    validation_fraction: float = Field(default=0.05, ge=0, lt=0.5)
-    test_fraction: float = Field(default=0.1, ge=0, lt=0.5)
+    test_fraction: SplitFraction = 0.1
 
 
 class ImageLabelParams(Section):
@@ -489,10 +495,12 @@ class PromotionPolicy(BaseModel):
 
     primary_metric: str = "test_bits_per_character"
     direction: Direction = "minimize"
-    min_absolute_improvement: float = Field(default=0.0, ge=0.0)
-    min_relative_improvement: float = Field(default=0.01, ge=0.0)
+    # Non-negative types rather than Field(ge=0): ImagePromotionPolicy gives these other
+    # defaults and must keep the bounds, which a redeclared Field would drop.
+    min_absolute_improvement: NonNegativeFloat = 0.0
+    min_relative_improvement: NonNegativeFloat = 0.01
     guard_metrics: dict[str, GuardRule] = Field(default_factory=_default_guards)
-    bootstrap_samples: int = Field(default=1000, ge=0)
+    bootstrap_samples: NonNegativeInt = 1000
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
     seed: int = 0
     baseline_metric: str | None = "unigram_bits_per_character"
@@ -536,7 +544,7 @@ class RunParams(Section):
 def _image_loop() -> LoopParams:
     # A flat schedule: each image family brings its own peak rate (`image.train.model.lr`),
     # which the schedule scales by lr(step) / loop.lr. A step budget, so a run reproduces;
-    # the minutes cap only guards a slow machine.
+    # the minutes cap only guards a slow machine. Only what differs from LoopParams is set.
     return LoopParams(
         lr=1e-3,
         min_lr=1e-3,
@@ -546,7 +554,6 @@ def _image_loop() -> LoopParams:
         max_minutes=1.5,
         eval_every=200,
         eval_batches=4,
-        checkpoint_every=200,
     )
 
 
@@ -625,11 +632,10 @@ class ImagePromotionPolicy(PromotionPolicy):
     coverage and a floor on within-class spread, and the trivial per-class-mean generator as
     the baseline a first model must beat."""
 
-    primary_metric: str = "frechet_distance"
-    direction: Direction = "minimize"
-    min_relative_improvement: float = Field(default=0.02, ge=0.0)
+    primary_metric: str = "frechet_distance"  # minimized, as the text gate's
+    min_relative_improvement: NonNegativeFloat = 0.02
     guard_metrics: dict[str, GuardRule] = Field(default_factory=_image_guards)
-    bootstrap_samples: int = Field(default=300, ge=0)
+    bootstrap_samples: NonNegativeInt = 300
     baseline_metric: str | None = "trivial_frechet_distance"
 
 

@@ -47,6 +47,9 @@ from aigc.stages.train import train, train_images
 from aigc.stages.version import Dataset
 from aigc.tracking import TrackingSettings, TrainingRun, get_run, git_commit
 
+# How far (relative) a reproduced metric may be from the original's; not a params setting:
+# the CLI's --tolerance (a reproduction is judged, not configured).
+TOLERANCE = 1e-6
 # Measurements of the machine, not of the model: never compared.
 UNCOMPARED_METRICS = frozenset(
     {"tokens_per_second", "images_per_second", "peak_memory_mb", "restarts"}
@@ -278,7 +281,7 @@ def reproduce(
     params: Params,
     target: str | None = None,
     run_id: str | None = None,
-    tolerance: float = 1e-6,
+    tolerance: float = TOLERANCE,
     on_progress=None,
 ) -> ReproductionReport:
     reproduction = plan_reproduction(paths, params, target, run_id)
@@ -289,7 +292,7 @@ def carry_out(
     paths: ProjectPaths,
     params: Params,
     reproduction: Reproduction,
-    tolerance: float = 1e-6,
+    tolerance: float = TOLERANCE,
     on_progress=None,
 ) -> ReproductionReport:
     """Steps 2 to 5 of the module's docstring, for a planned reproduction."""
