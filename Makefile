@@ -43,7 +43,7 @@ bench: $(STAMP)
 	@{ echo "# Benchmark results"; echo; \
 	  echo "Written by \`make bench\` on $$(date -u +%Y-%m-%d), $$(nproc) cores, $$(uname -m)."; \
 	  echo "Each block is one script's output."; } > bench/RESULTS.md.tmp
-	@for script in clean_throughput label_throughput train_throughput image_throughput image_families pipeline stack; do \
+	@for script in clean_throughput label_throughput train_throughput hf_step image_throughput image_families pipeline hf_finetune stack; do \
 	  echo "running bench/$$script.py"; \
 	  { echo; echo "## bench/$$script.py"; echo; echo '```'; \
 	    $(BIN)/python bench/$$script.py || exit 1; echo '```'; } >> bench/RESULTS.md.tmp || exit 1; \
