@@ -88,10 +88,11 @@ def breakdown(title: str, wall: float, record: dict) -> list[str]:
 
 def champion_figures(folder: Path, modality: str) -> dict[str, float]:
     from aigc.config import load_params
+    from aigc.modality import get_modality
     from aigc.registry.registry import CHAMPION, by_alias
     from aigc.tracking import TrackingSettings
 
-    params = load_params(folder / "params.yaml").for_modality(modality)
+    params = get_modality(modality).view(load_params(folder / "params.yaml"))
     settings = TrackingSettings.of(params.tracking, folder)
     champion = by_alias(settings, params.registry.model_name, CHAMPION)
     run = settings.client().get_run(champion.run_id)

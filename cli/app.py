@@ -4,10 +4,10 @@ in, and `main()`, which prints a UserError as one line and exits 2."""
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -47,12 +47,8 @@ SetOption = Annotated[
 ]
 
 
-class Modality(enum.StrEnum):
-    text = "text"
-    image = "image"
-
-
-ModalityOption = Annotated[Modality, typer.Option("--modality", help="which data")]
+# A modality by name (aigc.modality); an unknown one is one line naming those there are.
+ModalityOption = Annotated[str, typer.Option("--modality", help="which data: text or image")]
 OnlyOption = Annotated[
     list[str] | None, typer.Option(help="one modality: text or image [default: both]")
 ]
@@ -136,15 +132,14 @@ def _registry_store(tracking: TrackingParams, root: Path) -> TrackingSettings:
     return TrackingSettings.of(tracking, root)
 
 
-def _check_base_model(paths: ProjectPaths, params: Params) -> None:
-    """A fine-tune's base folder is there and readable before anything starts (one line, exit
-    2, when it is not)."""
-    from aigc.models.configs import HFConfig
+def _check_inputs(paths: ProjectPaths, params: Params, modalities: Iterable[str]) -> None:
+    """What each modality trains from is there before anything starts (a fine-tune's base
+    folder): one line, exit 2, when it is not."""
+    from aigc.modality import get_modality
 
-    if isinstance(params.train.model, HFConfig):
-        from aigc.models.hf import resolve_base
-
-        resolve_base(params.train.model.path, paths.root)
+    for modality in map(get_modality, modalities):
+        if modality.check_inputs is not None:
+            modality.check_inputs(params, paths.root)
 
 
 @app.callback()

@@ -14,7 +14,6 @@ from aigc import runtime
 from aigc.errors import UserError
 from aigc.paths import ProjectPaths
 from cli.app import (
-    Modality,
     ModalityOption,
     OnlyOption,
     ParamsOption,
@@ -31,14 +30,14 @@ from cli.prefect_api import _start_prefect_api
 def data_collect(
     params_file: ParamsOption = None,
     overrides: SetOption = None,
-    modality: ModalityOption = Modality.text,
+    modality: ModalityOption = "text",
 ) -> None:
     """Read every configured source into a new immutable raw snapshot."""
-    from aigc.stages import image
-    from aigc.stages.collect import collect
+    from aigc.modality import get_modality
 
+    chosen = get_modality(modality)
     paths, params = _project(params_file, overrides)
-    collected = (image.collect if modality == "image" else collect)(paths, params)
+    collected = chosen.collect(paths, params)
     table = Table("source", "type", "records", "flagged", "refused", "carried", "errors", "s")
     for source in collected.report["sources"]:
         flagged = ", ".join(f"{key} {value}" for key, value in source["flagged"].items())
@@ -59,22 +58,19 @@ def data_collect(
     else:
         console.print(f"sources unchanged: newest snapshot {snapshot.path.name} still holds")
     if collected.raw_hash:
-        raw = "data/image/raw" if modality == "image" else "data/raw"
-        console.print(f"{raw} tracked by DVC: {collected.raw_hash}")
+        console.print(f"{chosen.data_kind.raw} tracked by DVC: {collected.raw_hash}")
 
 
 @data_app.command("clean")
 def data_clean(
     params_file: ParamsOption = None,
     overrides: SetOption = None,
-    modality: ModalityOption = Modality.text,
+    modality: ModalityOption = "text",
 ) -> None:
     """Clean the newest raw snapshot; every removed record goes to the quarantine."""
-    from aigc.stages import image
-    from aigc.stages.clean import clean
+    from aigc.modality import get_modality
 
-    stage = image.clean if modality == "image" else clean
-    cleaned = stage(*_project(params_file, overrides))
+    cleaned = get_modality(modality).clean(*_project(params_file, overrides))
     console.print(
         f"clean: {cleaned.records} records kept, {cleaned.quarantined} quarantined"
         + "".join(f"\n  {rule}: {count}" for rule, count in cleaned.quarantined_by_rule.items())
@@ -85,14 +81,12 @@ def data_clean(
 def data_label(
     params_file: ParamsOption = None,
     overrides: SetOption = None,
-    modality: ModalityOption = Modality.text,
+    modality: ModalityOption = "text",
 ) -> None:
     """Label the clean records (text: by topic; images: their class) and split them."""
-    from aigc.stages import image
-    from aigc.stages.label import label
+    from aigc.modality import get_modality
 
-    stage = image.label if modality == "image" else label
-    labeled = stage(*_project(params_file, overrides))
+    labeled = get_modality(modality).label(*_project(params_file, overrides))
     _print_counts(labeled.counts)
 
 
@@ -100,21 +94,20 @@ def data_label(
 def data_version(
     params_file: ParamsOption = None,
     overrides: SetOption = None,
-    modality: ModalityOption = Modality.text,
+    modality: ModalityOption = "text",
 ) -> None:
     """Push the labeled dataset to the DVC remote and record it as a data version."""
     from aigc.data.collect import latest_snapshot
-    from aigc.stages import image
+    from aigc.modality import get_modality
     from aigc.stages.label import labeled_dataset
-    from aigc.stages.version import version
 
+    chosen = get_modality(modality)
     paths, params = _project(params_file, overrides)
-    where = image.ImagePaths.of(paths) if modality == "image" else paths
-    stage = image.version if modality == "image" else version
+    where = chosen.data_paths(paths)
     snapshot = latest_snapshot(where.raw)
     if snapshot is None or not (where.reports / "label.json").exists():
         raise UserError("nothing to version yet: run `aigc data refresh` first")
-    outcome = stage(paths, params, snapshot.name, labeled_dataset(where).counts)
+    outcome = chosen.version(paths, params, snapshot.name, labeled_dataset(where).counts)
     state = "new" if outcome.new else "unchanged"
     console.print(f"data version [bold]{outcome.dataset.version}[/] ({state})")
     if outcome.remote:
@@ -128,7 +121,7 @@ def data_refresh(
     overrides: SetOption = None,
 ) -> None:
     """Run the data flow in Prefect: collect → clean → label → version, text then images."""
-    from aigc.config import chosen_modalities
+    from aigc.modality import chosen_modalities
 
     paths, params = _project(params_file, overrides)
     chosen = chosen_modalities(only)
@@ -139,9 +132,7 @@ def data_refresh(
     wait_for_api()
     versions = flow(root=str(paths.root), params=params, modalities=chosen)
     seconds = time.perf_counter() - started
-    for name, dataset in (("text", versions.text), ("image", versions.image)):
-        if dataset is None:
-            continue
+    for name, dataset in versions.items():
         console.print(f"\n[bold green]{name} data version {dataset.version[:12]}[/]")
         _print_counts(dataset.counts)
     console.print(f"data refresh took {seconds:.0f}s")
@@ -152,21 +143,15 @@ def data_refresh(
 def data_status(
     params_file: ParamsOption = None,
     overrides: SetOption = None,
-    modality: ModalityOption = Modality.text,
+    modality: ModalityOption = "text",
 ) -> None:
     """Show the current data version, counts per split and label, and earlier versions."""
-    from aigc.data.version import (
-        IMAGE,
-        TEXT,
-        VersionNotFound,
-        current_version,
-        history,
-        status,
-    )
+    from aigc.data.version import VersionNotFound, current_version, history, status
+    from aigc.modality import get_modality
 
     paths, _ = _project(params_file, overrides, writes=False)  # checks the params too
     root = paths.root
-    kind = IMAGE if modality == "image" else TEXT
+    kind = get_modality(modality).data_kind
     versions = history(root, kind)
     try:
         current = current_version(root, kind)
@@ -174,7 +159,7 @@ def data_status(
         console.print(f"no data version yet ({error})")
         raise typer.Exit(1) from None
     entry = next((known for known in versions if known.version == current), None)
-    console.print(f"current {modality.value} data version: [bold]{current}[/]")
+    console.print(f"current {modality} data version: [bold]{current}[/]")
     stale = status(root)
     console.print(
         "dvc status: up to date" if not stale else f"dvc status: [yellow]changed[/] {stale}"
@@ -202,13 +187,14 @@ def data_checkout(
     ] = None,
     params_file: ParamsOption = None,
     overrides: SetOption = None,
-    modality: ModalityOption = Modality.text,
+    modality: ModalityOption = "text",
 ) -> None:
     """Restore exactly that data version from the DVC cache, or the remote."""
-    from aigc.data.version import IMAGE, TEXT, checkout_version, configure_remote
+    from aigc.data.version import checkout_version, configure_remote
+    from aigc.modality import get_modality
 
     paths, params = _project(params_file, overrides)
-    kind = IMAGE if modality == "image" else TEXT
+    kind = get_modality(modality).data_kind
     remote = params.version.remote_name
     configure_remote(paths.root, remote, params.version.remote_url)
     dest = checkout_version(

@@ -12,9 +12,10 @@ import typer
 from aigc import runtime
 from aigc.errors import UserError
 from cli.app import (
+    ModalityOption,
     ParamsOption,
     SetOption,
-    _check_base_model,
+    _check_inputs,
     _existing_folder,
     _model_store,
     _params,
@@ -34,48 +35,50 @@ def train(
     evaluate: Annotated[
         bool, typer.Option(help="then run the evaluate stage into the same MLflow run")
     ] = True,
+    modality: ModalityOption = "text",
     params_file: ParamsOption = None,
     overrides: SetOption = None,
 ) -> None:
     """Train a generator on the current data version (Ray), tracked in MLflow; then evaluate."""
-    from aigc.stages.evaluate import evaluate as evaluate_stage
-    from aigc.stages.train import train as train_stage
-    from aigc.stages.version import current_dataset
+    from aigc.modality import get_modality
 
+    chosen = get_modality(modality)
     paths, params = _project(params_file, overrides)
-    _check_base_model(paths, params)
+    _check_inputs(paths, params, [chosen.name])
     runtime.start(paths.work)  # first ends what a killed run left running
-    dataset = current_dataset(paths)
-    with _training_progress(params.train) as on_progress:
-        trained = train_stage(paths, params, dataset, on_progress=on_progress)
+    dataset = chosen.current_dataset(paths)
+    with _training_progress(chosen.train_section(params)) as on_progress:
+        trained = chosen.train(paths, params, dataset, on_progress=on_progress)
     _print_trained(trained)
     if evaluate:
-        evaluation = evaluate_stage(
+        evaluation = chosen.evaluate(
             paths, params, trained.model_uri, dataset, trained.run_id, trained.bundle_dir
         )
-        _print_evaluation(evaluation)
+        _print_evaluation(evaluation, chosen)
 
 
 @app.command("evaluate")
 def evaluate(
     model_uri: Annotated[str, typer.Option("--model-uri", help="runs:/…, models:/NAME@ALIAS")],
     out: Annotated[Path | None, typer.Option(help="write the report JSON here")] = None,
+    modality: ModalityOption = "text",
     params_file: ParamsOption = None,
     overrides: SetOption = None,
 ) -> None:
     """Evaluate a logged model on the test split of the current data version."""
-    from aigc.stages.evaluate import evaluate as evaluate_stage
-    from aigc.stages.version import current_dataset
+    from aigc.modality import get_modality
     from aigc.tracking import check_model_uri
 
+    chosen = get_modality(modality)
     paths, params = _project(params_file, overrides)
     _existing_folder("--out", out)
-    check_model_uri(model_uri, _model_store(model_uri, params.tracking, paths.root))  # before Ray
-    evaluation = evaluate_stage(paths, params, model_uri, current_dataset(paths))
-    _print_evaluation(evaluation)
+    store = _model_store(model_uri, chosen.view(params).tracking, paths.root)
+    check_model_uri(model_uri, store)  # before Ray
+    evaluation = chosen.evaluate(paths, params, model_uri, chosen.current_dataset(paths))
+    _print_evaluation(evaluation, chosen)
     if out:
         shutil.copytree(evaluation.folder, out, dirs_exist_ok=True)
-        console.print(f"metrics and per-document scores written to {out}/")
+        console.print(f"metrics and per-sample scores written to {out}/")
 
 
 @app.command("generate")

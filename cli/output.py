@@ -52,11 +52,11 @@ def _print_trained(trained) -> None:
     _print_metrics({key: trained.metrics[key] for key in keys if key in trained.metrics})
 
 
-def _print_evaluation(evaluation) -> None:
-    from aigc.evaluate import HEADLINE_METRICS
-
+def _print_evaluation(evaluation, modality) -> None:
+    """The modality's headline figures, the run, and a sample per label (text)."""
     metrics = evaluation.metrics
-    _print_metrics({key: metrics[key] for key in HEADLINE_METRICS if key in metrics})
+    shown = modality.registered_metrics()
+    _print_metrics({key: metrics[key] for key in shown if key in metrics})
     console.print(f"recorded in MLflow run {evaluation.run_id}")
     for label, texts in sorted(evaluation.samples.items()):
         if texts:
@@ -64,8 +64,7 @@ def _print_evaluation(evaluation) -> None:
 
 
 def _print_summary(summary) -> None:
-    from aigc.evaluate import HEADLINE_METRICS
-    from aigc.evaluate.image_report import IMAGE_HEADLINE_METRICS
+    from aigc.modality import get_modality
 
     colour = {"promoted": "green", "rejected": "yellow", "no change": "cyan"}[summary.status]
     console.print(
@@ -75,7 +74,7 @@ def _print_summary(summary) -> None:
         f"{summary.challenger_version} · champion version {summary.champion_version or '-'}"
     )
     table = Table("metric", "challenger", "champion (same test split)")
-    for key in (*HEADLINE_METRICS, *IMAGE_HEADLINE_METRICS):
+    for key in get_modality(summary.modality).registered_metrics():
         if key in summary.challenger_metrics:
             champion = (summary.champion_metrics or {}).get(key)
             table.add_row(

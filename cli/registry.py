@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from aigc.errors import UserError
+from aigc import runtime
 from cli.app import (
     ModalityOption,
     ParamsOption,
@@ -21,24 +21,25 @@ from cli.app import (
     registry_app,
 )
 from cli.output import console
+from cli.prefect_api import _start_prefect_api
 
 
 @registry_app.command("show")
 def registry_show(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
     """Every version of each registered model (text's, images'), aliases, metrics, decision."""
-    from aigc.config import MODALITIES
+    from aigc.modality import get_modality, modality_names
     from aigc.registry.registry import require_versions, versions
 
     params = _params(params_file, overrides)
     settings = _registry_store(params.tracking, _root())
     shown = 0
-    for modality in MODALITIES:
-        name = params.for_modality(modality).registry.model_name
+    for modality in map(get_modality, modality_names()):
+        name = modality.view(params).registry.model_name
         found = versions(settings, name)
         if not found:
             continue
         shown += 1
-        headline = REGISTRY_COLUMNS[modality]
+        headline = modality.registry_columns
         table = Table(
             "version",
             "aliases",
@@ -85,17 +86,11 @@ def _base_line(version: str, tags: dict[str, str]) -> str | None:
     )
 
 
-# The headline columns of `registry show`, per modality: (title, metric).
-REGISTRY_COLUMNS = {
-    "text": (
-        ("test bits/char", "test_bits_per_character"),
-        ("label control", "label_control_accuracy"),
-    ),
-    "image": (
-        ("Fréchet distance", "frechet_distance"),
-        ("cond. accuracy", "conditional_accuracy"),
-    ),
-}
+def _modality_params(modality: str, params_file, overrides):
+    """The params as the registry verbs read them for `modality` (its model, policy, store)."""
+    from aigc.modality import get_modality
+
+    return get_modality(modality).view(_params(params_file, overrides))
 
 
 @registry_app.command("history")
@@ -107,7 +102,7 @@ def registry_history(
     """Every promotion decision, newest first, with its reasons."""
     from aigc.registry.registry import history
 
-    params = _params(params_file, overrides).for_modality(modality)
+    params = _modality_params(modality, params_file, overrides)
     settings = _registry_store(params.tracking, _root())
     name = params.registry.model_name
     entries = history(settings, name)
@@ -133,7 +128,7 @@ def registry_promote(
     """Make a version the champion by hand, skipping the gate (recorded as manual)."""
     from aigc.registry.registry import promote_manually
 
-    params = _params(params_file, overrides).for_modality(modality)
+    params = _modality_params(modality, params_file, overrides)
     settings = _registry_store(params.tracking, _root())
     promoted = promote_manually(settings, params.registry.model_name, version, reason)
     console.print(f"version {promoted.version} is now the champion (manual promotion)")
@@ -149,35 +144,36 @@ def registry_rollback(
     """The champion returns to the version it replaced."""
     from aigc.registry.registry import rollback as roll_back
 
-    params = _params(params_file, overrides).for_modality(modality)
+    params = _modality_params(modality, params_file, overrides)
     settings = _registry_store(params.tracking, _root())
     restored = roll_back(settings, params.registry.model_name, reason)
     console.print(f"version {restored.version} is the champion again")
 
 
 @app.command("promote")
-def promote(params_file: ParamsOption = None, overrides: SetOption = None) -> None:
-    """The gate on the current challenger: both evaluated on the current data, then decided."""
-    from aigc.registry.registry import CHALLENGER, by_alias
-    from aigc.stages.evaluate import evaluate as evaluate_stage
-    from aigc.stages.promote import current_champion, rival
-    from aigc.stages.promote import promote as promote_stage
-    from aigc.stages.version import current_dataset
-    from aigc.tracking import TrackingSettings
+def promote(
+    modality: ModalityOption = "text",
+    params_file: ParamsOption = None,
+    overrides: SetOption = None,
+) -> None:
+    """The gate on the current challenger: both evaluated on the current data, then decided
+    (the retrain flow's own steps, run as the Prefect flow `promote`)."""
+    from aigc.modality import get_modality
 
+    get_modality(modality)  # an unknown one is one line before Prefect starts
     paths, params = _project(params_file, overrides)
-    name = params.registry.model_name
-    challenger = by_alias(TrackingSettings.of(params.tracking, paths.root), name, CHALLENGER)
-    if challenger is None:
-        raise UserError(f"registered model {name!r} has no challenger: run `aigc run` first")
-    dataset = current_dataset(paths)
-    evaluation = evaluate_stage(paths, params, challenger.uri, dataset)
-    champion = rival(current_champion(paths, params), challenger)
-    champion_evaluation = (
-        evaluate_stage(paths, params, champion.uri, dataset) if champion else None
+    wait_for_api = _start_prefect_api(params, runtime.start(paths.work))
+    from flows.retrain import promote_challenger
+
+    wait_for_api()
+    decision = promote_challenger(
+        root=str(paths.root),
+        params_file=str(params_file) if params_file else None,
+        overrides=overrides or [],
+        modality=modality,
     )
-    decision = promote_stage(paths, params, challenger, evaluation, champion, champion_evaluation)
     verdict = "promoted" if decision.promote else "kept the champion"
-    console.print(f"challenger version {challenger.version}: [bold]{verdict}[/]")
+    version = decision.challenger.get("version")
+    console.print(f"challenger version {version}: [bold]{verdict}[/]")
     for reason in decision.reasons:
         console.print(f"  - {reason}", highlight=False, markup=False)

@@ -19,7 +19,7 @@ from cli.app import (
     OnlyOption,
     ParamsOption,
     SetOption,
-    _check_base_model,
+    _check_inputs,
     _existing_folder,
     _project,
     app,
@@ -42,14 +42,13 @@ def run(
     promote, each modality on its own training key and registered model."""
     paths, params = _project(params_file, overrides)  # before Prefect starts
     _existing_folder("--timings", timings)
-    if "text" in (only or ["text"]):
-        _check_base_model(paths, params)
+    from aigc.modality import chosen_modalities
+
+    _check_inputs(paths, params, chosen_modalities(only))
     run_record = runtime.start(paths.work)  # first ends what a killed run left running
     wait_for_api = _start_prefect_api(params, run_record)  # boots while the flows import
-    from aigc.config import chosen_modalities
     from flows.retrain import retrain
 
-    chosen_modalities(only)
     ready = _seconds_since_process_start()
     wait_for_api()
     summaries = retrain(
@@ -91,7 +90,7 @@ def schedule(
     """Serve the retrain flow as a Prefect deployment on a cron schedule, one run at a time
     (blocks; Ctrl-C or SIGTERM stops it). Without PREFECT_API_URL, on a Prefect server of
     aigc's own, stopped with the command: Prefect's temporary API runs no scheduler."""
-    from aigc.config import chosen_modalities
+    from aigc.modality import chosen_modalities
     from aigc.schedule import ScheduleServer
 
     paths, params = _project(params_file, overrides)

@@ -1,22 +1,23 @@
-"""Prefect flow `data-refresh`: collect → clean → label → version, for text, then for images.
+"""Prefect flow `data-refresh`: collect → clean → label → version, for each modality.
 
 Runs on Prefect's ephemeral local API with no server, or against a running `prefect server`
-(set PREFECT_API_URL) where it shows up in the UI. clean and label (image_clean and
-image_label) run through DVC, so a run leaves `dvc status` clean and skips what DVC knows is
-unchanged. The run's configuration (params.yaml + overrides) is written to
-params.effective.yaml, which DVC's stages read. Each modality gets its own data version.
+(set PREFECT_API_URL) where it shows up in the UI. clean and label run the modality's DVC
+stages (`clean`, `label`; `image_clean`, `image_label`), so a run leaves `dvc status` clean and
+skips what DVC knows is unchanged. The run's configuration (params.yaml + overrides) is written
+to params.effective.yaml, which DVC's stages read. Each modality gets its own data version;
+its task runs are named after it (`text-collect`, `image-version`).
 """
 
 from __future__ import annotations
 
 from prefect import flow
 
-from aigc.config import MODALITIES, Params, load_params, write_effective_params
+from aigc.config import Params, load_params, write_effective_params
+from aigc.modality import modality_names
 from aigc.paths import ProjectPaths
-from aigc.stages.image import DataVersions
+from aigc.stages.version import DataVersions
 from tasks.clean import clean
 from tasks.collect import collect
-from tasks.image import image_clean, image_collect, image_label, image_version
 from tasks.label import label
 from tasks.version import version
 
@@ -27,22 +28,15 @@ def data_refresh(
     params_file: str | None = None,
     overrides: list[str] | None = None,
     params: Params | None = None,
-    modalities: tuple[str, ...] = MODALITIES,
+    modalities: tuple[str, ...] | None = None,
 ) -> DataVersions:
     paths = ProjectPaths.at(root)
     params = params or load_params(params_file or paths.params, overrides or [])
     write_effective_params(params, paths.effective_params)
-    text = images = None
-
-    if "text" in modalities:
-        collected = collect(paths.root, params)
-        cleaned = clean(paths.root, wait_for=[collected])
-        labeled = label(paths.root, wait_for=[cleaned])
-        text = version(paths.root, params, collected, labeled)
-
-    if "image" in modalities:
-        images_collected = image_collect(paths.root, params)
-        images_cleaned = image_clean(paths.root, wait_for=[images_collected])
-        images_labeled = image_label(paths.root, wait_for=[images_cleaned])
-        images = image_version(paths.root, params, images_collected, images_labeled)
-    return DataVersions(text=text, image=images)
+    refreshed = {}
+    for modality in modalities or modality_names():
+        collected = collect(paths.root, params, modality)
+        cleaned = clean(paths.root, modality, wait_for=[collected])
+        labeled = label(paths.root, modality, wait_for=[cleaned])
+        refreshed[modality] = version(paths.root, params, collected, labeled, modality)
+    return DataVersions(refreshed)

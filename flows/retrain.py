@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from aigc import runtime, timing
-from aigc.config import Modality, Params, chosen_modalities, load_params
+from aigc.config import Params, load_params
+from aigc.errors import UserError
+from aigc.modality import Modality, chosen_modalities, get_modality
 from aigc.paths import ProjectPaths
+from aigc.registry.decide import Decision
+from aigc.registry.registry import CHALLENGER, ModelVersion, by_alias
 from aigc.retrain import (
     NO_CHANGE,
     TRAIN,
@@ -29,10 +34,9 @@ from aigc.retrain import (
     no_change_summary,
     summary_markdown,
 )
-from aigc.stages.evaluate import load_evaluation
-from aigc.stages.image import ImageDataset
+from aigc.stages.evaluate import Evaluation, load_evaluation
 from aigc.stages.promote import current_champion, rival
-from aigc.stages.version import Dataset
+from aigc.tracking import TrackingSettings
 from flows.data_refresh import data_refresh
 from tasks.evaluate import evaluate
 from tasks.plan import plan
@@ -41,6 +45,9 @@ from tasks.register import register
 from tasks.train import train
 
 SUMMARY_ARTIFACT = "retrain-summary"  # the key of the run's Markdown artifact in Prefect
+# Text's names as they were before images came (artifact key, timing parts); others prefixed.
+SUMMARY_ARTIFACTS = {"text": SUMMARY_ARTIFACT}
+TIMING_SCOPES = {"text": ""}
 
 
 @flow(name="retrain", log_prints=True)
@@ -62,10 +69,11 @@ def retrain(
     with PipelineLock(paths.root, timeout, on_wait=get_run_logger().warning):
         data = data_refresh(str(paths.root), params=params, modalities=modalities)
         summaries = {}
-        for modality in modalities:
-            with timing.scope("" if modality == "text" else f"{modality} "):  # parts named apart
-                summary = retrain_model(paths, params, modality, data.of(modality), force, started)
-            summaries[modality] = published(replace(summary, modality=modality))
+        for name in modalities:
+            modality = get_modality(name)
+            with timing.scope(TIMING_SCOPES.get(name, f"{name} ")):  # parts named apart
+                summary = retrain_model(paths, params, modality, data.of(name), force, started)
+            summaries[name] = published(replace(summary, modality=name))
         return summaries
 
 
@@ -73,72 +81,95 @@ def retrain_model(
     paths: ProjectPaths,
     params: Params,
     modality: Modality,
-    dataset: Dataset | ImageDataset,
+    dataset: Any,
     force: bool,
     started: float,
 ) -> RetrainSummary:
-    """plan → train → evaluate → register → evaluate-champion → promote, for one modality."""
-    view = params.for_modality(modality)  # its registered model, policy and experiment
-    named = task_names(modality)
-    key, existing, decided = plan.with_options(**named("plan"))(
-        paths.root, params, dataset.version, force, modality
-    )
+    """plan → train → evaluate → register → evaluate-champion → promote, for one modality;
+    each task run is named after it (`text-train`, `image-promote`)."""
+    view = modality.view(params)  # its registered model, policy and experiment
+    name = modality.name
+    key, existing, decided = plan(paths.root, params, dataset.version, force, name)
     if decided.action == NO_CHANGE:
         champion = current_champion(paths, view)
         return no_change_summary(existing, champion, dataset.version, key, decided, started)
     if decided.action == TRAIN:
-        trained = train.with_options(**named("train"))(paths.root, params, dataset, key, modality)
-        evaluation = evaluate.with_options(**named("evaluate"))(
+        trained = train(paths.root, params, dataset, key, name)
+        evaluation = evaluate(
             paths.root,
             params,
             trained.model_uri,
             dataset,
             trained.run_id,
             trained.bundle_dir,
-            modality,
+            modality=name,
         )
-        challenger = register.with_options(**named("register"))(
-            paths.root, params, trained, evaluation, key, modality
-        )
+        challenger = register(paths.root, params, trained, evaluation, key, name)
     else:  # registered by a run that stopped before deciding
         challenger = existing
-        evaluation = load_evaluation(
-            paths, challenger.run_id, challenger.uri
-        ) or evaluate.with_options(**named("evaluate"))(
-            paths.root, params, challenger.uri, dataset, modality=modality
+        evaluation = load_evaluation(paths, challenger.run_id, challenger.uri) or evaluate(
+            paths.root, params, challenger.uri, dataset, modality=name
         )
-    champion = rival(current_champion(paths, view), challenger)
-    champion_evaluation = None
-    if champion is not None:
-        champion_evaluation = evaluate.with_options(**named("evaluate-champion"))(
-            paths.root, params, champion.uri, dataset, modality=modality
-        )
-    decision = promote.with_options(**named("promote"))(
-        paths.root, view, challenger, evaluation, champion, champion_evaluation
-    )
-    champion_after = challenger if decision.promote else champion
+    decision, champion_after = decide(paths, params, modality, dataset, challenger, evaluation)
     return decision_summary(challenger, champion_after, decision, evaluation.samples, key, started)
 
 
-def task_names(modality: Modality):
-    """Task run names in the Prefect UI: text's as they always were, images' `image_<name>`
-    (as the image data tasks)."""
-
-    def named(name: str) -> dict[str, str]:
-        return (
-            {}
-            if modality == "text" and name != "evaluate-champion"
-            else {"task_run_name": name if modality == "text" else f"image_{name}"}
+def decide(
+    paths: ProjectPaths,
+    params: Params,
+    modality: Modality,
+    dataset: Any,
+    challenger: ModelVersion,
+    evaluation: Evaluation,
+) -> tuple[Decision, ModelVersion | None]:
+    """evaluate-champion → promote: the champion on the challenger's test split, then the
+    gate; (the decision, the champion after it). `aigc promote` runs these same steps."""
+    view = modality.view(params)
+    champion = rival(current_champion(paths, view), challenger)
+    champion_evaluation = None
+    if champion is not None:
+        champion_evaluation = evaluate(
+            paths.root,
+            params,
+            champion.uri,
+            dataset,
+            modality=modality.name,
+            role="evaluate-champion",
         )
+    decision = promote(
+        paths.root, view, challenger, evaluation, champion, champion_evaluation, modality.name
+    )
+    return decision, challenger if decision.promote else champion
 
-    return named
+
+@flow(name="promote", log_prints=True)
+def promote_challenger(
+    root: str = ".",
+    params_file: str | None = None,
+    overrides: list[str] | None = None,
+    modality: str = "text",
+) -> Decision:
+    """The gate on the modality's current challenger (`aigc promote`): the challenger and the
+    champion evaluated on the current data version, then decided, as a run decides."""
+    paths = ProjectPaths.at(root)
+    params = load_params(params_file or paths.params, overrides or [])
+    chosen = get_modality(modality)
+    view = chosen.view(params)
+    name = view.registry.model_name
+    challenger = by_alias(TrackingSettings.of(view.tracking, paths.root), name, CHALLENGER)
+    if challenger is None:
+        raise UserError(f"registered model {name!r} has no challenger: run `aigc run` first")
+    dataset = chosen.current_dataset(paths)
+    evaluation = evaluate(paths.root, params, challenger.uri, dataset, modality=modality)
+    decision, _ = decide(paths, params, chosen, dataset, challenger, evaluation)
+    return decision
 
 
 def published(summary: RetrainSummary) -> RetrainSummary:
     """The summary, also shown in the Prefect UI as the run's Markdown artifact."""
     create_markdown_artifact(
         markdown=summary_markdown(summary),
-        key=SUMMARY_ARTIFACT if summary.modality == "text" else f"{SUMMARY_ARTIFACT}-image",
+        key=SUMMARY_ARTIFACTS.get(summary.modality, f"{SUMMARY_ARTIFACT}-{summary.modality}"),
         description=f"retrain {summary.modality}: {summary.status}, data version "
         f"{summary.data_version[:12]}",
     )

@@ -1,4 +1,5 @@
-"""Prefect task `clean`: `dvc repro clean`, skipped when raw, code and params are unchanged."""
+"""Prefect task `clean`: the modality's DVC clean stage (`dvc repro clean`, `image_clean`),
+skipped when raw, code and params are unchanged."""
 
 from __future__ import annotations
 
@@ -6,18 +7,20 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
+from aigc.modality import get_modality
 from aigc.paths import ProjectPaths
-from aigc.stages.clean import CleanedDataset, run_in_dvc
+from aigc.stages.clean import CleanedDataset
 
 
-@task(name="clean")
-def clean(root: Path) -> CleanedDataset:
+@task(name="clean", task_run_name="{modality}-clean")
+def clean(root: Path, modality: str = "text") -> CleanedDataset:
     logger = get_run_logger()
-    cleaned, dvc_lines = run_in_dvc(ProjectPaths.at(root))
+    cleaned, dvc_lines = get_modality(modality).clean_in_dvc(ProjectPaths.at(root))
     for line in dvc_lines:
         logger.info("dvc: %s", line)
     logger.info(
-        "clean: %d records kept, %d quarantined %s",
+        "%s clean: %d records kept, %d quarantined %s",
+        modality,
         cleaned.records,
         cleaned.quarantined,
         cleaned.quarantined_by_rule,

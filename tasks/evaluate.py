@@ -4,37 +4,33 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from prefect import get_run_logger, task
 
-from aigc.config import Modality, Params
+from aigc.config import Params
+from aigc.modality import get_modality
 from aigc.paths import ProjectPaths
-from aigc.stages.evaluate import Evaluation, evaluate_images
-from aigc.stages.evaluate import evaluate as evaluate_text
-from aigc.stages.image import ImageDataset
-from aigc.stages.version import Dataset
-
-# The figure each modality's log line leads with, and the reference beside it.
-HEADLINE = {
-    "text": ("test_bits_per_character", "unigram_bits_per_character"),
-    "image": ("frechet_distance", "trivial_frechet_distance"),
-}
+from aigc.stages.evaluate import Evaluation
 
 
-@task(name="evaluate")
+@task(name="evaluate", task_run_name="{modality}-{role}")
 def evaluate(
     root: Path,
     params: Params,
     model_uri: str,
-    dataset: Dataset | ImageDataset,
+    dataset: Any,
     record_in: str | None = None,
     bundle_dir: Path | None = None,
-    modality: Modality = "text",
+    modality: str = "text",
+    role: str = "evaluate",
 ) -> Evaluation:
+    """`role` names the run in the Prefect UI: "evaluate" (the challenger) or
+    "evaluate-champion" (the champion, on the same test split)."""
     logger = get_run_logger()
     started = time.perf_counter()
-    stage = evaluate_text if modality == "text" else evaluate_images
-    evaluation = stage(
+    chosen = get_modality(modality)
+    evaluation = chosen.evaluate(
         ProjectPaths.at(root),
         params,
         model_uri,
@@ -43,7 +39,7 @@ def evaluate(
         bundle_dir,
         on_progress=logger.info,
     )
-    headline, reference = HEADLINE[modality]
+    headline, reference = chosen.headline
     logger.info(
         "%s on data version %s: %s %.3f (%s %.3f), recorded in run %s; evaluated in %.0fs",
         model_uri,

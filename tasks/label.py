@@ -1,4 +1,5 @@
-"""Prefect task `label`: `dvc repro label` (labeling functions, label model, overrides, split)."""
+"""Prefect task `label`: the modality's DVC label stage (`dvc repro label`: labeling functions,
+label model, overrides, split; `image_label`: the source's classes, overrides, split)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,17 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
+from aigc.modality import get_modality
 from aigc.paths import ProjectPaths
-from aigc.stages.label import LabeledDataset, run_in_dvc
+from aigc.stages.label import LabeledDataset
 
 
-@task(name="label")
-def label(root: Path) -> LabeledDataset:
+@task(name="label", task_run_name="{modality}-label")
+def label(root: Path, modality: str = "text") -> LabeledDataset:
     logger = get_run_logger()
-    labeled, dvc_lines = run_in_dvc(ProjectPaths.at(root))
+    labeled, dvc_lines = get_modality(modality).label_in_dvc(ProjectPaths.at(root))
     for line in dvc_lines:
         logger.info("dvc: %s", line)
-    logger.info("label: splits %s", labeled.counts["splits"])
-    logger.info("label: labels %s", labeled.counts["labels"])
+    logger.info("%s label: splits %s", modality, labeled.counts["splits"])
+    logger.info("%s label: labels %s", modality, labeled.counts["labels"])
     return labeled

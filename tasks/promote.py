@@ -14,7 +14,7 @@ from aigc.stages.evaluate import Evaluation
 from aigc.stages.promote import promote as promote_stage
 
 
-@task(name="promote")
+@task(name="promote", task_run_name="{modality}-promote")
 def promote(
     root: Path,
     params: Params,
@@ -22,7 +22,9 @@ def promote(
     evaluation: Evaluation,
     champion: ModelVersion | None,
     champion_evaluation: Evaluation | None,
+    modality: str = "text",
 ) -> Decision:
+    """The gate on `params` as the modality's shared stages read them (`Modality.view`)."""
     decision = promote_stage(
         ProjectPaths.at(root), params, challenger, evaluation, champion, champion_evaluation
     )

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from aigc.config import Modality, Params
+from aigc.config import Params
+from aigc.modality import get_modality
 from aigc.paths import ProjectPaths
 from aigc.registry.registry import ModelVersion
 from aigc.stages.evaluate import Evaluation
@@ -14,15 +15,17 @@ from aigc.stages.register import register as register_stage
 from aigc.stages.train import TrainedModel
 
 
-@task(name="register")
+@task(name="register", task_run_name="{modality}-register")
 def register(
     root: Path,
     params: Params,
     trained: TrainedModel,
     evaluation: Evaluation,
     key: str,
-    modality: Modality = "text",
+    modality: str = "text",
 ) -> ModelVersion:
-    version = register_stage(ProjectPaths.at(root), params, trained, evaluation, key, modality)
+    version = register_stage(
+        ProjectPaths.at(root), params, trained, evaluation, key, get_modality(modality)
+    )
     get_run_logger().info("registered %s version %s as challenger", version.name, version.version)
     return version

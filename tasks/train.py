@@ -3,30 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from prefect import get_run_logger, task
 
-from aigc.config import Modality, Params
+from aigc.config import Params
+from aigc.modality import get_modality
 from aigc.paths import ProjectPaths
-from aigc.stages.image import ImageDataset
-from aigc.stages.train import TrainedModel, train_images
-from aigc.stages.train import train as train_text
-from aigc.stages.version import Dataset
+from aigc.stages.train import TrainedModel
 from aigc.train.progress import ProgressLog, stopped_by, tokens_per_step
 
 
-@task(name="train")
+@task(name="train", task_run_name="{modality}-train")
 def train(
-    root: Path,
-    params: Params,
-    dataset: Dataset | ImageDataset,
-    key: str,
-    modality: Modality = "text",
+    root: Path, params: Params, dataset: Any, key: str, modality: str = "text"
 ) -> TrainedModel:
     logger = get_run_logger()
-    settings = params.train if modality == "text" else params.image.train
-    stage = train_text if modality == "text" else train_images
-    trained = stage(
+    chosen = get_modality(modality)
+    settings = chosen.train_section(params)
+    trained = chosen.train(
         ProjectPaths.at(root),
         params,
         dataset,

@@ -658,18 +658,6 @@ class ImageParams(Section):
     registry: ImageRegistryParams = ImageRegistryParams()
 
 
-MODALITIES = ("text", "image")
-Modality = Literal["text", "image"]
-
-
-def chosen_modalities(only: list[str] | None) -> tuple[Modality, ...]:
-    """`--only` checked against the modalities there are (all when empty)."""
-    unknown = sorted(set(only or ()) - set(MODALITIES))
-    if unknown:
-        raise UserError(f"--only {', '.join(unknown)}: choose from {', '.join(MODALITIES)}")
-    return tuple(modality for modality in MODALITIES if not only or modality in only)
-
-
 class Params(Section):
     collect: CollectParams = CollectParams()
     clean: CleanParams = CleanParams()
@@ -694,19 +682,6 @@ class Params(Section):
         chosen = {name: data[name] for name in (sections or tuple(sorted(data)))}
         blob = json.dumps(chosen, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-    def for_modality(self, modality: Modality) -> Params:
-        """These params as the shared stages (plan, register, promote) read them for
-        `modality`: for images, the image registry's model name, policy and experiment."""
-        if modality == "text":
-            return self
-        registry = self.image.registry
-        return self.model_copy(
-            update={
-                "registry": RegistryParams(model_name=registry.model_name, policy=registry.policy),
-                "tracking": self.tracking.model_copy(update={"experiment": registry.experiment}),
-            }
-        )
 
 
 # Settings that say where training runs, not what it computes (out of params hashes).

@@ -29,22 +29,18 @@ from pathlib import Path
 
 from aigc.config import (
     ImageTrainParams,
-    LoopParams,
     Params,
     RayParams,
     TrackingParams,
     TrainParams,
     is_uri,
 )
-from aigc.data.version import IMAGE, TEXT, checkout_version, configure_remote
+from aigc.data.version import checkout_version, configure_remote
 from aigc.errors import UserError
 from aigc.fingerprint import code_version
+from aigc.modality import Modality, get_modality
 from aigc.paths import ProjectPaths
 from aigc.registry.registry import get_version
-from aigc.stages.evaluate import evaluate, evaluate_images
-from aigc.stages.image import ImageDataset
-from aigc.stages.train import train, train_images
-from aigc.stages.version import Dataset
 from aigc.tracking import TrackingSettings, TrainingRun, get_run, git_commit
 
 # How far (relative) a reproduced metric may be from the original's; not a params setting:
@@ -136,36 +132,28 @@ def reproduction_params(
     steps: int,
     workdir: Path,
     here: RayParams | None = None,
-    modality: str = "text",
+    modality: Modality | str = "text",
 ) -> Params:
     """The recorded params, made reproducible: exact steps, absolute tracking, own storage.
 
     Where training runs is this machine's choice, not the recording's: the Ray cluster and
     a shared checkpoint storage (a URI) come from `here`, this machine's Ray params."""
-
-    def exact(loop: LoopParams) -> LoopParams:
-        horizon = loop.lr_decay_steps or loop.max_steps
-        return loop.model_copy(
-            update={
-                "max_steps": steps,
-                "max_minutes": None,
-                "max_tokens": None,
-                "lr_decay_steps": horizon,
-            }
-        )
-
+    modality = get_modality(modality)
     here = here or original.train.ray
     storage = here.storage_path if is_uri(here.storage_path) else str(workdir / "ray")
     ray = original.train.ray.model_copy(update={"storage_path": storage, "address": here.address})
-    train = original.train.model_copy(update={"ray": ray})
-    if modality == "text":
-        train = train.model_copy(update={"loop": exact(original.train.loop)})
-        return original.model_copy(update={"train": train})
-    image_train = original.image.train.model_copy(
-        update={"loop": exact(original.image.train.loop)}
+    params = original.model_copy(update={"train": original.train.model_copy(update={"ray": ray})})
+    section = modality.train_section(params)
+    loop = section.loop
+    exact = loop.model_copy(
+        update={
+            "max_steps": steps,
+            "max_minutes": None,
+            "max_tokens": None,
+            "lr_decay_steps": loop.lr_decay_steps or loop.max_steps,  # the original horizon
+        }
     )
-    image = original.image.model_copy(update={"train": image_train})
-    return original.model_copy(update={"train": train, "image": image})
+    return modality.with_train_section(params, section.model_copy(update={"loop": exact}))
 
 
 @dataclass(frozen=True)
@@ -180,8 +168,8 @@ class Reproduction:
     workdir: Path
 
     @property
-    def modality(self) -> str:
-        return self.tags.get("aigc.modality", "text")
+    def modality(self) -> Modality:
+        return get_modality(self.tags.get("aigc.modality", "text"))
 
     @property
     def data_version(self) -> str:
@@ -194,7 +182,7 @@ class Reproduction:
     @property
     def train(self) -> TrainParams | ImageTrainParams:
         """The section it trains with: its loop's only budget is the recorded steps."""
-        return self.params.image.train if self.modality == "image" else self.params.train
+        return self.modality.train_section(self.params)
 
     @property
     def announcement(self) -> str:
@@ -219,7 +207,7 @@ def plan_reproduction(
             "`aigc train` or `aigc run`; reproduce a training run of aigc (`aigc registry show` "
             "lists them)"
         )
-    modality = tags.get("aigc.modality", "text")
+    modality = get_modality(tags.get("aigc.modality", "text"))
     workdir = paths.work / "reproductions" / run_id
     recorded = reproduction_params(
         recorded_params(settings, run_id),
@@ -238,11 +226,9 @@ def plan_reproduction(
             )
         }
     )
-    recorded = _with_recorded_base(recorded, tags, paths.root)
-    if modality == "image":
-        registry = recorded.image.registry.model_copy(update={"experiment": experiment})
-        image = recorded.image.model_copy(update={"registry": registry})
-        recorded = recorded.model_copy(update={"image": image})
+    recorded = modality.with_experiment(
+        _with_recorded_base(recorded, tags, paths.root), experiment
+    )
     return Reproduction(run_id, tags, dict(original.data.metrics), recorded, workdir)
 
 
@@ -314,27 +300,20 @@ def carry_out(
         paths.root,
         data_version,
         workdir / "labeled",
-        IMAGE if modality == "image" else TEXT,
+        modality.data_kind,
         remote,
     )
     verify_dataset(paths.root, restored, data_version)
     workpaths = ProjectPaths.at(workdir)
-    if modality == "image":
-        dataset, train_stage, evaluate_stage = (
-            ImageDataset(restored, data_version),
-            train_images,
-            evaluate_images,
-        )
-    else:
-        dataset, train_stage, evaluate_stage = Dataset(restored, data_version), train, evaluate
-    trained = train_stage(
+    dataset = modality.dataset_at(restored, data_version)
+    trained = modality.train(
         workpaths,
         recorded,
         dataset,
         on_progress=on_progress,
         extra_tags={"reproduction_of": run_id},
     )
-    evaluate_stage(
+    modality.evaluate(
         workpaths,
         recorded,
         trained.model_uri,

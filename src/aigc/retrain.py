@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import os
 import time
 from collections.abc import Callable
@@ -25,9 +24,10 @@ from pathlib import Path
 from typing import Literal
 
 from aigc import timing
-from aigc.config import Modality, Params
+from aigc.config import Params
 from aigc.errors import UserError
 from aigc.fingerprint import code_version
+from aigc.modality import Modality, get_modality
 from aigc.registry.decide import Decision
 from aigc.registry.registry import DECISION_TAG, ModelVersion
 
@@ -35,37 +35,14 @@ NO_CHANGE, TRAIN, DECIDE = "no change", "train", "decide"
 
 
 def training_key(
-    data_version: str, params: Params, modality: Modality = "text", root: Path = Path(".")
+    data_version: str, params: Params, modality: Modality | str = "text", root: Path = Path(".")
 ) -> str:
-    """One key from the data version, the code version and the training params (for images:
-    `image.train` and the worker group of `train.ray`, which shapes data-parallel training);
-    a fine-tuned text model's base adds the content hash of its files (read from `root`)."""
-    if modality == "text":
-        training = params.section_hash("train")
-        base = base_model_sha256(params, root)
-        if base is not None:
-            training = f"{training}|{base}"
-    else:
-        ray = params.train.ray
-        chosen = {
-            "image.train": params.image.train.model_dump(mode="json"),
-            "workers": [ray.num_workers, ray.cpus_per_worker, str(ray.use_gpu)],
-        }
-        training = hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
-    parts = [data_version, code_version(), training]
+    """One key from the data version, the code version and what else makes the modality's
+    models (`Modality.training_inputs`: text's `train` section and a fine-tune's base, read
+    from `root`; images' `image.train` and the worker group)."""
+    inputs = get_modality(modality).training_inputs(params, Path(root))
+    parts = [data_version, code_version(), *inputs]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
-
-
-def base_model_sha256(params: Params, root: Path) -> str | None:
-    """The content hash of the text model's pretrained base, if it has one."""
-    from aigc.models.configs import HFConfig
-
-    model = params.train.model
-    if not isinstance(model, HFConfig):
-        return None
-    from aigc.models.hf import base_sha256, resolve_base
-
-    return base_sha256(resolve_base(model.path, root))
 
 
 @dataclass(frozen=True)

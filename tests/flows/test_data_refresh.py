@@ -33,7 +33,7 @@ def test_data_flow_versions_reproduces_and_restores(project: Path, prefect_api, 
     from flows.data_refresh import data_refresh
 
     both = data_refresh(root=str(project))
-    first, images = both.text, both.image
+    first, images = both.of("text"), both.of("image")
     version = current_version(project)
     assert first.version == version and len(version) == 32
     assert status(project) == {}, "dvc status must be clean after the flow"
@@ -64,7 +64,7 @@ def test_data_flow_versions_reproduces_and_restores(project: Path, prefect_api, 
 
     # Unchanged inputs: no new snapshot, DVC skips the stages, same version.
     again = data_refresh(root=str(project))
-    assert again.text.version == version and again.image.version == image_version
+    assert again.of("text").version == version and again.of("image").version == image_version
     assert len(list((project / "data" / "raw").glob("snapshot-*.parquet"))) == 1
     assert [known.version for known in history(project)] == [version]
 
@@ -83,7 +83,7 @@ def test_data_flow_versions_reproduces_and_restores(project: Path, prefect_api, 
 
     # New data in the inbox: a new snapshot and a new version.
     write_documents(project / "data" / "inbox", make_documents(12, seed=7, prefix="new"))
-    second = data_refresh(root=str(project)).text
+    second = data_refresh(root=str(project)).of("text")
     assert second.version != version
     assert [known.version for known in history(project)] == [version, second.version]
     assert status(project) == {}
@@ -108,7 +108,7 @@ def test_data_flow_versions_reproduces_and_restores(project: Path, prefect_api, 
 def test_checkout_from_the_remote_in_another_clone(project: Path, prefect_api, tmp_path: Path):
     from flows.data_refresh import data_refresh
 
-    labeled = data_refresh(root=str(project), modalities=("text",)).text
+    labeled = data_refresh(root=str(project), modalities=("text",)).of("text")
     expected = files_bytes(project / "data" / "labeled")
     git(project, "add", "-A")
     git(project, "commit", "-qm", "v1")

@@ -219,7 +219,7 @@ def test_crash_between_register_and_decide_is_decided_by_the_next_run_under_its_
 
     root, settings, _ = trained_project
     write_documents(root / "data" / "inbox", make_documents(20, seed=5, prefix="late"))
-    dataset = data_refresh(root=str(root)).text
+    dataset = data_refresh(root=str(root)).of("text")
     params = load_params(root / "params.yaml")
     key = training_key(dataset.version, params)
     with disable_run_logger():

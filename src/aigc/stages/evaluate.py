@@ -26,6 +26,7 @@ from aigc.config import Params
 from aigc.errors import UserError
 from aigc.evaluate import EvaluationReport
 from aigc.evaluate.topic_classifier import TopicClassifier, fit_topic_classifier
+from aigc.image.modality import view as image_view
 from aigc.paths import ProjectPaths
 from aigc.registry.decide import Scorecard
 from aigc.stages.image import ImageDataset
@@ -222,7 +223,7 @@ def evaluate_images(
     from aigc.models.image import ImageGenerator
 
     say = on_progress or (lambda sentence: None)
-    view = params.for_modality("image")
+    view = image_view(params)
     settings = TrackingSettings.of(view.tracking, paths.root)
     evaluate = params.image.evaluate
     splits = dataset.splits()

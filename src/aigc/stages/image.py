@@ -36,7 +36,7 @@ from aigc.paths import ProjectPaths
 from aigc.stages.clean import CleanedDataset, clean_metrics, cleaned_dataset, write_json
 from aigc.stages.collect import CollectedSnapshot
 from aigc.stages.label import LabeledDataset, labeled_dataset
-from aigc.stages.version import Dataset, VersionOutcome, publish
+from aigc.stages.version import VersionOutcome, publish
 
 CLEAN_STAGE, LABEL_STAGE = "image_clean", IMAGE.label_stage
 
@@ -116,6 +116,14 @@ def label(paths: ProjectPaths, params: Params) -> LabeledDataset:
     return labeled_dataset(where)
 
 
+def run_clean(paths: ProjectPaths) -> tuple[CleanedDataset, list]:
+    return run_in_dvc(paths, CLEAN_STAGE)
+
+
+def run_label(paths: ProjectPaths) -> tuple[LabeledDataset, list]:
+    return run_in_dvc(paths, LABEL_STAGE)
+
+
 def run_in_dvc(paths: ProjectPaths, stage: str) -> tuple[CleanedDataset | LabeledDataset, list]:
     """`dvc repro STAGE` (image_clean or image_label): skipped when nothing changed."""
     with timing.timed(stage.replace("_", " ")):
@@ -142,15 +150,3 @@ def current_image_dataset(paths: ProjectPaths) -> ImageDataset:
     return ImageDataset(ImagePaths.of(paths).labeled, current_version(paths.root, IMAGE))
 
 
-@dataclass(frozen=True)
-class DataVersions:
-    """What the data flow returns: one data version per modality (None: not refreshed)."""
-
-    text: Dataset | None
-    image: ImageDataset | None
-
-    def of(self, modality: str) -> Dataset | ImageDataset:
-        dataset = self.text if modality == "text" else self.image
-        if dataset is None:
-            raise ValueError(f"the data flow did not refresh the {modality} data")
-        return dataset

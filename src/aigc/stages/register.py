@@ -1,14 +1,13 @@
 """The `register` stage: a trained, evaluated model becomes a registry version, alias challenger.
 
-challenger = register(paths, params, trained, evaluation, key)
+challenger = register(paths, params, trained, evaluation, key, get_modality("text"))
 """
 
 from __future__ import annotations
 
 from aigc import timing
-from aigc.config import Modality, Params
-from aigc.evaluate import HEADLINE_METRICS
-from aigc.evaluate.image_report import IMAGE_HEADLINE_METRICS
+from aigc.config import Params
+from aigc.modality import Modality
 from aigc.paths import ProjectPaths
 from aigc.registry.registry import ModelVersion, register_challenger
 from aigc.stages.evaluate import Evaluation
@@ -23,10 +22,9 @@ def register(
     trained: TrainedModel,
     evaluation: Evaluation,
     key: str,
-    modality: Modality = "text",
+    modality: Modality,
 ) -> ModelVersion:
-    view = params.for_modality(modality)
-    headline = HEADLINE_METRICS if modality == "text" else IMAGE_HEADLINE_METRICS
+    view = modality.view(params)
     return register_challenger(
         TrackingSettings.of(view.tracking, paths.root),
         view.registry.model_name,
@@ -35,13 +33,13 @@ def register(
         tags={
             "aigc.data_version": trained.data_version,
             "aigc.git_commit": git_commit(paths.root),
-            "aigc.params_hash": params.section_hash(
-                *(("train", "evaluate") if modality == "text" else ("image",))
-            ),
+            "aigc.params_hash": params.section_hash(*modality.params_sections),
             "aigc.run_id": trained.run_id,
             **trained.lineage,
         },
         metrics={
-            name: evaluation.metrics[name] for name in headline if name in evaluation.metrics
+            name: evaluation.metrics[name]
+            for name in modality.registered_metrics()
+            if name in evaluation.metrics
         },
     )

@@ -24,6 +24,7 @@ from aigc import runtime, timing
 from aigc.config import Params, is_uri
 from aigc.data.records import SPLITS
 from aigc.fingerprint import code_version
+from aigc.image.modality import view as image_view
 from aigc.paths import ProjectPaths
 from aigc.stages.image import ImageDataset
 from aigc.stages.version import Dataset
@@ -101,7 +102,7 @@ def train_images(
     job = prepare_image_job(splits["train"], splits["val"], params.image.train)
     return _train_on_ray(
         paths,
-        params.for_modality("image"),
+        image_view(params),
         job,
         dataset.version,
         dataset.path,

@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -92,6 +92,21 @@ def publish(
         push(paths.root, params.version.remote_name, push_targets)
     entry, new = record_version(paths.root, raw_snapshot, counts, modality)
     return entry, new, remote
+
+
+@dataclass(frozen=True)
+class DataVersions:
+    """What the data flow returns: the data version of each modality it refreshed."""
+
+    by_modality: dict[str, Any]  # name -> its dataset (text's Dataset, images' ImageDataset)
+
+    def of(self, modality: str) -> Any:
+        if modality not in self.by_modality:
+            raise ValueError(f"the data flow did not refresh the {modality} data")
+        return self.by_modality[modality]
+
+    def items(self):
+        return self.by_modality.items()
 
 
 class DatasetMismatch(UserError):

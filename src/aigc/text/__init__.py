@@ -1,24 +1,7 @@
-"""Text: the byte-level BPE tokenizer for labeled documents and the token datasets built on it.
+"""Text: the data and model side of the text modality.
 
 `tokenizer.TextTokenizer` turns a labeled document into `[<|label:NAME|>, ..., <|endoftext|>]`;
 `dataset` concatenates documents into a token stream, cuts it into (x, y) training blocks and
-measures bits per character.
+measures bits per character; `modality.TEXT` is the modality the shared stages take. Nothing
+heavy is imported here, so `import aigc.text.modality` stays cheap.
 """
-
-from aigc.text.dataset import (
-    BlockDataset,
-    EpochShuffleSampler,
-    bits_per_character,
-    encode_corpus,
-    unigram_bits_per_char,
-)
-from aigc.text.tokenizer import TextTokenizer
-
-__all__ = [
-    "BlockDataset",
-    "EpochShuffleSampler",
-    "TextTokenizer",
-    "bits_per_character",
-    "encode_corpus",
-    "unigram_bits_per_char",
-]
