@@ -10,20 +10,48 @@ again; reproduced to identical weights; refused at reproduction once the base ch
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 import yaml
 
 from aigc.config import load_params
 from aigc.registry.registry import versions
 from aigc.retrain import training_key
+from aigc.tracking import load_generator
 from flows.retrain import retrain
 from tests.conftest import aigc_in_process
 from tests.hf_models import tiny_gpt2
+from tests.unit.test_tracking import FRESH_PROCESS
 
 pytestmark = pytest.mark.slow
 
 BASE = "models/gpt2-tiny"  # relative: a project's own folder, as a user would keep it
 HF = f"train.model={{family: hf, path: {BASE}, block_size: 32}}"
+
+
+def served_like_any_text_model(root, settings, label: str) -> None:
+    """The registered fine-tune as MLflow serves it: a pyfunc loaded in a fresh process
+    (transformers imported there), answering as aigc's own generator does."""
+    frame = {"prompt": ["The", "A"], "label": [label, None], "max_new_tokens": [8, 8]}
+    frame |= {"temperature": [0.8, 0.8], "seed": [2, 2]}
+    result = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, "models:/aigc-text/2", json.dumps(frame)],
+        cwd=root,
+        env={**os.environ, "MLFLOW_TRACKING_URI": settings.tracking_uri},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    served, _ = json.loads(result.stdout.strip().splitlines()[-1])
+    generator = load_generator("models:/aigc-text/2", settings)
+    assert served == generator.generate(
+        frame["prompt"], [label, None], max_new_tokens=8, temperature=0.8, seed=2
+    )
 
 
 def test_a_pretrained_gpt2_fine_tunes_through_the_retrain_job(trained_project):
@@ -52,6 +80,7 @@ def test_a_pretrained_gpt2_fine_tunes_through_the_retrain_job(trained_project):
         root, "generate", "--model-uri", "models:/aigc-text/2", "--label", label, "-n", "2"
     )
     assert sampled.exit_code == 0 and sampled.output.strip(), sampled.output
+    served_like_any_text_model(root, settings, label)
 
     again = retrain(root=str(root), overrides=[HF], only=["text"])["text"]
     assert again.status == "no change" and again.challenger_version == "2"

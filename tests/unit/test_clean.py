@@ -374,6 +374,7 @@ def test_report_counts_characters_lengths_and_params() -> None:
 
 def test_length_histogram_is_a_byte_identical_png(tmp_path) -> None:
     result = clean_records(mixed_frame(), CleanParams())
-    first = write_length_histogram(result, tmp_path / "a.png").read_bytes()
-    second = write_length_histogram(result, tmp_path / "b.png").read_bytes()
+    first = write_length_histogram(result.records, result.report, tmp_path / "a.png").read_bytes()
+    second = write_length_histogram(result.records, result.report, tmp_path / "b.png")
+    second = second.read_bytes()
     assert first.startswith(b"\x89PNG") and first == second

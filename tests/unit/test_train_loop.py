@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from aigc.config import LoopParams
 from aigc.models import build_model, load_model, save_checkpoint
 from aigc.text.dataset import BlockDataset, EpochShuffleSampler
-from aigc.train.loop import LoopHooks, learning_rate, make_optimizer, train_loop
+from aigc.train.loop import LoopHooks, learning_rate, make_optimizer, rates, train_loop
 
 VOCAB = 32
 BLOCK = 16
@@ -174,7 +174,7 @@ def test_learning_rate_warms_up_then_decays_to_min_lr() -> None:
 
 def test_weight_decay_applies_to_matrices_only() -> None:
     model = build_model(GPT, seed=0)
-    decay, no_decay = make_optimizer(model, config(weight_decay=0.1)).param_groups
+    decay, no_decay = make_optimizer(model, rates(config(weight_decay=0.1))).param_groups
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert all(parameter.dim() >= 2 for parameter in decay["params"])
     assert all(parameter.dim() == 1 for parameter in no_decay["params"])

@@ -9,15 +9,11 @@ backend and writes a PNG without date or software metadata, so it is byte-identi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from aigc.config import CleanParams
-
-if TYPE_CHECKING:
-    from aigc.data.clean import CleanResult
 
 
 def build_report(
@@ -54,15 +50,16 @@ def build_report(
     }
 
 
-def write_length_histogram(result: CleanResult, path: Path | str) -> Path:
-    """Write a PNG histogram of clean text lengths (log x) with the length rule's bounds."""
+def write_length_histogram(records: pd.DataFrame, report: dict, path: Path | str) -> Path:
+    """Write a PNG histogram of the clean records' text lengths (log x) with the length rule's
+    bounds, from the clean report (`build_report`'s)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     path = Path(path)
-    lengths = result.records["text"].str.len().to_numpy()
-    length_params = result.report["params"]["length"]
-    too = result.report["length_quarantined"]
+    lengths = records["text"].str.len().to_numpy()
+    length_params = report["params"]["length"]
+    too = report["length_quarantined"]
     figure = Figure(figsize=(8, 4.5), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()

@@ -22,11 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from aigc.config import LoopParams
 from aigc.errors import UserError
 from aigc.models.checkpoint import MODEL_FILE, load_model, save_checkpoint
 from aigc.models.configs import ImageConfigBase
-from aigc.models.objective import Objective, make_optimizer
+from aigc.models.objective import Objective, Rates, make_optimizer
 
 
 class UnknownClass(UserError, ValueError):
@@ -51,11 +50,12 @@ class ImageObjective(Objective):
         self.loss_phase = loss_phase
         self.ddp_options = dict(ddp_options or {})
 
-    def make_optimizers(self, module: nn.Module, loop: LoopParams) -> dict[str, Any]:
+    def make_optimizers(self, module: nn.Module, loop: Rates) -> dict[str, Any]:
+        """The family's own rates (its config's), not the loop's: a GAN wants Adam at 2e-4."""
         config: ImageConfigBase = module.config
+        own = Rates(config.lr, config.betas, config.weight_decay)
         return {
-            name: make_optimizer(part(module), loop, config.lr, config.betas, config.weight_decay)
-            for name, part in self.phases.items()
+            name: make_optimizer(part(module), own, own=True) for name, part in self.phases.items()
         }
 
     def loss(self, phase: str, model: nn.Module, batch: tuple, step: int) -> torch.Tensor:

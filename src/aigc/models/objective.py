@@ -1,7 +1,7 @@
 """What one optimizer step of a family does: its optimizers, and the loss each one minimises.
 
     objective = get_family(config.family).objective
-    optimizers = objective.make_optimizers(module, loop_params)     # {"model": AdamW} for text
+    optimizers = objective.make_optimizers(module, Rates(lr, betas, weight_decay))  # the loop's
     loss = objective.loss("model", model, batch, step)              # a scalar to backpropagate
 
 The training loop (`aigc.train.loop`) owns everything around it (budgets, gradient
@@ -21,12 +21,20 @@ still follows the loop's warmup and decay; groups without it take the schedule's
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from aigc.config import LoopParams
+
+@dataclass(frozen=True)
+class Rates:
+    """The three numbers an optimizer takes from the loop (train.loop): no import of it."""
+
+    lr: float
+    betas: tuple[float, float]
+    weight_decay: float
 
 
 class Objective:
@@ -36,7 +44,7 @@ class Objective:
     ddp_options: dict[str, Any] = {}  # noqa: RUF012 (read-only)
     loss_phase = "model"  # the optimizer whose loss is reported as the step's `loss`
 
-    def make_optimizers(self, module: nn.Module, loop: LoopParams) -> dict[str, Any]:
+    def make_optimizers(self, module: nn.Module, loop: Rates) -> dict[str, Any]:
         return {"model": make_optimizer(module, loop)}
 
     def loss(self, phase: str, model: nn.Module, batch: tuple, step: int) -> torch.Tensor:
@@ -56,23 +64,17 @@ NEXT_TOKEN = Objective()
 
 
 def make_optimizer(
-    module: nn.Module | Iterable[nn.Parameter],
-    config: LoopParams,
-    lr: float | None = None,
-    betas: tuple[float, float] | None = None,
-    weight_decay: float | None = None,
+    module: nn.Module | Iterable[nn.Parameter], rates: Rates, own: bool = False
 ) -> torch.optim.AdamW:
     """AdamW with weight decay on 2-D+ parameters only (matrices and embeddings; biases and
-    norm gains are not decayed, as shrinking them toward zero buys nothing). `lr`, `betas` and
-    `weight_decay` default to the loop's; with `lr`, the groups carry it as `base_lr`."""
+    norm gains are not decayed, as shrinking them toward zero buys nothing). With `own` (a
+    family's own rates, not the loop's), the groups carry `rates.lr` as `base_lr`."""
     parameters = module.parameters() if isinstance(module, nn.Module) else module
     parameters = [parameter for parameter in parameters if parameter.requires_grad]
-    decay_rate = config.weight_decay if weight_decay is None else weight_decay
-    extra = {} if lr is None else {"base_lr": lr}
+    extra = {"base_lr": rates.lr} if own else {}
     groups = [
-        {"params": [p for p in parameters if p.dim() >= 2], "weight_decay": decay_rate, **extra},
-        {"params": [p for p in parameters if p.dim() < 2], "weight_decay": 0.0, **extra},
+        {"params": [p for p in parameters if p.dim() >= 2], "weight_decay": rates.weight_decay}
+        | extra,
+        {"params": [p for p in parameters if p.dim() < 2], "weight_decay": 0.0} | extra,
     ]
-    return torch.optim.AdamW(
-        groups, lr=config.lr if lr is None else lr, betas=betas or config.betas
-    )
+    return torch.optim.AdamW(groups, lr=rates.lr, betas=rates.betas)

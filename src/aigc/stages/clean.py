@@ -43,7 +43,7 @@ def clean(paths: ProjectPaths, params: Params) -> CleanedDataset:
     result.quarantine.to_parquet(paths.clean / "quarantine.parquet", index=False)
     write_json(paths.reports / "clean.json", {**result.report, "snapshot": snapshot.name})
     write_json(paths.reports / "clean_metrics.json", clean_metrics(result.report))
-    write_length_histogram(result, paths.reports / "clean_lengths.png")
+    write_length_histogram(result.records, result.report, paths.reports / "clean_lengths.png")
     return cleaned_dataset(paths)
 
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
@@ -36,9 +36,6 @@ from aigc.data.version import (
 from aigc.errors import UserError
 from aigc.paths import ProjectPaths
 
-if TYPE_CHECKING:
-    from aigc.stages.image import ImageDataset
-
 
 @dataclass(frozen=True)
 class Dataset:
@@ -60,7 +57,7 @@ class Dataset:
 
 @dataclass(frozen=True)
 class VersionOutcome:
-    dataset: Dataset | ImageDataset  # the modality's labeled dataset
+    dataset: Any  # the modality's labeled dataset (text's Dataset, images' ImageDataset)
     new: bool
     remote: str  # where it was pushed; empty when push is off
 

@@ -55,9 +55,17 @@ from torch import nn
 
 from aigc.config import LoopParams
 from aigc.models.base import get_family, unwrap_model
-from aigc.models.objective import Objective, make_optimizer
+from aigc.models.objective import Objective, Rates, make_optimizer
 
-__all__ = ["LoopHooks", "LoopResult", "evaluate", "learning_rate", "make_optimizer", "train_loop"]
+__all__ = [
+    "LoopHooks",
+    "LoopResult",
+    "evaluate",
+    "learning_rate",
+    "make_optimizer",
+    "rates",
+    "train_loop",
+]
 
 STATE_VERSION = 2  # 2: one optimizer state per name
 
@@ -87,6 +95,11 @@ class LoopResult:
     final_train_loss: float
     final_val_loss: float | None
     evaluations: list[dict[str, float]] = field(default_factory=list)
+
+
+def rates(config: LoopParams) -> Rates:
+    """The loop's optimizer numbers, as the families' objectives take them."""
+    return Rates(config.lr, config.betas, config.weight_decay)
 
 
 def learning_rate(step: int, config: LoopParams) -> float:
@@ -163,7 +176,7 @@ def train_loop(
     module = unwrap_model(model)
     objective = get_family(module.config.family).objective
     model.to(device)
-    optimizers = objective.make_optimizers(module, config)
+    optimizers = objective.make_optimizers(module, rates(config))
     on_cuda = device.type == "cuda"
     forward_model = torch.compile(model) if config.compile and on_cuda else model
 
