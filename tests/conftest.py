@@ -209,6 +209,7 @@ def ray_runtime(tmp_path_factory):
     ray.shutdown()
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """One xdist group per test file (`--dist loadgroup`: a file's module fixtures are made
     once), except that every file using the trained project is one group: that project is

@@ -403,6 +403,7 @@ class RayParams(Section):
     cpus_per_worker: float = Field(default=1.0, gt=0)
     max_failures: int = Field(default=2, ge=-1)  # worker crashes survived (resume)
     storage_path: str = ".aigc/ray"  # checkpoints; shared storage on a real cluster
+    checkpoints_to_keep: int = Field(default=2, ge=1)  # the newest; older ones are deleted
 
 
 class TrainParams(Section):
@@ -689,6 +690,7 @@ PLACEMENT_SETTINGS = (
     ("train", "ray", "address"),
     ("train", "ray", "storage_path"),
     ("train", "ray", "max_failures"),
+    ("train", "ray", "checkpoints_to_keep"),
 )
 
 

@@ -332,7 +332,7 @@ def train_on_ray(
                 max_failures=params.max_failures,
                 controller_failure_limit=max(0, params.max_failures),
             ),
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            checkpoint_config=CheckpointConfig(num_to_keep=params.checkpoints_to_keep),
             worker_runtime_env={"env_vars": environment},
         ),
     )
