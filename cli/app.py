@@ -137,9 +137,9 @@ def _check_inputs(paths: ProjectPaths, params: Params, modalities: Iterable[str]
     folder): one line, exit 2, when it is not."""
     from aigc.modality import get_modality
 
-    for modality in map(get_modality, modalities):
-        if modality.check_inputs is not None:
-            modality.check_inputs(params, paths.root)
+    for chosen in map(get_modality, modalities):
+        if chosen.check_inputs is not None:
+            chosen.check_inputs(params, paths.root)
 
 
 @app.callback()

@@ -33,13 +33,13 @@ def registry_show(params_file: ParamsOption = None, overrides: SetOption = None)
     params = _params(params_file, overrides)
     settings = _registry_store(params.tracking, _root())
     shown = 0
-    for modality in map(get_modality, modality_names()):
-        name = modality.view(params).registry.model_name
+    for chosen in map(get_modality, modality_names()):
+        name = chosen.view(params).registry.model_name
         found = versions(settings, name)
         if not found:
             continue
         shown += 1
-        headline = modality.registry_columns
+        headline = chosen.registry_columns
         table = Table(
             "version",
             "aliases",

@@ -34,9 +34,9 @@ def data_refresh(
     params = params or load_params(params_file or paths.params, overrides or [])
     write_effective_params(params, paths.effective_params)
     refreshed = {}
-    for modality in modalities or modality_names():
-        collected = collect(paths.root, params, modality)
-        cleaned = clean(paths.root, modality, wait_for=[collected])
-        labeled = label(paths.root, modality, wait_for=[cleaned])
-        refreshed[modality] = version(paths.root, params, collected, labeled, modality)
+    for name in modalities or modality_names():
+        collected = collect(paths.root, params, name)
+        cleaned = clean(paths.root, name, wait_for=[collected])
+        labeled = label(paths.root, name, wait_for=[cleaned])
+        refreshed[name] = version(paths.root, params, collected, labeled, name)
     return DataVersions(refreshed)

@@ -1,9 +1,10 @@
 """Images through every stage, once: the suite's one end-to-end image test.
 
-Slow: the digits' data flow (1,797 images cleaned, hashed and labeled), two image trainings on
-Ray (the run's and the reproduction's) and the evaluation's classifier. Real Prefect (the
-session's test API), Ray, MLflow (sqlite) and DVC; the text tests run text only. That each
-image family learns, and that a GAN resumes exactly from a checkpoint's files, is tested
+Slow: the digits' data flow (1,797 images cleaned, hashed and labeled), three image trainings
+on Ray (the run's, the reproduction's and `aigc train --modality image`'s) and the evaluation's
+classifier. Real Prefect (the session's test API), Ray, MLflow (sqlite) and DVC; the text tests
+run text only; the model verbs (evaluate, train, promote) run here with `--modality image`.
+That each image family learns, and that a GAN resumes exactly from a checkpoint's files, is tested
 single-process in tests/unit/test_image_models.py; the Ray runner is family-blind (its
 restarts are tested with the LSTM in tests/flows/test_training.py).
 """
@@ -59,3 +60,22 @@ def test_an_image_generator_is_trained_registered_served_and_reproduced(
     reproduced = aigc_in_process(root, "reproduce", "aigc-image/1")
     assert reproduced.exit_code == 0, reproduced.output
     assert "the reproduction matches" in reproduced.output and "identical" in reproduced.output
+
+    # The model verbs for images: evaluate the champion, train one more (not registered), and
+    # the gate on the registry's challenger (version 1, the champion: judged against the
+    # trivial generator again), as the retrain flow's own steps.
+    evaluated = aigc_in_process(
+        root, "evaluate", "--modality", "image", "--model-uri", "models:/aigc-image@champion"
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "frechet_distance" in evaluated.output and "conditional_accuracy" in evaluated.output
+    trained = aigc_in_process(root, "train", "--modality", "image", "--no-evaluate")
+    assert trained.exit_code == 0, trained.output
+    assert f"on data version {first.data_version[:12]}" in trained.output
+    assert len(versions(settings, "aigc-image")) == 1, "train alone registers nothing"
+    promoted = aigc_in_process(root, "promote", "--modality", "image")
+    assert promoted.exit_code == 0, promoted.output
+    assert "challenger version 1: promoted" in promoted.output
+    assert any("trivial" in line for line in promoted.output.splitlines()), promoted.output
+    unknown = aigc_in_process(root, "train", "--modality", "audio")
+    assert unknown.exit_code == 2 and "unknown modality 'audio'" in unknown.output
