@@ -222,7 +222,7 @@ def frechet_difference(
     difference is what is read.
 
     improvement = champion - challenger (positive: the challenger is better). Returns the
-    keys of `registry.decide.bootstrap_improvement`: samples, confidence, documents (the
+    keys of `registry.bootstrap.bootstrap_improvement`: samples, confidence, documents (the
     generated rows), observed_improvement, improvement_lower (the `1 - confidence` quantile:
     the one-sided lower bound), improvement_upper, probability_better."""
     challenger, champion = np.asarray(challenger, np.float64), np.asarray(champion, np.float64)
