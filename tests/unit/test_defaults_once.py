@@ -49,14 +49,17 @@ SHORT_NAMES = {
 
 
 def schema_sections() -> list[type[BaseModel]]:
-    """Every pydantic model defined in the schema modules."""
+    """Every pydantic model defined in the schema modules (aigc.config's in its submodules)."""
     return [
         value
         for module in SCHEMA_MODULES
         for value in vars(module).values()
         if inspect.isclass(value)
         and issubclass(value, BaseModel)
-        and value.__module__ == module.__name__
+        and (
+            value.__module__ == module.__name__
+            or value.__module__.startswith(f"{module.__name__}.")
+        )
     ]
 
 
