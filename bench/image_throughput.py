@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--families", default="dcgan,vae,ddpm")
     args = parser.parse_args()
 
-    from aigc.train.ray_runner import connect, train_on_ray
+    from aigc.ray import connect, train_on_ray
 
     torch.set_num_threads(1)
     ray_params = RayParams(num_workers=1, max_failures=0)

@@ -63,7 +63,7 @@ def main() -> None:
     single = last["tokens_per_second"]
     rows.append(("single process", 1, single, wall, last["peak_memory_mb"], 0.0))
 
-    from aigc.train.ray_runner import connect, train_on_ray
+    from aigc.ray import connect, train_on_ray
 
     for workers in (1, 2):
         ray_params = RayParams(num_workers=workers, max_failures=0)

@@ -201,7 +201,7 @@ def ray_runtime(tmp_path_factory):
     import ray
 
     from aigc.config import RayParams
-    from aigc.train.ray_runner import connect
+    from aigc.ray import connect
 
     work_dir = tmp_path_factory.mktemp("ray-session") / ".aigc"
     connect(RayParams(), work_dir)

@@ -16,10 +16,10 @@ import torch
 from aigc.config import load_params
 from aigc.generator import TextGenerator
 from aigc.paths import ProjectPaths
+from aigc.ray import train_on_ray
 from aigc.stages.train import train
 from aigc.tracking import TrackingSettings
 from aigc.train.job import prepare_job
-from aigc.train.ray_runner import train_on_ray
 from tests.conftest import REPO, tiny_overrides
 from tests.faults import Faults, KillRank, RecordSteps
 from tests.flows.test_training import write_dataset

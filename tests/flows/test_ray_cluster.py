@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 from aigc.config import RayParams
 from aigc.errors import UserError
-from aigc.train.ray_runner import connect
+from aigc.ray import connect
 try:
     resources = connect(RayParams(address=sys.argv[1]), Path(sys.argv[2]))
 except UserError as error:

@@ -23,12 +23,12 @@ import torch
 from aigc.config import Params, load_params
 from aigc.generator import TextGenerator
 from aigc.paths import ProjectPaths
+from aigc.ray import train_on_ray
 from aigc.stages.evaluate import evaluate
 from aigc.stages.train import train
 from aigc.stages.version import Dataset
 from aigc.tracking import TrackingSettings
 from aigc.train.job import prepare_job
-from aigc.train.ray_runner import train_on_ray
 from tests.conftest import REPO, TOPIC_WORDS, aigc_in_process, make_documents, tiny_overrides
 from tests.faults import Faults, KillRank, RecordSteps
 

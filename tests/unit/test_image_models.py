@@ -125,7 +125,7 @@ def test_gan_runs_are_deterministic_and_resume_exactly_with_two_optimizers(tmp_p
     # worker loads them (the Ray run itself is family-blind: tests/flows/test_training.py)
     from ray.train import Checkpoint
 
-    from aigc.train.ray_runner import resume_state, write_checkpoint
+    from aigc.ray.checkpoints import resume_state, write_checkpoint
 
     write_checkpoint(tmp_path, saved[0], rank=0, summary={"step": 3.0})
     resumed, result = train_single_process(job, resume_state=saved[0])

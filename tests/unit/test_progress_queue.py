@@ -1,4 +1,4 @@
-"""aigc.train.ray_runner._drain: the driver's side of rank 0's progress queue.
+"""aigc.ray.progress.drain: the driver's side of rank 0's progress queue.
 
 The queue here is a stand-in with Ray's queue's two methods, not a test of Ray: it hands
 out its items, then fails the way a queue whose actor died with its node does."""
@@ -10,7 +10,7 @@ import threading
 
 from ray.exceptions import ActorDiedError
 
-from aigc.train.ray_runner import _drain
+from aigc.ray.progress import drain
 
 
 class DyingQueue:
@@ -36,14 +36,14 @@ class DyingQueue:
 
 
 def drain_in_a_thread(progress, done: threading.Event) -> tuple[list[dict], list, bool]:
-    """Run `_drain` as train_on_ray does (a thread); what it handed on, the exceptions that
+    """Run `drain` as train_on_ray does (a thread); what it handed on, the exceptions that
     escaped the thread, and whether it ended."""
     heard: list[dict] = []
     escaped: list = []
     previous_hook = threading.excepthook
     threading.excepthook = escaped.append  # where "Exception in thread …" is printed from
     try:
-        thread = threading.Thread(target=_drain, args=(progress, heard.append, done, {}))
+        thread = threading.Thread(target=drain, args=(progress, heard.append, done, {}))
         thread.start()
         thread.join(timeout=5)
     finally:

@@ -11,9 +11,9 @@ from torch.utils.data import DataLoader
 
 from aigc.config import LoopParams
 from aigc.models import build_model
+from aigc.ray.checkpoints import load_training_state
 from aigc.text.dataset import BlockDataset
 from aigc.train.loop import LoopHooks, train_loop
-from aigc.train.ray_runner import load_training_state
 
 MODEL = {"family": "gpt", "vocab_size": 32, "block_size": 8, "n_layer": 1, "n_head": 2}
 

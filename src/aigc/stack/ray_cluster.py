@@ -52,7 +52,7 @@ def _ray_environment(config: StackConfig, environment: dict[str, str]) -> dict[s
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": str(token_path(config)),
         "RAY_USAGE_STATS_ENABLED": "0",
-        # A process that ran a local single-machine Ray (aigc.train.ray_runner) switched
+        # A process that ran a local single-machine Ray (aigc.ray.cluster) switched
         # clusters off in its environment; the stack's nodes are a cluster.
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
         # On SIGTERM a node first drains, up to 30 s, for Serve's sake; the head, holding

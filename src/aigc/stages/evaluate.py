@@ -70,7 +70,7 @@ def evaluate(
     """Evaluate the model at `model_uri` (or its local copy `bundle_dir`) on `dataset`.
 
     `on_progress` hears a sentence as each part starts or each Ray shard finishes."""
-    from aigc.train.ray_runner import EVALUATION_NODES_TAG, connect, evaluate_on_ray
+    from aigc.ray import EVALUATION_NODES_TAG, connect, evaluate_on_ray
 
     say = on_progress or (lambda sentence: None)
     settings = TrackingSettings.of(params.tracking, paths.root)

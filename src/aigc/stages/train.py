@@ -128,7 +128,7 @@ def _train_on_ray(
 ) -> TrainedModel:
     """Either modality's job trained on Ray inside an MLflow run that records `sections` of
     the params, the data version as the run's dataset input, and the model at the end."""
-    from aigc.train.ray_runner import RunLink, connect, train_on_ray
+    from aigc.ray import RunLink, connect, train_on_ray
 
     started = time.perf_counter()
     record = runtime.start(paths.work)

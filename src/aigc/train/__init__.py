@@ -1,4 +1,5 @@
-"""Training: the plain-PyTorch loop (`loop.train_loop`) that the Ray runner will wrap.
+"""Training: the plain-PyTorch loop (`loop.train_loop`) that the Ray runner wraps.
 
-Nothing in this package imports Ray; the runner that does lives beside it and passes hooks.
+Nothing in this package imports Ray; the runner that does is `aigc.ray` (its workers pass
+the loop hooks).
 """

@@ -5,7 +5,7 @@
     model, result = train_single_process(job)                        # single process
 
 A job is a plain picklable value (the tokenizer travels as JSON, token streams and pixels as
-tensors), so the Ray runner ships it to every worker, and the same job runs in one process for
+tensors), so `aigc.ray` ships it to every worker, and the same job runs in one process for
 tests and GPU benchmarks. A job knows its modality, the runner does not: `job.loaders(rank,
 world_size)` builds its batches (text: `(x, y)` token blocks; images: `(pixels (B, C, H, W)
 in [-1, 1], labels (B,))`) and `job.bundle(model)` what is saved at the end (a TextGenerator
