@@ -22,14 +22,13 @@ run: $(STAMP)
 	$(BIN)/aigc run
 
 ## The whole suite, on two processes (each test file stays in one, so what a file starts once
-## is shared by its tests, and the files that use the trained project share one: see
-## tests/conftest.py; the stack's module, the longest, is collected first).
+## is shared by its tests; the stack's module, the longest, is collected first).
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
 
 ## Unit and task tests only, for every edit: no Ray, no Prefect server, no stack.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow"
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src cli tasks flows tests bench

@@ -65,7 +65,7 @@ def main() -> None:
 
     params = Params()
     splits = default_splits(params, Path.cwd())
-    train, validation, test = splits["train"], splits["val"], splits["test"]
+    train, validation, test = splits["train"], splits["validation"], splits["test"]
     settings = params.image.evaluate
     started = time.perf_counter()
     classifier = fit_feature_classifier(train, settings.classifier, test=test, data_version="")

@@ -209,17 +209,6 @@ def ray_runtime(tmp_path_factory):
     ray.shutdown()
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-    """One xdist group per test file (`--dist loadgroup`: a file's module fixtures are made
-    once), except that every file using the trained project is one group: that project is
-    trained once per test process, so they share the process that trained it."""
-    for item in items:
-        shared = {"trained_project", "trained_snapshot"} & set(item.fixturenames)
-        group = "trained-project" if shared else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 @dataclass(frozen=True)
 class CliResult:
     exit_code: int

@@ -1,7 +1,7 @@
 """Tiny Hugging Face model folders for tests: made here with transformers, never downloaded.
 
-    folder = tiny_gpt2(tmp_path / "gpt2")      # GPT2LMHeadModel + a byte-level BPE tokenizer
-    folder = tiny_llama(tmp_path / "llama")    # LlamaForCausalLM, same tokenizer
+folder = tiny_gpt2(tmp_path / "gpt2")      # GPT2LMHeadModel + a byte-level BPE tokenizer
+folder = tiny_llama(tmp_path / "llama")    # LlamaForCausalLM, same tokenizer
 """
 
 from __future__ import annotations

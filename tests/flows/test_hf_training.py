@@ -1,5 +1,5 @@
 """Family hf on real Ray (2 CPU workers) and MLflow: a Llama-architecture base (made here,
-tests/hf_models.py) trains through the train stage (tests/flows/test_hf.py evaluates a GPT-2
+tests/hf_models.py) trains through the train stage (tests/flows/test_retrain.py evaluates a GPT-2
 base through every stage), and a run whose worker is killed after a checkpoint resumes from it
 to the weights of the run nobody disturbed.
 

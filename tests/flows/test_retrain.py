@@ -10,7 +10,12 @@ told its watchers), a rollback and a reproduction of version 1 after the data mo
 crash between register and decide (→ the next run decides, here held to a policy the
 challenger cannot meet: rejected); a second run while one holds the lock (→ a clear message,
 nothing written); a schedule whose ticks each start a run (Prefect's own server, started and
-stopped by `aigc schedule`).
+stopped by `aigc schedule`). Bring your own model, on the same project (so that it is trained
+once per process: every test that needs it lives in this file): a tiny GPT-2 folder made with
+transformers (tests/hf_models.py; nothing is downloaded) through the retrain job as family hf
+(trained, evaluated, registered, decided, shown with its base, served from a fresh process,
+"no change" again, reproduced, refused once the base changed), and the built-in champion
+exported with `aigc export` and loaded by transformers' pipeline.
 """
 
 from __future__ import annotations
@@ -18,8 +23,11 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,8 +47,8 @@ from aigc.config import load_params
 from aigc.paths import ProjectPaths
 from aigc.registry.registry import CHALLENGER, CHAMPION, by_alias, history, versions
 from aigc.reproduce import ReproductionError, reproduce
-from aigc.retrain import NO_CHANGE, TRAIN, PipelineBusy, PipelineLock
-from aigc.tracking import TrackingSettings
+from aigc.retrain import NO_CHANGE, TRAIN, PipelineBusy, PipelineLock, training_key
+from aigc.tracking import TrackingSettings, load_generator
 from flows.retrain import SUMMARY_ARTIFACT, retrain
 from tests.conftest import (
     WEAK_CHAMPION,
@@ -56,6 +64,8 @@ from tests.flows.scheduled import (
     schedule_runs,
     summary_of,
 )
+from tests.hf_models import tiny_gpt2
+from tests.unit.test_tracking import FRESH_PROCESS
 
 pytestmark = pytest.mark.slow
 
@@ -298,3 +308,116 @@ def test_a_schedule_starts_a_run_at_each_tick_then_stops_with_nothing_left(train
     assert server_pid in {pid for pid, _ in command.started}  # what it started was seen
     command.assert_nothing_left(port)
     assert not (root / ".aigc" / "run" / f"{command.process.pid}.json").exists()
+
+
+# --- bring your own model: a Hugging Face base in, a Hugging Face folder out ---------------
+
+BASE = "models/gpt2-tiny"  # relative: a project's own folder, as a user would keep it
+HF = f"train.model={{family: hf, path: {BASE}, block_size: 32}}"
+
+
+def served_like_any_text_model(root, settings, label: str) -> None:
+    """The registered fine-tune as MLflow serves it: a pyfunc loaded in a fresh process
+    (transformers imported there), answering as aigc's own generator does."""
+    frame = {"prompt": ["The", "A"], "label": [label, None], "max_new_tokens": [8, 8]}
+    frame |= {"temperature": [0.8, 0.8], "seed": [2, 2]}
+    result = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, "models:/aigc-text/2", json.dumps(frame)],
+        cwd=root,
+        env={**os.environ, "MLFLOW_TRACKING_URI": settings.tracking_uri},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    served, _ = json.loads(result.stdout.strip().splitlines()[-1])
+    generator = load_generator("models:/aigc-text/2", settings)
+    assert served == generator.generate(
+        frame["prompt"], [label, None], max_new_tokens=8, temperature=0.8, seed=2
+    )
+
+
+def test_a_pretrained_gpt2_fine_tunes_through_the_retrain_job(trained_project):
+    root, settings, first = trained_project
+    tiny_gpt2(root / BASE)
+
+    fine_tuned = retrain(root=str(root), overrides=[HF], only=["text"])["text"]
+    assert fine_tuned.challenger_version == "2", fine_tuned.reasons
+    assert fine_tuned.status in ("promoted", "rejected") and fine_tuned.reasons
+    (version,) = [item for item in versions(settings, "aigc-text") if item.version == "2"]
+    assert version.tags["aigc.family"] == "hf"
+    assert version.tags["aigc.base_model.architecture"] == "GPT2LMHeadModel"
+    assert version.tags["aigc.base_model.path"] == str((root / BASE).resolve())
+    sha = version.tags["aigc.base_model.sha256"]
+    run = settings.client().get_run(version.run_id)
+    assert (
+        run.data.metrics["test_bits_per_character"]
+        < run.data.metrics["unigram_bits_per_character"]
+    )
+
+    shown = aigc_in_process(root, "registry", "show")
+    assert shown.exit_code == 0 and "GPT2LMHeadModel" in shown.output and sha[:12] in shown.output
+
+    label = sorted(first.labeled.counts["labels"])[0]
+    sampled = aigc_in_process(
+        root, "generate", "--model-uri", "models:/aigc-text/2", "--label", label, "-n", "2"
+    )
+    assert sampled.exit_code == 0 and sampled.output.strip(), sampled.output
+    served_like_any_text_model(root, settings, label)
+
+    again = retrain(root=str(root), overrides=[HF], only=["text"])["text"]
+    assert again.status == "no change" and again.challenger_version == "2"
+
+    reproduced = aigc_in_process(root, "reproduce", "aigc-text/2")
+    assert reproduced.exit_code == 0, reproduced.output
+    assert "identical" in reproduced.output
+
+    # Another base (same architecture, other weights) is another model: a new training key,
+    # and version 2 can no longer be reproduced from it.
+    params = load_params(root / "params.yaml", [HF])
+    before = training_key(first.dataset.version, params, "text", root)
+    tiny_gpt2(root / BASE, seed=1)
+    assert training_key(first.dataset.version, params, "text", root) != before
+    refused = aigc_in_process(root, "reproduce", "aigc-text/2")
+    assert refused.exit_code == 2, refused.output
+    line = refused.output.strip()
+    assert "\n" not in line and "Traceback" not in line, refused.output
+    assert sha in line and "has changed" in line
+    assert yaml.safe_load((root / "params.yaml").read_text())["train"]["model"].get("family") in (
+        None,
+        "gpt",
+    ), "never written back"
+
+
+CHAMPION_URI = "models:/aigc-text@champion"
+
+
+def test_the_exported_champion_generates_as_aigc_generate(trained_project, tmp_path: Path):
+    from transformers import pipeline
+
+    root, settings, _ = trained_project
+    out = tmp_path / "champion-hf"
+    result = aigc_in_process(root, "export", CHAMPION_URI, str(out))
+    assert result.exit_code == 0, result.output
+    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md"} <= {
+        path.name for path in out.iterdir()
+    }
+    generator = load_generator(CHAMPION_URI, settings)
+    assert generator.family == "gpt"
+    generate = pipeline("text-generation", model=str(out))
+    new_tokens = generator.config.block_size - 2  # the prompt: end of text, label
+    tokenizer = generator.tokenizer
+    continuations = []
+    for label, token in zip(tokenizer.labels, tokenizer.label_tokens(), strict=True):
+        ours = generator.generate([""], [label], temperature=0, max_new_tokens=new_tokens)[0]
+        theirs = generate(
+            tokenizer.eos_token + token,
+            do_sample=False,
+            max_new_tokens=new_tokens,
+            return_full_text=False,
+        )[0]["generated_text"]
+        assert theirs == ours, label
+        continuations.append(ours)
+    assert any(continuations), "some label says something: the comparison is not vacuous"
+    again = aigc_in_process(root, "export", CHAMPION_URI, str(out))
+    assert again.exit_code == 2 and "not an empty folder" in again.output, again.output

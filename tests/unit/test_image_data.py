@@ -277,7 +277,7 @@ def test_split_is_stable_when_other_images_come_and_go(tmp_path: Path):
         ImageLabelParams(),
         pd.DataFrame(columns=["id", "label"]),
     )
-    assert set(again.frame["split"]) <= {"train", "val", "test"}
+    assert set(again.frame["split"]) <= {"train", "validation", "test"}
     assert all(
         split[identifier] == name
         for identifier, name in zip(again.frame["id"], again.frame["split"], strict=True)

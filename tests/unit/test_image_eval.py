@@ -56,7 +56,8 @@ def digits_splits() -> dict[str, Split]:
     pixels = np.rint(digits.images * 255 / 16).astype(np.uint8)[..., None]  # (N, 8, 8, 1)
     labels = digits.target.astype(np.int64)
     where = np.random.default_rng(0).random(len(labels))  # ~80/10/10, like the hash split
-    parts = {"train": where < 0.8, "val": (where >= 0.8) & (where < 0.9), "test": where >= 0.9}
+    middle = (where >= 0.8) & (where < 0.9)
+    parts = {"train": where < 0.8, "validation": middle, "test": where >= 0.9}
     classes = [str(label) for label in range(10)]
     return {name: Split(pixels[rows], labels[rows], classes) for name, rows in parts.items()}
 
@@ -99,7 +100,7 @@ def test_the_classifier_separates_digits_and_survives_a_round_trip(digits, class
 
 def test_the_classifier_is_deterministic_for_a_seed(digits):
     settings = ImageClassifierParams(epochs=1)
-    first, second = (fit_feature_classifier(digits["val"], settings) for _ in range(2))
+    first, second = (fit_feature_classifier(digits["validation"], settings) for _ in range(2))
     np.testing.assert_array_equal(
         first.features(digits["test"].pixels), second.features(digits["test"].pixels)
     )
@@ -107,8 +108,8 @@ def test_the_classifier_is_deterministic_for_a_seed(digits):
 
 def test_the_classifier_is_fitted_once_per_data_version(digits, tmp_path):
     path, settings = tmp_path / "classifier.pt", ImageClassifierParams(epochs=1)
-    first = cached_feature_classifier(path, digits["val"], digits["test"], settings, "v1")
-    again = cached_feature_classifier(path, digits["val"], digits["test"], settings, "v1")
+    first = cached_feature_classifier(path, digits["validation"], digits["test"], settings, "v1")
+    again = cached_feature_classifier(path, digits["validation"], digits["test"], settings, "v1")
     assert again.fit_seconds == first.fit_seconds  # loaded, not fitted again
     np.testing.assert_array_equal(
         again.features(digits["test"].pixels), first.features(digits["test"].pixels)
@@ -375,7 +376,7 @@ def test_the_image_gate_rejects_a_collapse_that_lowers_the_frechet_distance(
 def test_the_image_gate_refuses_evaluations_it_cannot_compare(digits, classifier, train_samples):
     first, second, requested = train_samples
     test = digits["test"]
-    other = fit_feature_classifier(digits["val"], ImageClassifierParams(epochs=1, seed=3))
+    other = fit_feature_classifier(digits["validation"], ImageClassifierParams(epochs=1, seed=3))
     challenger = evaluate_image_samples(classifier, first, requested, test, PARAMS)
     champion = evaluate_image_samples(other, second, requested, test, PARAMS)
     with pytest.raises(ValueError, match="same feature classifier"):

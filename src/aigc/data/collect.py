@@ -171,17 +171,17 @@ def _read_source(
     if not isinstance(source, FolderSource):
         if isinstance(source, BuiltinSource):
             cache = root / ".aigc" / "cache"  # parsing CPython's sources takes seconds
-            records = _read_all(source, outcome, lambda: _read_builtin(source, cache))
+            records = read_all(source, outcome, lambda: _read_builtin(source, cache))
         else:
-            records = _read_all(source, outcome, lambda: read_http(source))
+            records = read_all(source, outcome, lambda: read_http(source))
         return (records, earlier.iloc[:0]) if records is not None else ([], earlier)
-    listing = _guarded(source, outcome, lambda: list_files(source, root))
+    listing = guarded(source, outcome, lambda: list_files(source, root))
     if listing is None:
         return [], earlier
     outcome.refused = listing.refused
     records, failed_uris = [], []
     for path in listing.files:
-        read = _read_all(source, outcome, lambda path=path: read_file(source, path))
+        read = read_all(source, outcome, lambda path=path: read_file(source, path))
         if read is None:
             failed_uris.append(path.as_uri())
         records += read or []
@@ -204,7 +204,7 @@ def _read_builtin(source: BuiltinSource, cache: Path) -> Iterator[SourceRecord]:
         raise
 
 
-def _read_all(
+def read_all(
     source: AnySource, outcome: SourceOutcome, read: Callable[[], Iterable[SourceRecord]]
 ) -> list[SourceRecord] | None:
     """Every record `read()` yields, or None on a skipped failure (what it got is counted)."""
@@ -215,13 +215,13 @@ def _read_all(
             got.append(record)
         return got
 
-    records = _guarded(source, outcome, consume)
+    records = guarded(source, outcome, consume)
     if records is None:
         outcome.partial_dropped += len(got)
     return records
 
 
-def _guarded(source: AnySource, outcome: SourceOutcome, read: Callable[[], T]) -> T | None:
+def guarded(source: AnySource, outcome: SourceOutcome, read: Callable[[], T]) -> T | None:
     """`read()`, or None with the error recorded when it fails and on_error is `skip`."""
     try:
         return read()

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from aigc.config import Cifar10Source, DigitsSource, ImageFolderSource
-from aigc.data.collect import Collection, SourceOutcome, _guarded, _read_all, gather
+from aigc.data.collect import Collection, SourceOutcome, gather, guarded, read_all
 from aigc.data.sources.folder import list_files, source_folder
 from aigc.image.sources import (
     ImageRecord,
@@ -72,17 +72,17 @@ def _read_source(
 ) -> tuple[list[ImageRecord], pd.DataFrame]:
     """(records read, records of `earlier` kept for the files that failed), per on_error."""
     if isinstance(source, DigitsSource):
-        records = _read_all(source, outcome, lambda: read_digits(source))
+        records = read_all(source, outcome, lambda: read_digits(source))
         return (records, earlier.iloc[:0]) if records is not None else ([], earlier)
     if isinstance(source, Cifar10Source):
-        found = _guarded(source, outcome, lambda: cifar10_files(source, root))
+        found = guarded(source, outcome, lambda: cifar10_files(source, root))
         if found is None:
             return [], earlier
         folder, files = found
         classes = cifar10_classes(folder)
         reads = [(path, lambda path=path: read_cifar10_file(path, classes)) for path in files]
     else:
-        listing = _guarded(source, outcome, lambda: list_files(source, root))
+        listing = guarded(source, outcome, lambda: list_files(source, root))
         if listing is None:
             return [], earlier
         outcome.refused = listing.refused
@@ -93,7 +93,7 @@ def _read_source(
         ]
     records, failed_uris = [], []
     for path, read in reads:
-        got = _read_all(source, outcome, read)
+        got = read_all(source, outcome, read)
         if got is None:
             failed_uris.append(path.as_uri())
         records += got or []

@@ -1,10 +1,10 @@
 """The labeled image dataset: the file the image label stage writes and training reads.
 
 `data/image/labeled/images.parquet` has one row per image: `id` (the pixel hash), `label`
-(a class name), `split` (train | val | test), `png` (the image at the configured size and
+(a class name), `split` (train | validation | test), `png` (the image at the configured size and
 mode) and `source`.
 
-    splits = read_labeled("data/image/labeled")     # {"train": ImageSplit, "val": …, "test": …}
+    splits = read_labeled("data/image/labeled")     # {"train": ImageSplit, "validation", "test"}
     splits["train"].pixels                          # (N, H, W, C) uint8
     splits["train"].classes[splits["train"].labels[0]]
 
@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from aigc.data.records import SPLITS  # text's names: train, validation, test
 from aigc.errors import UserError
 
 LABELED_FILE = "images.parquet"
 LABELED_COLUMNS = ["id", "label", "split", "png", "source"]
-SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True, eq=False)

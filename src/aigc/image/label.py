@@ -9,7 +9,7 @@ the source's class; its label must be one of the classes the sources give (a typ
 a class of its own). An image with no class (a file at the top of an image folder) and no
 override is left out of the dataset and counted as `unlabeled` in the report. The split is
 text's (aigc.data.split): a hash of the id and the salt, so it never moves when other images
-come or go; text's "validation" is "val" here, as the image dataset names it.
+come or go; the splits are named as text's are (train, validation, test).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def label_images(
     frame = clean.loc[labeled, ["id", "png", "source"]].copy()
     frame["label"] = labels[labeled].astype(str)
     names = split_names(frame["id"], params.split)
-    frame["split"] = np.where(names == "validation", "val", names).astype(str)
+    frame["split"] = np.asarray(names).astype(str)
     frame = frame.sort_values("id", kind="stable", ignore_index=True)[LABELED_COLUMNS]
     unlabeled = clean.loc[~labeled, "id"].tolist()
     unknown_ids = sorted(set(manual.index) - set(clean["id"]))

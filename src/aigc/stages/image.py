@@ -148,5 +148,3 @@ def version(
 def current_image_dataset(paths: ProjectPaths) -> ImageDataset:
     """data/image/labeled as dvc.lock records it (run `aigc data refresh` to build it)."""
     return ImageDataset(ImagePaths.of(paths).labeled, current_version(paths.root, IMAGE))
-
-

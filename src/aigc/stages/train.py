@@ -99,7 +99,7 @@ def train_images(
     from aigc.train.job import prepare_image_job
 
     splits = dataset.splits()
-    job = prepare_image_job(splits["train"], splits["val"], params.image.train)
+    job = prepare_image_job(splits["train"], splits["validation"], params.image.train)
     return _train_on_ray(
         paths,
         image_view(params),
