@@ -22,6 +22,7 @@ from cli.output import console
 
 if TYPE_CHECKING:
     from aigc.config import TrackingParams
+    from aigc.modality import Modality
     from aigc.tracking import TrackingSettings
 
 app = typer.Typer(help="aigc: a training pipeline for generative models.", no_args_is_help=True)
@@ -73,6 +74,16 @@ def _project(
     if writes:
         paths.require_writable()
     return paths, params
+
+
+def _modality_project(
+    modality: str, params_file: Path | None, overrides: list[str] | None
+) -> tuple[Modality, ProjectPaths, Params]:
+    """`--modality` checked (an unknown one is one line), then `_project`."""
+    from aigc.modality import get_modality
+
+    chosen = get_modality(modality)
+    return (chosen, *_project(params_file, overrides))
 
 
 def _existing_folder(option: str, path: Path | None) -> None:

@@ -18,6 +18,7 @@ from cli.app import (
     OnlyOption,
     ParamsOption,
     SetOption,
+    _modality_project,
     _project,
     _root,
     data_app,
@@ -33,10 +34,7 @@ def data_collect(
     modality: ModalityOption = "text",
 ) -> None:
     """Read every configured source into a new immutable raw snapshot."""
-    from aigc.modality import get_modality
-
-    chosen = get_modality(modality)
-    paths, params = _project(params_file, overrides)
+    chosen, paths, params = _modality_project(modality, params_file, overrides)
     collected = chosen.collect(paths, params)
     table = Table("source", "type", "records", "flagged", "refused", "carried", "errors", "s")
     for source in collected.report["sources"]:
@@ -98,11 +96,9 @@ def data_version(
 ) -> None:
     """Push the labeled dataset to the DVC remote and record it as a data version."""
     from aigc.data.collect import latest_snapshot
-    from aigc.modality import get_modality
     from aigc.stages.label import labeled_dataset
 
-    chosen = get_modality(modality)
-    paths, params = _project(params_file, overrides)
+    chosen, paths, params = _modality_project(modality, params_file, overrides)
     where = chosen.data_paths(paths)
     snapshot = latest_snapshot(where.raw)
     if snapshot is None or not (where.reports / "label.json").exists():

@@ -17,9 +17,9 @@ from cli.app import (
     SetOption,
     _check_inputs,
     _existing_folder,
+    _modality_project,
     _model_store,
     _params,
-    _project,
     _root,
     app,
 )
@@ -40,10 +40,7 @@ def train(
     overrides: SetOption = None,
 ) -> None:
     """Train a generator on the current data version (Ray), tracked in MLflow; then evaluate."""
-    from aigc.modality import get_modality
-
-    chosen = get_modality(modality)
-    paths, params = _project(params_file, overrides)
+    chosen, paths, params = _modality_project(modality, params_file, overrides)
     _check_inputs(paths, params, [chosen.name])
     runtime.start(paths.work)  # first ends what a killed run left running
     dataset = chosen.current_dataset(paths)
@@ -66,11 +63,9 @@ def evaluate(
     overrides: SetOption = None,
 ) -> None:
     """Evaluate a logged model on the test split of the current data version."""
-    from aigc.modality import get_modality
     from aigc.tracking import check_model_uri
 
-    chosen = get_modality(modality)
-    paths, params = _project(params_file, overrides)
+    chosen, paths, params = _modality_project(modality, params_file, overrides)
     _existing_folder("--out", out)
     store = _model_store(model_uri, chosen.view(params).tracking, paths.root)
     check_model_uri(model_uri, store)  # before Ray

@@ -86,11 +86,13 @@ def _base_line(version: str, tags: dict[str, str]) -> str | None:
     )
 
 
-def _modality_params(modality: str, params_file, overrides):
-    """The params as the registry verbs read them for `modality` (its model, policy, store)."""
+def _modality_registry(modality: str, params_file, overrides):
+    """(the params as the registry verbs read them for `modality`: its model and policy, the
+    registry store's settings)."""
     from aigc.modality import get_modality
 
-    return get_modality(modality).view(_params(params_file, overrides))
+    params = get_modality(modality).view(_params(params_file, overrides))
+    return params, _registry_store(params.tracking, _root())
 
 
 @registry_app.command("history")
@@ -102,8 +104,7 @@ def registry_history(
     """Every promotion decision, newest first, with its reasons."""
     from aigc.registry.registry import history
 
-    params = _modality_params(modality, params_file, overrides)
-    settings = _registry_store(params.tracking, _root())
+    params, settings = _modality_registry(modality, params_file, overrides)
     name = params.registry.model_name
     entries = history(settings, name)
     if not entries:
@@ -128,8 +129,7 @@ def registry_promote(
     """Make a version the champion by hand, skipping the gate (recorded as manual)."""
     from aigc.registry.registry import promote_manually
 
-    params = _modality_params(modality, params_file, overrides)
-    settings = _registry_store(params.tracking, _root())
+    params, settings = _modality_registry(modality, params_file, overrides)
     promoted = promote_manually(settings, params.registry.model_name, version, reason)
     console.print(f"version {promoted.version} is now the champion (manual promotion)")
 
@@ -144,8 +144,7 @@ def registry_rollback(
     """The champion returns to the version it replaced."""
     from aigc.registry.registry import rollback as roll_back
 
-    params = _modality_params(modality, params_file, overrides)
-    settings = _registry_store(params.tracking, _root())
+    params, settings = _modality_registry(modality, params_file, overrides)
     restored = roll_back(settings, params.registry.model_name, reason)
     console.print(f"version {restored.version} is the champion again")
 

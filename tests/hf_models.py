@@ -50,12 +50,7 @@ def tiny_gpt2(folder: Path, seed: int = 0, n_embd: int = 32, n_positions: int = 
         bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = GPT2LMHeadModel(config)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return Path(folder)
+    return _saved(GPT2LMHeadModel, config, tokenizer, folder, seed)
 
 
 def tiny_llama(folder: Path, seed: int = 0) -> Path:
@@ -73,9 +68,14 @@ def tiny_llama(folder: Path, seed: int = 0) -> Path:
         bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
+    return _saved(LlamaForCausalLM, config, tokenizer, folder, seed)
+
+
+def _saved(model_class, config, tokenizer, folder: Path, seed: int) -> Path:
+    """A model of `model_class` initialised from `seed`, saved with its tokenizer."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
+        model = model_class(config)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return Path(folder)

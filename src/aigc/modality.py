@@ -14,13 +14,13 @@ verbs take one and ask it, instead of comparing names. A third is a module that 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aigc.errors import UserError
+from aigc.references import resolve
 
 # name -> "module:attribute" holding the modality; imported on first use.
 _BUILTIN: dict[str, str] = {
@@ -78,8 +78,7 @@ def lazy(reference: str) -> Callable[..., Any]:
     torch, and `aigc --help` or `aigc registry show` must not."""
 
     def call(*args: Any, **kwargs: Any) -> Any:
-        module_name, attribute = reference.split(":")
-        return getattr(importlib.import_module(module_name), attribute)(*args, **kwargs)
+        return resolve(reference)(*args, **kwargs)
 
     call.__qualname__ = call.__name__ = reference
     return call
@@ -89,8 +88,7 @@ def lazy_value(reference: str) -> Callable[[], Any]:
     """The value at "module:name", imported when asked for (`lazy`'s reason)."""
 
     def value() -> Any:
-        module_name, attribute = reference.split(":")
-        return getattr(importlib.import_module(module_name), attribute)
+        return resolve(reference)
 
     value.__qualname__ = value.__name__ = reference
     return value
@@ -128,8 +126,7 @@ def get_modality(name: str | Modality) -> Modality:
     if isinstance(name, Modality):
         return name
     if name not in _REGISTRY and name in _BUILTIN:
-        module_name, attribute = _BUILTIN[name].split(":")
-        register_modality(getattr(importlib.import_module(module_name), attribute))
+        register_modality(resolve(_BUILTIN[name]))
     try:
         return _REGISTRY[name]
     except KeyError:

@@ -27,7 +27,6 @@ does no work.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -37,6 +36,7 @@ from torch import nn
 
 from aigc.models.configs import DEFAULT_FAMILY, FamilyConfig
 from aigc.models.objective import NEXT_TOKEN, Objective
+from aigc.references import resolve
 
 # Targets equal to this are left out of the loss (PyTorch's default ignore index): padding.
 IGNORE_INDEX = -100
@@ -106,8 +106,7 @@ def family_names() -> list[str]:
 
 def get_family(name: str) -> ModelFamily:
     if name not in _REGISTRY and name in _BUILTIN_FAMILIES:
-        module_name, attribute = _BUILTIN_FAMILIES[name].split(":")
-        register_family(getattr(importlib.import_module(module_name), attribute))
+        register_family(resolve(_BUILTIN_FAMILIES[name]))
     try:
         return _REGISTRY[name]
     except KeyError:
