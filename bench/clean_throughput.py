@@ -20,13 +20,13 @@ import pandas as pd
 from datasketch import MinHash, MinHashLSH
 
 from aigc.config import BuiltinSource, CleanParams, NearDuplicateRule
-from aigc.data.clean import (
+from aigc.text.clean import (
     LSH_FALSE_NEGATIVE_WEIGHT,
     clean_records,
     minhash_signatures,
     near_duplicate_matches,
 )
-from aigc.data.collect import collect_sources
+from aigc.text.collect import collect_sources
 
 COLLECTED_AT = datetime(2026, 11, 23, tzinfo=UTC)
 

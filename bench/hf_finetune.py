@@ -45,12 +45,13 @@ import pandas as pd
 import torch
 
 from aigc.config import Params, TrainParams, load_params
-from aigc.evaluate import EvaluationReport, evaluate_generator
-from aigc.evaluate.topic_classifier import TopicClassifier, fit_topic_classifier
 from aigc.export import export_generator
 from aigc.registry.decide import Scorecard, decide
 from aigc.settings import apply_offline_defaults
-from aigc.train.job import build_model_for, prepare_job, train_single_process, with_loop
+from aigc.text.evaluate import EvaluationReport, evaluate_generator
+from aigc.text.evaluate.topic_classifier import TopicClassifier, fit_topic_classifier
+from aigc.text.training import prepare_job
+from aigc.train.job import build_model_for, train_single_process, with_loop
 
 REPO = Path(__file__).resolve().parents[1]
 SPLITS = ("train", "validation", "test")
@@ -67,14 +68,15 @@ def labeled_corpus(params: Params, scratch: Path) -> tuple[dict[str, pd.DataFram
     from aigc.stages.clean import clean
     from aigc.stages.collect import collect
     from aigc.stages.label import label
+    from aigc.text.modality import TEXT
 
     paths = ProjectPaths.at(scratch / "project")
     (paths.root / "data" / "inbox").mkdir(parents=True)
     shutil.copytree(REPO / "data" / "labels", paths.root / "data" / "labels")
-    collect(paths, params)
-    clean(paths, params)
-    label(paths, params)
-    frames = {split: pd.read_parquet(paths.labeled / f"{split}.parquet") for split in SPLITS}
+    collect(paths, params, TEXT)
+    clean(paths, params, TEXT)
+    labeled = label(paths, params, TEXT).path
+    frames = {split: pd.read_parquet(labeled / f"{split}.parquet") for split in SPLITS}
     return frames, "collect + clean + label of params.yaml's sources, in a temporary project"
 
 

@@ -211,7 +211,8 @@ def main() -> None:
 
     from aigc.config import TrainParams
     from aigc.settings import apply_offline_defaults
-    from aigc.train.job import prepare_job, with_loop
+    from aigc.text.training import prepare_job
+    from aigc.train.job import with_loop
 
     apply_offline_defaults()
     block_size = args.block_size or (128 if args.device == "cpu" else 1024)

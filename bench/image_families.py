@@ -22,16 +22,18 @@ import pandas as pd
 import torch
 
 from aigc.config import ImageTrainParams, Params
-from aigc.data.label import read_overrides
-from aigc.evaluate.image_classifier import fit_feature_classifier
-from aigc.evaluate.image_report import evaluate_image_generator
+from aigc.data.overrides import read_overrides
 from aigc.image.clean import clean_images
 from aigc.image.collect import collect_images
 from aigc.image.dataset import read_labeled
+from aigc.image.evaluate.classifier import fit_feature_classifier
+from aigc.image.evaluate.report import evaluate_image_generator
+from aigc.image.generator import ImageGenerator
 from aigc.image.label import label_images
-from aigc.models.image import ImageGenerator
+from aigc.image.training import prepare_image_job
 from aigc.settings import apply_offline_defaults
-from aigc.train.job import prepare_image_job, train_single_process
+from aigc.stages.label import write_splits
+from aigc.train.job import train_single_process
 
 COLUMNS = (
     ("frechet_distance", "FD"),
@@ -51,9 +53,8 @@ def default_splits(params: Params, root: Path) -> dict:
     overrides = read_overrides(root / image.label.overrides_file)
     labeled = label_images(cleaned.records, image.label, overrides)
     with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "images.parquet"
-        labeled.frame.to_parquet(path, index=False)
-        return read_labeled(path)
+        write_splits(labeled.frame, Path(directory))
+        return read_labeled(directory)
 
 
 def main() -> None:

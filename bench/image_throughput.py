@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from aigc.config import ImageTrainParams, RayParams
+from aigc.image.training import prepare_image_job
 from aigc.settings import apply_offline_defaults
-from aigc.train.job import prepare_image_job, train_single_process, with_loop
+from aigc.train.job import train_single_process, with_loop
 from aigc.train.loop import LoopHooks
 
 

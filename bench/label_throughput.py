@@ -21,9 +21,11 @@ import numpy as np
 import pandas as pd
 
 from aigc.config import BuiltinSource, CleanParams, load_params
-from aigc.data.clean import clean_records
-from aigc.data.collect import collect_sources
-from aigc.data.label import (
+from aigc.data.overrides import read_overrides
+from aigc.data.records import CLEAN_SCHEMA, check
+from aigc.text.clean import clean_records
+from aigc.text.collect import collect_sources
+from aigc.text.label import (
     LabelingFunction,
     accuracy_weights,
     build_labeling_functions,
@@ -31,10 +33,8 @@ from aigc.data.label import (
     estimate_accuracies,
     label_records,
     labeling_frame,
-    read_overrides,
     vote_matrix,
 )
-from aigc.data.records import CLEAN_SCHEMA, check
 
 COLLECTED_AT = datetime(2026, 11, 23, tzinfo=UTC)
 

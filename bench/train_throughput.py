@@ -21,7 +21,8 @@ import torch
 
 from aigc.config import RayParams, load_params
 from aigc.settings import apply_offline_defaults
-from aigc.train.job import prepare_job, train_single_process, with_loop
+from aigc.text.training import prepare_job
+from aigc.train.job import train_single_process, with_loop
 from aigc.train.loop import LoopHooks
 
 

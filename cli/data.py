@@ -12,6 +12,7 @@ from rich.table import Table
 
 from aigc import runtime
 from aigc.errors import UserError
+from aigc.modality import data_of
 from aigc.paths import ProjectPaths
 from cli.app import (
     ModalityOption,
@@ -35,7 +36,9 @@ def data_collect(
 ) -> None:
     """Read every configured source into a new immutable raw snapshot."""
     chosen, paths, params = _modality_project(modality, params_file, overrides)
-    collected = chosen.collect(paths, params)
+    from aigc.stages.collect import collect
+
+    collected = collect(paths, params, chosen)
     table = Table("source", "type", "records", "flagged", "refused", "carried", "errors", "s")
     for source in collected.report["sources"]:
         flagged = ", ".join(f"{key} {value}" for key, value in source["flagged"].items())
@@ -56,7 +59,7 @@ def data_collect(
     else:
         console.print(f"sources unchanged: newest snapshot {snapshot.path.name} still holds")
     if collected.raw_hash:
-        console.print(f"{chosen.data_kind.raw} tracked by DVC: {collected.raw_hash}")
+        console.print(f"{data_of(chosen).raw} tracked by DVC: {collected.raw_hash}")
 
 
 @data_app.command("clean")
@@ -66,9 +69,10 @@ def data_clean(
     modality: ModalityOption = "text",
 ) -> None:
     """Clean the newest raw snapshot; every removed record goes to the quarantine."""
-    from aigc.modality import get_modality
+    from aigc.stages.clean import clean
 
-    cleaned = get_modality(modality).clean(*_project(params_file, overrides))
+    chosen, paths, params = _modality_project(modality, params_file, overrides)
+    cleaned = clean(paths, params, chosen)
     console.print(
         f"clean: {cleaned.records} records kept, {cleaned.quarantined} quarantined"
         + "".join(f"\n  {rule}: {count}" for rule, count in cleaned.quarantined_by_rule.items())
@@ -82,9 +86,10 @@ def data_label(
     modality: ModalityOption = "text",
 ) -> None:
     """Label the clean records (text: by topic; images: their class) and split them."""
-    from aigc.modality import get_modality
+    from aigc.stages.label import label
 
-    labeled = get_modality(modality).label(*_project(params_file, overrides))
+    chosen, paths, params = _modality_project(modality, params_file, overrides)
+    labeled = label(paths, params, chosen)
     _print_counts(labeled.counts)
 
 
@@ -95,15 +100,17 @@ def data_version(
     modality: ModalityOption = "text",
 ) -> None:
     """Push the labeled dataset to the DVC remote and record it as a data version."""
-    from aigc.data.collect import latest_snapshot
+    from aigc.data.snapshots import latest_snapshot
     from aigc.stages.label import labeled_dataset
+    from aigc.stages.version import version
 
     chosen, paths, params = _modality_project(modality, params_file, overrides)
-    where = chosen.data_paths(paths)
+    where = paths.data(data_of(chosen))
     snapshot = latest_snapshot(where.raw)
     if snapshot is None or not (where.reports / "label.json").exists():
         raise UserError("nothing to version yet: run `aigc data refresh` first")
-    outcome = chosen.version(paths, params, snapshot.name, labeled_dataset(where).counts)
+    counts = labeled_dataset(where).counts
+    outcome = version(paths, params, chosen, snapshot.name, counts)
     state = "new" if outcome.new else "unchanged"
     console.print(f"data version [bold]{outcome.dataset.version}[/] ({state})")
     if outcome.remote:
@@ -147,7 +154,7 @@ def data_status(
 
     paths, _ = _project(params_file, overrides, writes=False)  # checks the params too
     root = paths.root
-    kind = get_modality(modality).data_kind
+    kind = data_of(get_modality(modality))
     versions = history(root, kind)
     try:
         current = current_version(root, kind)
@@ -190,12 +197,10 @@ def data_checkout(
     from aigc.modality import get_modality
 
     paths, params = _project(params_file, overrides)
-    kind = get_modality(modality).data_kind
+    kind = data_of(get_modality(modality))
     remote = params.version.remote_name
     configure_remote(paths.root, remote, params.version.remote_url)
-    dest = checkout_version(
-        paths.root, version, out or kind.labeled_path(paths.root), kind, remote
-    )
+    dest = checkout_version(paths.root, version, out or paths.data(kind).labeled, kind, remote)
     console.print(f"restored data version {version} into {dest}")
 
 

@@ -27,7 +27,7 @@ from cli.output import _print_evaluation, _print_trained, _training_progress, co
 
 if TYPE_CHECKING:
     from aigc.config import ImageEvaluateParams
-    from aigc.models.image import ImageGenerator
+    from aigc.image.generator import ImageGenerator
 
 
 @app.command("train")
@@ -43,12 +43,16 @@ def train(
     chosen, paths, params = _modality_project(modality, params_file, overrides)
     _check_inputs(paths, params, [chosen.name])
     runtime.start(paths.work)  # first ends what a killed run left running
-    dataset = chosen.current_dataset(paths)
+    from aigc.stages.evaluate import evaluate as evaluate_stage
+    from aigc.stages.train import train as train_stage
+    from aigc.stages.version import current_dataset
+
+    dataset = current_dataset(paths, chosen)
     with _training_progress(chosen.train_section(params)) as on_progress:
-        trained = chosen.train(paths, params, dataset, on_progress=on_progress)
+        trained = train_stage(paths, params, dataset, on_progress=on_progress)
     _print_trained(trained)
     if evaluate:
-        evaluation = chosen.evaluate(
+        evaluation = evaluate_stage(
             paths, params, trained.model_uri, dataset, trained.run_id, trained.bundle_dir
         )
         _print_evaluation(evaluation, chosen)
@@ -63,13 +67,15 @@ def evaluate(
     overrides: SetOption = None,
 ) -> None:
     """Evaluate a logged model on the test split of the current data version."""
+    from aigc.stages.evaluate import evaluate as evaluate_stage
+    from aigc.stages.version import current_dataset
     from aigc.tracking import check_model_uri
 
     chosen, paths, params = _modality_project(modality, params_file, overrides)
     _existing_folder("--out", out)
     store = _model_store(model_uri, chosen.view(params).tracking, paths.root)
     check_model_uri(model_uri, store)  # before Ray
-    evaluation = chosen.evaluate(paths, params, model_uri, chosen.current_dataset(paths))
+    evaluation = evaluate_stage(paths, params, model_uri, current_dataset(paths, chosen))
     _print_evaluation(evaluation, chosen)
     if out:
         shutil.copytree(evaluation.folder, out, dirs_exist_ok=True)
@@ -108,7 +114,7 @@ def generate(
     overrides: SetOption = None,
 ) -> None:
     """Generate text, or a grid of images (one row per label), with a logged model."""
-    from aigc.models.image import ImageGenerator
+    from aigc.image.generator import ImageGenerator
     from aigc.tracking import load_generator
 
     _existing_folder("--out", out)
@@ -161,8 +167,8 @@ def _generate_grid(
     with the tile scale and gap of the evaluation's grid (`look`)."""
     import numpy as np
 
-    from aigc.evaluate.image_grid import write_sample_grid
-    from aigc.models.image import UnknownClass
+    from aigc.image.evaluate.grid import write_sample_grid
+    from aigc.image.generator import UnknownClass
     from aigc.serving.pyfunc import sample_request
 
     if out is None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -36,6 +35,7 @@ from aigc.retrain import (
 )
 from aigc.stages.evaluate import Evaluation, load_evaluation
 from aigc.stages.promote import current_champion, rival
+from aigc.stages.version import Dataset, current_dataset
 from aigc.tracking import TrackingSettings
 from flows.data_refresh import data_refresh
 from tasks.evaluate import evaluate
@@ -81,7 +81,7 @@ def retrain_model(
     paths: ProjectPaths,
     params: Params,
     modality: Modality,
-    dataset: Any,
+    dataset: Dataset,
     force: bool,
     started: float,
 ) -> RetrainSummary:
@@ -118,7 +118,7 @@ def decide(
     paths: ProjectPaths,
     params: Params,
     modality: Modality,
-    dataset: Any,
+    dataset: Dataset,
     challenger: ModelVersion,
     evaluation: Evaluation,
 ) -> tuple[Decision, ModelVersion | None]:
@@ -159,7 +159,7 @@ def promote_challenger(
     challenger = by_alias(TrackingSettings.of(view.tracking, paths.root), name, CHALLENGER)
     if challenger is None:
         raise UserError(f"registered model {name!r} has no challenger: run `aigc run` first")
-    dataset = chosen.current_dataset(paths)
+    dataset = current_dataset(paths, chosen)
     evaluation = evaluate(paths.root, params, challenger.uri, dataset, modality=modality)
     decision, _ = decide(paths, params, chosen, dataset, challenger, evaluation)
     return decision

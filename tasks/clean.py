@@ -9,13 +9,13 @@ from prefect import get_run_logger, task
 
 from aigc.modality import get_modality
 from aigc.paths import ProjectPaths
-from aigc.stages.clean import CleanedDataset
+from aigc.stages.clean import CleanedDataset, run_in_dvc
 
 
 @task(name="clean", task_run_name="{modality}-clean")
 def clean(root: Path, modality: str = "text") -> CleanedDataset:
     logger = get_run_logger()
-    cleaned, dvc_lines = get_modality(modality).clean_in_dvc(ProjectPaths.at(root))
+    cleaned, dvc_lines = run_in_dvc(ProjectPaths.at(root), get_modality(modality))
     for line in dvc_lines:
         logger.info("dvc: %s", line)
     logger.info(

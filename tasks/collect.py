@@ -11,16 +11,17 @@ from pathlib import Path
 from prefect import get_run_logger, task
 
 from aigc.config import Params
-from aigc.modality import get_modality
+from aigc.modality import data_of, get_modality
 from aigc.paths import ProjectPaths
 from aigc.stages.collect import CollectedSnapshot
+from aigc.stages.collect import collect as collect_stage
 
 
 @task(name="collect", task_run_name="{modality}-collect")
 def collect(root: Path, params: Params, modality: str = "text") -> CollectedSnapshot:
     chosen = get_modality(modality)
-    collected = chosen.collect(ProjectPaths.at(root), params)
-    log_collection(collected, chosen.data_kind.raw)
+    collected = collect_stage(ProjectPaths.at(root), params, chosen)
+    log_collection(collected, data_of(chosen).raw)
     return collected
 
 

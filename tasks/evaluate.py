@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from prefect import get_run_logger, task
 
@@ -12,6 +11,8 @@ from aigc.config import Params
 from aigc.modality import get_modality
 from aigc.paths import ProjectPaths
 from aigc.stages.evaluate import Evaluation
+from aigc.stages.evaluate import evaluate as evaluate_stage
+from aigc.stages.version import Dataset
 
 
 @task(name="evaluate", task_run_name="{modality}-{role}")
@@ -19,7 +20,7 @@ def evaluate(
     root: Path,
     params: Params,
     model_uri: str,
-    dataset: Any,
+    dataset: Dataset,
     record_in: str | None = None,
     bundle_dir: Path | None = None,
     modality: str = "text",
@@ -30,7 +31,7 @@ def evaluate(
     logger = get_run_logger()
     started = time.perf_counter()
     chosen = get_modality(modality)
-    evaluation = chosen.evaluate(
+    evaluation = evaluate_stage(
         ProjectPaths.at(root),
         params,
         model_uri,

@@ -9,13 +9,13 @@ from prefect import get_run_logger, task
 
 from aigc.modality import get_modality
 from aigc.paths import ProjectPaths
-from aigc.stages.label import LabeledDataset
+from aigc.stages.label import LabeledDataset, run_in_dvc
 
 
 @task(name="label", task_run_name="{modality}-label")
 def label(root: Path, modality: str = "text") -> LabeledDataset:
     logger = get_run_logger()
-    labeled, dvc_lines = get_modality(modality).label_in_dvc(ProjectPaths.at(root))
+    labeled, dvc_lines = run_in_dvc(ProjectPaths.at(root), get_modality(modality))
     for line in dvc_lines:
         logger.info("dvc: %s", line)
     logger.info("%s label: splits %s", modality, labeled.counts["splits"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from prefect import get_run_logger, task
 
@@ -11,17 +10,19 @@ from aigc.config import Params
 from aigc.modality import get_modality
 from aigc.paths import ProjectPaths
 from aigc.stages.train import TrainedModel
+from aigc.stages.train import train as train_stage
+from aigc.stages.version import Dataset
 from aigc.train.progress import ProgressLog, stopped_by, tokens_per_step
 
 
 @task(name="train", task_run_name="{modality}-train")
 def train(
-    root: Path, params: Params, dataset: Any, key: str, modality: str = "text"
+    root: Path, params: Params, dataset: Dataset, key: str, modality: str = "text"
 ) -> TrainedModel:
     logger = get_run_logger()
     chosen = get_modality(modality)
     settings = chosen.train_section(params)
-    trained = chosen.train(
+    trained = train_stage(
         ProjectPaths.at(root),
         params,
         dataset,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from prefect import get_run_logger, task
 
@@ -12,6 +11,8 @@ from aigc.modality import get_modality
 from aigc.paths import ProjectPaths
 from aigc.stages.collect import CollectedSnapshot
 from aigc.stages.label import LabeledDataset
+from aigc.stages.version import Dataset
+from aigc.stages.version import version as version_stage
 
 
 @task(name="version", task_run_name="{modality}-version")
@@ -21,11 +22,15 @@ def version(
     collected: CollectedSnapshot,
     labeled: LabeledDataset,
     modality: str = "text",
-) -> Any:
-    """The modality's dataset (text's `Dataset`, images' `ImageDataset`) at its data version."""
+) -> Dataset:
+    """The modality's dataset at its data version."""
     logger = get_run_logger()
-    outcome = get_modality(modality).version(
-        ProjectPaths.at(root), params, collected.snapshot.path.name, labeled.counts
+    outcome = version_stage(
+        ProjectPaths.at(root),
+        params,
+        get_modality(modality),
+        collected.snapshot.path.name,
+        labeled.counts,
     )
     if outcome.remote:
         logger.info("pushed to DVC remote %s (%s)", params.version.remote_name, outcome.remote)

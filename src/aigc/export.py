@@ -23,8 +23,8 @@ from pathlib import Path
 
 from aigc import __version__
 from aigc.errors import UserError
-from aigc.generator import TextGenerator
 from aigc.models.base import family_names, get_family, unwrap_model
+from aigc.text.generator import TextGenerator
 
 
 class ExportError(UserError):

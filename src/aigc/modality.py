@@ -1,15 +1,17 @@
 """A modality: one kind of data and model (text, images) as the shared stages see it.
 
     modality = get_modality("image")
-    key = training_key(data_version, params, modality, root)      # aigc.retrain
-    trained = modality.train(paths, params, dataset, on_progress, extra_tags)
-    evaluation = modality.evaluate(paths, params, trained.model_uri, dataset, ...)
-    view = modality.view(params)         # its registered model, policy and experiment
+    collected = collect(paths, params, modality)               # aigc.stages: every stage
+    key = training_key(data_version, params, modality, root)   # aigc.retrain
+    trained = train(paths, params, dataset)                    # a Dataset names its modality
+    view = modality.view(params)           # its registered model, policy and experiment
 
-Text and images are two instances (`aigc.text.modality.TEXT`, `aigc.image.modality.IMAGE`);
-the plan, train, evaluate, register and promote tasks, the retrain flow and the CLI's model
-verbs take one and ask it, instead of comparing names. A third is a module that defines a
-`Modality` and one registration: a line in `_BUILTIN` below, or `register_modality(...)`.
+Text and images are two instances (`aigc.text.modality.TEXT`, `aigc.image.modality.IMAGE`),
+each of a package laid out alike (aigc.text and aigc.image: sources, collect, clean, label,
+dataset, training, generator, evaluate); the stages (aigc.stages), their Prefect tasks, the
+flows and the CLI's verbs take one and ask it, instead of comparing names. A third is a
+module that defines a `Modality` and one registration: a line in `_BUILTIN` below, or
+`register_modality(...)`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from aigc.errors import UserError
+from aigc.paths import DataLayout
 from aigc.references import resolve
 
 # name -> "module:attribute" holding the modality; imported on first use.
@@ -35,17 +38,22 @@ class Modality:
     """What the shared stages need to know of one modality; every field a value, no branch."""
 
     name: str  # "text", "image": the prefix of its task runs and its summary artifact
-    # Its data stages, each (paths, params): collect -> CollectedSnapshot, clean ->
-    # CleanedDataset, label -> LabeledDataset (what its DVC stages run); clean_in_dvc and
-    # label_in_dvc, (paths) -> (the same, DVC's lines), run those DVC stages (skipped when
-    # unchanged); version (paths, params, raw snapshot name, counts) -> VersionOutcome.
-    collect: Callable[..., Any]
-    clean: Callable[..., Any]
-    label: Callable[..., Any]
-    clean_in_dvc: Callable[..., Any]
-    label_in_dvc: Callable[..., Any]
-    version: Callable[..., Any]
-    data_paths: Callable[[Any], Any]  # ProjectPaths -> its folders: raw, clean, labeled, reports
+    # Its data: where it lives and which DVC stages build it (None: it has no data stages,
+    # its datasets are made elsewhere), its data params (`.collect.sources`, `.clean`,
+    # `.label.overrides_file`, `.version.push`), and the cores the shared data stages
+    # (aigc.stages.collect/clean/label/version) call:
+    #   collect_records(sources, root, now, previous) -> Collection (aigc.data.collect)
+    #   clean_records(raw frame, its clean params) -> .records, .quarantine, .report
+    #   clean_figures(that result, reports folder) -> None, or None for no figures
+    #   label_records(clean frame, its data params, overrides) -> .frame (with `split`), .report
+    #   label_metrics(report, counts) -> the headline numbers DVC lists
+    data: DataLayout | None
+    data_section: Callable[[Any], Any]
+    collect_records: Callable[..., Any]
+    clean_records: Callable[..., Any]
+    clean_figures: Callable[..., None] | None
+    label_records: Callable[..., Any]
+    label_metrics: Callable[[dict, dict], dict]
     # Its sections of the params: `train` (its model, loop, batch size), and the params as the
     # shared stages read them (`view`: its registered model, policy and experiment).
     train_section: Callable[[Any], Any]
@@ -57,17 +65,16 @@ class Modality:
     training_inputs: Callable[[Any, Path], tuple[str, ...]]
     check_inputs: Callable[[Any, Path], None] | None
     params_sections: tuple[str, ...]  # the sections a registered version's params hash covers
-    # Its data version on disk: the current one (checked against DVC), or one at a folder.
-    current_dataset: Callable[[Any], Any]
-    dataset_at: Callable[[Path, str], Any]
-    # Its stages: (paths, params, dataset, on_progress, extra_tags) -> TrainedModel, and
-    # (paths, params, model_uri, dataset, record_in, bundle_dir, on_progress) -> Evaluation.
-    train: Callable[..., Any]
-    evaluate: Callable[..., Any]
+    # What the shared train and evaluate stages (aigc.stages.train, .evaluate) call:
+    #   prepare_training(dataset, params, root) -> aigc.train.job.TrainingInputs (its job)
+    #   assess(paths, params, model_uri, dataset, bundle_dir, scratch, on_progress)
+    #       -> aigc.stages.evaluate.Assessment (its figures, per-document scores, files)
+    prepare_training: Callable[..., Any]
+    assess: Callable[..., Any]
+    evaluate_section: tuple[str, ...]  # where its evaluate params are: ("image", "evaluate")
     headline: tuple[str, str]  # the figure its log lines lead with, and its reference
     registered_metrics: Callable[[], tuple[str, ...]]  # copied onto a version's tags
     registry_columns: tuple[tuple[str, str], ...]  # `aigc registry show`: (title, metric)
-    data_kind: Any  # aigc.data.version's layout of its versioned data (DVC stage, folders)
 
     def __str__(self) -> str:
         return self.name
@@ -133,3 +140,12 @@ def get_modality(name: str | Modality) -> Modality:
         raise UserError(
             f"unknown modality {name!r}: choose from {', '.join(modality_names())}"
         ) from None
+
+
+def data_of(modality: Modality) -> DataLayout:
+    """The modality's data layout; a UserError for one whose data is made elsewhere."""
+    if modality.data is None:
+        raise UserError(
+            f"the {modality.name} modality has no data stages: its data is made elsewhere"
+        )
+    return modality.data

@@ -78,6 +78,59 @@ def require_writable(*folders: Path) -> None:
 
 
 @dataclass(frozen=True)
+class DataLayout:
+    """Where one modality keeps its data, relative to the project root: the one definition of
+    its folders (the DVC stages in dvc.yaml name the same ones).
+
+        folder/raw/             snapshots, `dvc add`ed (folder/raw.dvc)
+        folder/clean/           records.parquet, quarantine.parquet: DVC stage `clean_stage`
+        folder/labeled/         {train,validation,test}.parquet: the data version, `label_stage`
+        folder/reports/         clean.json, label.json and their headline metrics
+        folder/versions.jsonl   the history of its data versions
+    """
+
+    name: str  # the modality's
+    folder: str  # "data" (text), "data/image"
+    clean_stage: str
+    label_stage: str
+
+    @property
+    def raw(self) -> str:
+        return f"{self.folder}/raw"
+
+    @property
+    def labeled(self) -> str:
+        return f"{self.folder}/labeled"
+
+    @property
+    def versions(self) -> str:
+        return f"{self.folder}/versions.jsonl"
+
+    def under(self, root: Path) -> DataPaths:
+        base = Path(root) / self.folder
+        return DataPaths(
+            root=Path(root),
+            raw=base / "raw",
+            clean=base / "clean",
+            labeled=base / "labeled",
+            reports=base / "reports",
+            versions=base / "versions.jsonl",
+        )
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """A modality's data folders in one project (`DataLayout.under(root)`)."""
+
+    root: Path
+    raw: Path
+    clean: Path
+    labeled: Path
+    reports: Path
+    versions: Path
+
+
+@dataclass(frozen=True)
 class ProjectPaths:
     root: Path
 
@@ -114,30 +167,9 @@ class ProjectPaths:
         """The run's whole configuration (params.yaml + overrides + defaults), git-ignored."""
         return self.root / "params.effective.yaml"
 
-    @property
-    def raw(self) -> Path:
-        return self.root / "data" / "raw"
-
-    @property
-    def clean(self) -> Path:
-        return self.root / "data" / "clean"
-
-    @property
-    def labeled(self) -> Path:
-        return self.root / "data" / "labeled"
-
-    @property
-    def reports(self) -> Path:
-        return self.root / "data" / "reports"
-
-    @property
-    def versions(self) -> Path:
-        return self.root / "data" / "versions.jsonl"
-
-    @property
-    def image(self) -> Path:
-        """The image modality's data: raw/, clean/, labeled/, reports/ and versions.jsonl."""
-        return self.root / "data" / "image"
+    def data(self, layout: DataLayout) -> DataPaths:
+        """A modality's data folders in this project."""
+        return layout.under(self.root)
 
     @property
     def dvc_lock(self) -> Path:

@@ -38,9 +38,10 @@ from aigc.config import (
 from aigc.data.version import checkout_version, configure_remote
 from aigc.errors import UserError
 from aigc.fingerprint import code_version
-from aigc.modality import Modality, get_modality
+from aigc.modality import Modality, data_of, get_modality
 from aigc.paths import ProjectPaths
 from aigc.registry.registry import get_version
+from aigc.stages.version import Dataset
 from aigc.tracking import TrackingSettings, TrainingRun, get_run, git_commit
 
 # How far (relative) a reproduced metric may be from the original's; not a params setting:
@@ -300,20 +301,23 @@ def carry_out(
         paths.root,
         data_version,
         workdir / "labeled",
-        modality.data_kind,
+        data_of(modality),
         remote,
     )
     verify_dataset(paths.root, restored, data_version)
     workpaths = ProjectPaths.at(workdir)
-    dataset = modality.dataset_at(restored, data_version)
-    trained = modality.train(
+    dataset = Dataset(restored, data_version, modality.name)
+    from aigc.stages.evaluate import evaluate
+    from aigc.stages.train import train
+
+    trained = train(
         workpaths,
         recorded,
         dataset,
         on_progress=on_progress,
         extra_tags={"reproduction_of": run_id},
     )
-    modality.evaluate(
+    evaluate(
         workpaths,
         recorded,
         trained.model_uri,

@@ -204,8 +204,8 @@ def decision_summary(
 def summary_markdown(summary: RetrainSummary) -> str:
     """The run's outcome as Markdown, for the Prefect UI: status, versions, the headline
     metrics of challenger and champion side by side (on the same test split), the reasons."""
-    from aigc.evaluate.image_report import IMAGE_HEADLINE_METRICS
-    from aigc.evaluate.report import HEADLINE_METRICS
+    from aigc.image.evaluate.report import IMAGE_HEADLINE_METRICS
+    from aigc.text.evaluate.report import HEADLINE_METRICS
 
     def number(value: float | None) -> str:
         return "-" if value is None else f"{value:.4g}"

@@ -22,13 +22,14 @@ import pytest
 import yaml
 
 from aigc.config import TrackingParams, load_params, write_effective_params
-from aigc.generator import TextGenerator
 from aigc.models import build_model
 from aigc.paths import ProjectPaths
 from aigc.registry.registry import CHAMPION, by_alias, promote_manually
 from aigc.retrain import PipelineLock
 from aigc.stages import clean, collect, label
 from aigc.stages.version import current_dataset, version
+from aigc.text.generator import TextGenerator
+from aigc.text.modality import TEXT
 from aigc.text.tokenizer import TextTokenizer
 from aigc.tracking import TrackingSettings, TrainingRun, log_generator_model, register_model
 from tests.conftest import REPO, CliResult, aigc_in_process, make_documents, write_documents
@@ -217,10 +218,10 @@ def build_data_version(root: Path) -> str:
     paths = ProjectPaths.at(root)
     params = load_params(paths.params)
     write_effective_params(params, paths.effective_params)
-    collected = collect.collect(paths, params)
-    clean.run_in_dvc(paths)
-    labeled, _ = label.run_in_dvc(paths)
-    outcome = version(paths, params, collected.snapshot.path.name, labeled.counts)
+    collected = collect.collect(paths, params, TEXT)
+    clean.run_in_dvc(paths, TEXT)
+    labeled, _ = label.run_in_dvc(paths, TEXT)
+    outcome = version(paths, params, TEXT, collected.snapshot.path.name, labeled.counts)
     return outcome.dataset.version
 
 
@@ -235,12 +236,12 @@ def test_training_after_checking_out_an_older_data_version(project: Path) -> Non
     line = error_line(refused(aigc(project, "train")))
     assert f"data/labeled holds data version {older[:12]}" in line
     assert f"dvc.lock names data version {newer[:12]}" in line
-    assert f"`aigc data checkout {newer[:12]}`" in line
+    assert f"`aigc data checkout {newer[:12]} --modality text`" in line
     assert "`dvc checkout data/labeled`" in line and "`aigc data refresh`" in line
 
     restored = aigc(project, "data", "checkout", newer[:12])  # the fix the message gives
     assert restored.exit_code == 0, restored.output
-    assert current_dataset(ProjectPaths.at(project)).version == newer
+    assert current_dataset(ProjectPaths.at(project), TEXT).version == newer
 
 
 def test_a_second_run_that_times_out_on_the_lock(project: Path) -> None:

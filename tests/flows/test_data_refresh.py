@@ -18,8 +18,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from aigc.data.version import IMAGE, configure_remote, current_version, dvc, history, status
+from aigc.data.version import configure_remote, current_version, dvc, history, status
 from aigc.image.dataset import read_labeled
+from aigc.image.modality import IMAGE
+from aigc.text.modality import TEXT
 from tests.conftest import aigc_in_process, git, make_documents, write_documents
 
 pytestmark = pytest.mark.slow
@@ -34,14 +36,14 @@ def test_data_flow_versions_reproduces_and_restores(project: Path, prefect_api, 
 
     both = data_refresh(root=str(project))
     first, images = both.of("text"), both.of("image")
-    version = current_version(project)
+    version = current_version(project, TEXT.data)
     assert first.version == version and len(version) == 32
     assert status(project) == {}, "dvc status must be clean after the flow"
 
     # The image data version: its own DVC output, history and raw snapshot tracked by DVC.
-    image_version = current_version(project, IMAGE)
+    image_version = current_version(project, IMAGE.data)
     assert images.version == image_version != version
-    assert [known.version for known in history(project, IMAGE)] == [image_version]
+    assert [known.version for known in history(project, IMAGE.data)] == [image_version]
     assert (project / "data" / "image" / "raw.dvc").is_file()
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     assert {out["path"] for out in lock["stages"]["image_label"]["outs"]} >= {"data/image/labeled"}
@@ -66,7 +68,7 @@ def test_data_flow_versions_reproduces_and_restores(project: Path, prefect_api, 
     again = data_refresh(root=str(project))
     assert again.of("text").version == version and again.of("image").version == image_version
     assert len(list((project / "data" / "raw").glob("snapshot-*.parquet"))) == 1
-    assert [known.version for known in history(project)] == [version]
+    assert [known.version for known in history(project, TEXT.data)] == [version]
 
     # dvc repro in a fresh clone with the same raw snapshot: byte-identical outputs.
     git(project, "add", "-A")
@@ -85,7 +87,7 @@ def test_data_flow_versions_reproduces_and_restores(project: Path, prefect_api, 
     write_documents(project / "data" / "inbox", make_documents(12, seed=7, prefix="new"))
     second = data_refresh(root=str(project)).of("text")
     assert second.version != version
-    assert [known.version for known in history(project)] == [version, second.version]
+    assert [known.version for known in history(project, TEXT.data)] == [version, second.version]
     assert status(project) == {}
 
     # The CLI: status shows both; checkout of the first restores identical bytes.
@@ -97,7 +99,7 @@ def test_data_flow_versions_reproduces_and_restores(project: Path, prefect_api, 
     assert files_bytes(project / "data" / "labeled") == first_bytes
 
     # The image version restores the same way, from its own history.
-    (project / "data" / "image" / "labeled" / "images.parquet").unlink()
+    (project / "data" / "image" / "labeled" / "test.parquet").unlink()
     restored = aigc_in_process(
         project, "data", "checkout", "--modality", "image", image_version[:10]
     )

@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from aigc.config import load_params
-from aigc.generator import TextGenerator
 from aigc.paths import ProjectPaths
 from aigc.ray import train_on_ray
 from aigc.stages.train import train
+from aigc.text.generator import TextGenerator
+from aigc.text.training import prepare_job
 from aigc.tracking import TrackingSettings
-from aigc.train.job import prepare_job
 from tests.conftest import REPO, tiny_overrides
 from tests.faults import Faults, KillRank, RecordSteps
 from tests.flows.test_training import write_dataset

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from aigc.data.version import current_version, status
+from aigc.text.modality import TEXT
 from tests.http_fixture import PROXY_VARIABLES, closed_port
 
 pytestmark = pytest.mark.slow
@@ -35,7 +36,7 @@ def test_data_refresh_completes_behind_a_dead_proxy(project: Path):
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    version = current_version(project)
+    version = current_version(project, TEXT.data)
     assert f"data version {version[:12]}" in result.stdout
     text = {stage: state for stage, state in status(project).items() if "image" not in stage}
     assert text == {}, "DVC ran the text stages and they are clean (`--only text`)"

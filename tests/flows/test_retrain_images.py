@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aigc.data.version import IMAGE, current_version
+from aigc.data.version import current_version
+from aigc.image.modality import IMAGE
 from aigc.registry.registry import CHAMPION, by_alias, versions
 from flows.retrain import retrain
 from tests.conftest import aigc_in_process
@@ -33,7 +34,9 @@ def test_an_image_generator_is_trained_registered_served_and_reproduced(
     assert any("trivial" in reason for reason in first.reasons), first.reasons
     (image,) = versions(settings, "aigc-image")
     assert by_alias(settings, "aigc-image", CHAMPION).version == "1"
-    assert image.tags["aigc.data_version"] == current_version(root, IMAGE) == first.data_version
+    assert (
+        image.tags["aigc.data_version"] == current_version(root, IMAGE.data) == first.data_version
+    )
     run = settings.client().get_run(image.run_id)
     assert run.data.tags["aigc.modality"] == "image"
     metrics = run.data.metrics

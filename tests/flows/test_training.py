@@ -21,14 +21,14 @@ import pytest
 import torch
 
 from aigc.config import Params, load_params
-from aigc.generator import TextGenerator
 from aigc.paths import ProjectPaths
 from aigc.ray import train_on_ray
 from aigc.stages.evaluate import evaluate
 from aigc.stages.train import train
 from aigc.stages.version import Dataset
+from aigc.text.generator import TextGenerator
+from aigc.text.training import prepare_job
 from aigc.tracking import TrackingSettings
-from aigc.train.job import prepare_job
 from tests.conftest import REPO, TOPIC_WORDS, aigc_in_process, make_documents, tiny_overrides
 from tests.faults import Faults, KillRank, RecordSteps
 
@@ -48,7 +48,7 @@ def write_dataset(folder: Path, count: int = 120) -> Dataset:
     frame[position < 8].to_parquet(folder / "train.parquet")
     frame[position == 8].to_parquet(folder / "validation.parquet")
     frame[position == 9].to_parquet(folder / "test.parquet")
-    return Dataset(folder, "f" * 32)
+    return Dataset(folder, "f" * 32, "text")
 
 
 def tiny_params(tmp: Path, *extra: str) -> Params:
@@ -249,7 +249,7 @@ def test_workers_killed_before_and_after_a_checkpoint_resume_to_identical_weight
     scratch: a restart all the same), and rank 0 at step 25, after the one at step 20 (the
     group resumes from it). Two restarts, and the same weights as the run nobody disturbed."""
     model, _, params, tmp, _, _ = trained
-    dataset = Dataset(tmp / "labeled", model.data_version)
+    dataset = Dataset(tmp / "labeled", model.data_version, "text")
     job = prepare_job(dataset.split("train"), dataset.split("validation"), params.train)
     steps = RecordSteps(tmp_path / "steps")
     early = KillRank(rank=1, step=10, marker=tmp_path / "killed-early")
@@ -277,7 +277,10 @@ def test_evaluate_reproduces_the_training_runs_figures(trained):
     """The logged model, evaluated again from MLflow into a run of its own, gives the same."""
     model, settings, params, tmp, evaluation, _ = trained
     again = evaluate(
-        ProjectPaths.at(tmp), params, model.model_uri, Dataset(tmp / "labeled", model.data_version)
+        ProjectPaths.at(tmp),
+        params,
+        model.model_uri,
+        Dataset(tmp / "labeled", model.data_version, "text"),
     )
     assert again.run_id != model.run_id
     for key in ("test_bits_per_character", "bleu", "label_control_accuracy"):

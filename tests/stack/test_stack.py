@@ -577,6 +577,7 @@ def _with(variables: dict[str, str]) -> dict[str, str]:
 def test_object_store_down_at_version_names_the_remote_and_the_next_run_pushes(stack):
     """A profile whose S3 endpoint nothing answers (the store down, or out of reach)."""
     from aigc.data.version import current_version, status
+    from aigc.text.modality import TEXT
 
     root, profile = stack
     write_documents(root / "data" / "inbox", make_documents(8, seed=3, prefix="late"))
@@ -598,7 +599,7 @@ def test_object_store_down_at_version_names_the_remote_and_the_next_run_pushes(s
     assert text == {}, "the text data was versioned locally; only the push failed"
 
     ok(aigc(root, "--profile", "stack", "data", "refresh", "--only", "text", timeout=300))
-    version = current_version(root)
+    version = current_version(root, TEXT.data)
     manifest = f"aigc/files/md5/{version[:2]}/{version[2:]}.dir"
     assert manifest in bucket_keys(profile, "dvc", "aigc/"), "the missed push was not made"
 

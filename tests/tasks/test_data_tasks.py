@@ -18,6 +18,7 @@ from aigc.config import load_params
 from aigc.data.sources.base import SourceError
 from aigc.paths import ProjectPaths
 from aigc.stages.clean import clean as clean_stage
+from aigc.text.modality import TEXT
 from tasks.collect import collect
 from tests.http_fixture import Reply, ScriptedServer
 
@@ -34,9 +35,10 @@ def configure(project: Path, sources: list[dict]) -> None:
 def fates(project: Path) -> pd.DataFrame:
     """rule (or 'clean') per uri after collect + clean."""
     paths = ProjectPaths.at(project)
-    clean_stage(paths, load_params(paths.params))
-    kept = pd.read_parquet(paths.clean / "records.parquet").assign(rule="clean")
-    quarantine = pd.read_parquet(paths.clean / "quarantine.parquet")
+    clean_stage(paths, load_params(paths.params), TEXT)
+    where = paths.data(TEXT.data)
+    kept = pd.read_parquet(where.clean / "records.parquet").assign(rule="clean")
+    quarantine = pd.read_parquet(where.clean / "quarantine.parquet")
     return pd.concat([kept[["uri", "rule"]], quarantine[["uri", "rule", "detail"]]])
 
 
@@ -130,7 +132,7 @@ def http_source(server: ScriptedServer, **changes) -> dict:
 
 def test_a_failing_source_with_fail_writes_nothing(project: Path):
     feed = (json.dumps({"text": GOOD}) + "\n").encode()
-    raw = ProjectPaths.at(project).raw
+    raw = ProjectPaths.at(project).data(TEXT.data).raw
     with ScriptedServer() as server:
         server.route("/feed", (200, feed), (500, b"down"))
         configure(project, [http_source(server)])

@@ -12,11 +12,12 @@ from pathlib import Path
 
 from aigc.config import load_params, write_effective_params
 from aigc.data.version import dvc, status
+from aigc.image.modality import IMAGE
 from aigc.paths import ProjectPaths
-from aigc.stages import image as image_stages
 from aigc.stages.clean import cleaned_dataset
 from aigc.stages.collect import collect
 from aigc.stages.label import labeled_dataset
+from aigc.text.modality import TEXT
 
 
 def leaves(tree: dict, prefix: str = "") -> dict:
@@ -34,8 +35,8 @@ def test_metrics_are_a_few_numbers_and_the_reports_stay_outputs(project: Path):
     paths = ProjectPaths.at(project)
     params = load_params(paths.params)
     write_effective_params(params, paths.effective_params)
-    collect(paths, params)
-    image_stages.collect(paths, params)
+    collect(paths, params, TEXT)
+    collect(paths, params, IMAGE)
     dvc(project, "repro")
     assert status(project) == {}
 
@@ -58,7 +59,8 @@ def test_metrics_are_a_few_numbers_and_the_reports_stay_outputs(project: Path):
         for value in metrics.values()
     ), metrics
     clean, label = "data/reports/clean_metrics.json", "data/reports/label_metrics.json"
-    cleaned, labeled = cleaned_dataset(paths), labeled_dataset(paths)
+    text = paths.data(TEXT.data)
+    cleaned, labeled = cleaned_dataset(text), labeled_dataset(text)
     assert metrics[f"{clean}:input_records"] == 60
     assert metrics[f"{clean}:output_records"] == cleaned.records
     assert metrics[f"{clean}:quarantined_records"] == cleaned.quarantined
@@ -72,8 +74,6 @@ def test_metrics_are_a_few_numbers_and_the_reports_stay_outputs(project: Path):
     workspace = experiments[0]["data"]["metrics"]
     assert sum(len(leaves(entry["data"])) for entry in workspace.values()) == len(metrics)
 
-    report = json.loads((paths.reports / "label.json").read_text())
+    report = json.loads((text.reports / "label.json").read_text())
     assert "labeling_functions" in report, "the whole report is still written"
-    assert (paths.reports / "clean.json").exists() and (
-        paths.reports / "clean_lengths.png"
-    ).exists()
+    assert (text.reports / "clean.json").exists() and (text.reports / "clean_lengths.png").exists()

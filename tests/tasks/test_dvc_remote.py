@@ -15,6 +15,7 @@ from aigc.data.version import (
     init_project,
     remotes,
 )
+from aigc.text.modality import TEXT
 from tests.conftest import REPO
 
 
@@ -34,7 +35,7 @@ def test_remotes_come_from_the_committed_config_and_a_failed_pull_says_why(tmp_p
     assert remotes(root)["storage"] == str(tmp_path / "elsewhere")
 
     with pytest.raises(VersionNotFound) as raised:
-        checkout_version(root, "0" * 32, tmp_path / "out", remote="storage")
+        checkout_version(root, "0" * 32, tmp_path / "out", TEXT.data, remote="storage")
     message = str(raised.value)
     assert "remote 'storage'" in message and "DVC says:\n" in message
     assert message.split("DVC says:\n", 1)[1].strip() and "nothing (exit" not in message

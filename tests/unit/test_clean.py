@@ -1,4 +1,4 @@
-"""Unit tests of the clean stage core (aigc.data.clean) on small hand-made frames."""
+"""Unit tests of the clean stage core (aigc.text.clean) on small hand-made frames."""
 
 from __future__ import annotations
 
@@ -17,14 +17,19 @@ from aigc.config import (
     Rule,
     StripMarkupRule,
 )
-from aigc.data.clean import (
+from aigc.data.records import (
+    QUARANTINE_COLUMNS,
+    RAW_COLUMNS,
     AccountingError,
+    SchemaError,
     check_accounting,
+    text_id,
+)
+from aigc.text.clean import (
     clean_records,
     minhash_signatures,
 )
-from aigc.data.clean_report import write_length_histogram
-from aigc.data.records import QUARANTINE_COLUMNS, RAW_COLUMNS, SchemaError, text_id
+from aigc.text.clean_report import write_length_histogram
 
 COLLECTED_AT = "2026-01-01T00:00:00Z"
 

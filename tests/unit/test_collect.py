@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from aigc.config import FolderSource, HttpSource
-from aigc.data.collect import collect_sources, latest_snapshot, read_snapshot, write_snapshot
 from aigc.data.records import text_id
+from aigc.data.snapshots import latest_snapshot, read_snapshot, write_snapshot
 from aigc.data.sources.base import SourceError
+from aigc.text.collect import collect_sources
 from tests.http_fixture import ScriptedServer
 
 T1 = datetime(2026, 1, 1, 3, 0, tzinfo=UTC)

@@ -11,8 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from aigc.config import ImagePromotionPolicy
-from aigc.evaluate.diversity import distinct_n
-from aigc.evaluate.image_metrics import frechet_distance
+from aigc.image.evaluate.metrics import frechet_distance
 from aigc.registry.decide import (
     GuardRule,
     PromotionPolicy,
@@ -20,6 +19,7 @@ from aigc.registry.decide import (
     bootstrap_improvement,
     decide,
 )
+from aigc.text.evaluate.diversity import distinct_n
 
 DOCUMENTS = 40
 # distinct_2 is judged against the real text's own value, real_distinct_2.
@@ -267,7 +267,7 @@ IMAGE_CLASSES, FEATURES = 10, 4
 
 
 def image_card(name: str, frechet: float, seed: int, metrics: dict[str, float]) -> Scorecard:
-    """Per-sample rows (aigc.evaluate.image_report.ImageEvaluation) whose samples sit
+    """Per-sample rows (aigc.image.evaluate.report.ImageEvaluation) whose samples sit
     sqrt(frechet) away from the real features, so the bootstrap sees the stated distance."""
     real = np.random.default_rng(0).normal(size=(20 * IMAGE_CLASSES, FEATURES))  # both sides
     generated = np.random.default_rng(seed).normal(size=(60 * IMAGE_CLASSES, FEATURES))

@@ -1,4 +1,4 @@
-"""aigc.evaluate: likelihood, continuation scores, distinct-n, label control and the report."""
+"""aigc.text.evaluate: likelihood, continuation, distinct-n, label control and the report."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from torch import nn
 
 from aigc.config import EvaluateParams, TokenizerParams, load_params
 from aigc.data.records import text_id
-from aigc.evaluate import (
+from aigc.models import build_model
+from aigc.models.base import IGNORE_INDEX
+from aigc.text.evaluate import (
     continuation_ids,
     control_labels,
     distinct_n,
@@ -28,12 +30,10 @@ from aigc.evaluate import (
     summarize_label_control,
     summarize_lm,
 )
-from aigc.evaluate.continuation import split_prompt
-from aigc.evaluate.language_model import scoring_windows
-from aigc.evaluate.report import real_distinct
-from aigc.generator import TextGenerator
-from aigc.models import build_model
-from aigc.models.base import IGNORE_INDEX
+from aigc.text.evaluate.continuation import split_prompt
+from aigc.text.evaluate.language_model import scoring_windows
+from aigc.text.evaluate.report import real_distinct
+from aigc.text.generator import TextGenerator
 from aigc.text.tokenizer import TextTokenizer
 from tests.conftest import REPO, TOPIC_WORDS, make_documents
 

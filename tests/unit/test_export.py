@@ -14,9 +14,9 @@ import torch
 
 from aigc.config import TokenizerParams
 from aigc.export import ExportError, export_generator
-from aigc.generator import TextGenerator
 from aigc.models.base import build_model, get_family
 from aigc.models.configs import GPTConfig, LSTMConfig
+from aigc.text.generator import TextGenerator
 from aigc.text.tokenizer import TextTokenizer
 from tests.conftest import aigc_in_process
 
@@ -201,8 +201,8 @@ def test_an_lstm_is_refused_in_one_line(generator: TextGenerator, tmp_path: Path
 
 
 def test_an_image_model_is_refused(tmp_path: Path) -> None:
+    from aigc.image.generator import ImageGenerator
     from aigc.models.configs import VAEConfig
-    from aigc.models.image import ImageGenerator
 
     config = VAEConfig(image_size=8, channels=1, num_classes=2, width=8, latent_size=2)
     images = ImageGenerator(model=build_model(config, seed=0), classes=["0", "1"])

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from aigc.config import FolderSource, ImageFolderSource
-from aigc.data.collect import collect_sources
 from aigc.data.sources.base import SourceError
-from aigc.data.sources.folder import list_files, read_file
+from aigc.data.sources.folder import list_files
 from aigc.errors import UserError
 from aigc.image.collect import collect_images
+from aigc.text.collect import collect_sources
+from aigc.text.sources.folder import read_file
 
 SECRET = "a private file that lives outside the inbox"
 

@@ -17,11 +17,12 @@ import torch
 
 from aigc.config import TrainParams
 from aigc.errors import UserError
-from aigc.generator import TextGenerator
 from aigc.models.base import generate
 from aigc.models.hf import base_sha256
+from aigc.text.generator import TextGenerator
 from aigc.text.tokenizer import TextTokenizer
-from aigc.train.job import build_model_for, prepare_job, train_single_process
+from aigc.text.training import prepare_job
+from aigc.train.job import build_model_for, train_single_process
 from tests.conftest import aigc_in_process
 from tests.hf_models import tiny_gpt2, tiny_llama
 

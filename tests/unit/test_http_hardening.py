@@ -15,7 +15,7 @@ import yaml
 
 from aigc.config import ConfigError, HttpSource, load_params
 from aigc.data.sources.base import SourceError
-from aigc.data.sources.http import read_http
+from aigc.text.sources.http import read_http
 from tests.http_fixture import Reply, ScriptedServer
 
 CREDENTIALS = {"Authorization": "Bearer s3cret", "X-Api-Key": "key-42"}

@@ -29,6 +29,7 @@ from aigc.image.collect import collect_images
 from aigc.image.dataset import read_labeled
 from aigc.image.label import label_images
 from aigc.image.sources import CIFAR10_CLASSES, digits, read_digits
+from aigc.stages.label import write_splits
 
 GREY = ImageCleanParams(mode="L", size=(8, 8))
 
@@ -283,7 +284,7 @@ def test_split_is_stable_when_other_images_come_and_go(tmp_path: Path):
         for identifier, name in zip(again.frame["id"], again.frame["split"], strict=True)
     )
     assert len(again.frame) == 30
-    everything.frame.to_parquet(tmp_path / "images.parquet", index=False)
+    write_splits(everything.frame, tmp_path)
     splits = read_labeled(tmp_path)
     assert sum(len(part) for part in splits.values()) == 60
     assert all(part.classes == ["a", "b"] for part in splits.values())

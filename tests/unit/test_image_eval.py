@@ -1,4 +1,4 @@
-"""aigc.evaluate.image_*: the feature classifier, the sample measures, the references, the
+"""aigc.text.evaluate.image_*: the feature classifier, the sample measures, the references, the
 image gate's bootstrap and the sample grid, on scikit-learn's 8×8 digits."""
 
 from __future__ import annotations
@@ -16,19 +16,19 @@ from aigc.config import (
     ImageEvaluateParams,
     ImagePromotionPolicy,
 )
-from aigc.evaluate.image_classifier import (
+from aigc.image.evaluate.classifier import (
     cached_feature_classifier,
     fit_feature_classifier,
     load_feature_classifier,
 )
-from aigc.evaluate.image_grid import write_loss_curves, write_sample_grid
-from aigc.evaluate.image_metrics import (
+from aigc.image.evaluate.grid import write_sample_grid
+from aigc.image.evaluate.metrics import (
     density_coverage,
     frechet_distance,
     kernel_inception_distance,
     precision_recall,
 )
-from aigc.evaluate.image_report import (
+from aigc.image.evaluate.report import (
     evaluate_image_generator,
     evaluate_image_samples,
     reference_metrics,
@@ -36,6 +36,7 @@ from aigc.evaluate.image_report import (
     trivial_samples,
 )
 from aigc.registry.decide import Scorecard, decide
+from aigc.train.plots import write_loss_curves
 
 PARAMS = ImageEvaluateParams(samples_per_class=60, kid_subsets=20)
 

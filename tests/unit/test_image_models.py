@@ -11,11 +11,13 @@ import torch
 from pydantic import ValidationError
 
 from aigc.config import ImageTrainParams
+from aigc.image.generator import ImageGenerator
+from aigc.image.training import prepare_image_job
 from aigc.models import build_model, get_family
 from aigc.models.configs import DCGANConfig, parse_image_model_config
-from aigc.models.image import ImageGenerator, to_pixels
+from aigc.models.image import to_pixels
 from aigc.models.vae import bits_per_dim
-from aigc.train.job import prepare_image_job, train_single_process, with_loop
+from aigc.train.job import train_single_process, with_loop
 from aigc.train.loop import LoopHooks
 
 TINY = {

@@ -26,11 +26,11 @@ from mlflow.models import Model
 from PIL import Image
 
 from aigc.config import TrackingParams
-from aigc.generator import TextGenerator
+from aigc.image.generator import ImageGenerator, UnknownClass
 from aigc.models import build_model
-from aigc.models.image import ImageGenerator, UnknownClass
 from aigc.serving.pyfunc import sample_frame, sample_request
 from aigc.stages.train import weights_digest
+from aigc.text.generator import TextGenerator
 from aigc.text.tokenizer import TextTokenizer
 from aigc.tracking import (
     TrackingSettings,

@@ -8,15 +8,15 @@ import pandas as pd
 import pytest
 
 from aigc.config import ConfigError, LabelParams, TopicRules
-from aigc.data.label import (
+from aigc.data.overrides import read_overrides
+from aigc.data.records import SchemaError, text_id
+from aigc.text.label import (
     LabelingFunctionRegistry,
     build_labeling_functions,
     label_records,
     labeling_frame,
-    read_overrides,
     vote_matrix,
 )
-from aigc.data.records import SchemaError, text_id
 
 NO_OVERRIDES = pd.DataFrame({"id": pd.Series(dtype=str), "label": pd.Series(dtype=str)})
 

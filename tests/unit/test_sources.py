@@ -11,9 +11,10 @@ import pytest
 
 from aigc.config import BuiltinSource, FolderSource, HttpSource
 from aigc.data.sources.base import SourceError
-from aigc.data.sources.builtin import read_builtin, split_sections
-from aigc.data.sources.folder import list_files, read_file
-from aigc.data.sources.http import read_http
+from aigc.data.sources.folder import list_files
+from aigc.text.sources.builtin import read_builtin, split_sections
+from aigc.text.sources.folder import read_file
+from aigc.text.sources.http import read_http
 from tests.http_fixture import Reply, ScriptedServer
 
 
@@ -346,7 +347,7 @@ def test_http_page_parameter_ignored_by_the_api_stops_at_the_first_repeat():
 def test_builtin_source_is_cached_by_what_determines_it(tmp_path, monkeypatch):
     import ast
 
-    from aigc.data.sources import builtin
+    from aigc.text.sources import builtin
 
     source = BuiltinSource(name="stdlib", include=("topics",))
     first = list(builtin.read_builtin(source, tmp_path))

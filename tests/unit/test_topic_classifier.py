@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from aigc.config import EvaluateParams, LabelParams
-from aigc.data.sources.builtin import _docstrings, stdlib_root
-from aigc.evaluate.label_control import label_control_rows, summarize_label_control
-from aigc.evaluate.topic_classifier import ceiling_correct, fit_topic_classifier
+from aigc.text.evaluate.label_control import label_control_rows, summarize_label_control
+from aigc.text.evaluate.topic_classifier import ceiling_correct, fit_topic_classifier
+from aigc.text.sources.builtin import _docstrings, stdlib_root
 
 PACKAGES = {"asyncio": "concurrency", "email": "email_mime", "tkinter": "gui_graphics"}
 PACKAGES |= {"xml": "data_formats", "importlib": "packaging_imports", "http": "networking"}

@@ -23,9 +23,9 @@ from mlflow.entities import LoggedModelStatus
 from pydantic import ValidationError
 
 from aigc.config import TrackingParams
-from aigc.generator import TextGenerator
 from aigc.models import build_model
 from aigc.serving.pyfunc import generate_frame
+from aigc.text.generator import TextGenerator
 from aigc.text.tokenizer import TextTokenizer
 from aigc.tracking import (
     DatasetInfo,

@@ -120,7 +120,7 @@ def _image_loop() -> LoopParams:
 
 
 class ImageTrainParams(Section):
-    """Training an image generator (`aigc.train.job.prepare_image_job`). The loop's
+    """Training an image generator (`aigc.image.training.prepare_image_job`). The loop's
     `weight_decay` and `betas` are not used: each family's config carries its own."""
 
     model: ImageModelConfig = Field(
@@ -148,7 +148,7 @@ class ImageTrainParams(Section):
 
 
 class ImageClassifierParams(Section):
-    """The small CNN whose features the image metrics are computed in (aigc.evaluate.
+    """The small CNN whose features the image metrics are computed in (aigc.text.evaluate.
     image_classifier): fitted on the train split once per data version."""
 
     width: int = Field(default=16, ge=4)  # channels of the first conv; the second has twice

@@ -115,3 +115,22 @@ def _describe_rows(frame: pd.DataFrame, rows: list[int]) -> str:
         labels.append(f"row {row}" + (f" ({uri})" if uri is not None else ""))
     more = f" and {len(rows) - len(shown)} more" if len(rows) > len(shown) else ""
     return ": " + ", ".join(labels) + more
+
+
+class AccountingError(RuntimeError):
+    """A clean stage lost, duplicated or invented records; a bug, never a data problem."""
+
+
+def check_accounting(raw: pd.DataFrame, records: pd.DataFrame, quarantine: pd.DataFrame) -> None:
+    """Raise AccountingError unless raw's uris are split exactly between the two frames."""
+    raw_uris, kept, held = set(raw["uri"]), set(records["uri"]), set(quarantine["uri"])
+    problems = []
+    if len(raw) != len(records) + len(quarantine):
+        problems.append(f"{len(raw)} raw != {len(records)} clean + {len(quarantine)} quarantined")
+    if kept & held:
+        problems.append(f"both clean and quarantined: {sorted(kept & held)[:5]}")
+    if kept | held != raw_uris:
+        lost, invented = sorted(raw_uris - kept - held), sorted((kept | held) - raw_uris)
+        problems.append(f"lost uris {lost[:5]}, invented uris {invented[:5]}")
+    if problems:
+        raise AccountingError("clean: records do not add up: " + "; ".join(problems))

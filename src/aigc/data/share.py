@@ -17,19 +17,27 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from aigc.data.version import IMAGE, TEXT, Modality, current_version
+from aigc.data.version import current_version
 from aigc.errors import UserError
+from aigc.modality import get_modality, modality_names
+from aigc.paths import DataLayout
 
-MODALITIES = (TEXT, IMAGE)
 SHARED_BY_ALL = "dvc.lock"  # every modality's stages lock their outputs there
 
 
-def own_files(modality: Modality) -> tuple[str, ...]:
-    """The files that name `modality`'s data version, besides dvc.lock."""
-    return (f"{modality.raw}.dvc", modality.versions)
+def layouts() -> list[DataLayout]:
+    """The data of every modality that has data stages, in pipeline order."""
+    chosen = (get_modality(name).data for name in modality_names())
+    return [layout for layout in chosen if layout is not None]
 
 
-DATA_VERSION_FILES = (SHARED_BY_ALL, *(name for kind in MODALITIES for name in own_files(kind)))
+def own_files(data: DataLayout) -> tuple[str, ...]:
+    """The files that name a modality's data version, besides dvc.lock."""
+    return (f"{data.raw}.dvc", data.versions)
+
+
+def data_version_files() -> tuple[str, ...]:
+    return (SHARED_BY_ALL, *(name for data in layouts() for name in own_files(data)))
 
 
 @dataclass(frozen=True)
@@ -40,10 +48,11 @@ class DataCommit:
 
 
 def files_to_commit(root: Path) -> list[Path]:
-    """The files of DATA_VERSION_FILES that differ from git's HEAD (changed, new or
+    """The files of `data_version_files()` that differ from git's HEAD (changed, new or
     deleted), relative to `root`; a UserError when `root` is in no git repository."""
     prefix = _git(root, "rev-parse", "--show-prefix").stdout.strip()  # root inside the repo
-    listed = _git(root, "status", "--porcelain", "-z", "--", *DATA_VERSION_FILES).stdout
+    names = data_version_files()
+    listed = _git(root, "status", "--porcelain", "-z", "--", *names).stdout
     # "XY path\0" per file, relative to the repository's top; a rename or copy adds "old\0"
     entries, changed = iter(listed.split("\0")), set()
     for entry in entries:
@@ -51,7 +60,7 @@ def files_to_commit(root: Path) -> list[Path]:
             changed.add(entry[3:])
             if entry[0] in "RC":
                 next(entries, None)
-    return [Path(name) for name in DATA_VERSION_FILES if prefix + name in changed]
+    return [Path(name) for name in names if prefix + name in changed]
 
 
 def share_hint(root: Path) -> str | None:
@@ -77,7 +86,7 @@ def commit_data_version(root: Path) -> DataCommit:
     files = files_to_commit(root)
     if not files:
         raise UserError(
-            f"nothing to commit: {', '.join(DATA_VERSION_FILES)} in {root} are as git's HEAD "
+            f"nothing to commit: {', '.join(data_version_files())} in {root} are as git's HEAD "
             "has them, so the data versions are committed already (or none was made yet: "
             "`aigc data refresh`)"
         )
@@ -96,7 +105,8 @@ def _message(root: Path, files: list[Path]) -> tuple[str, str]:
     the modalities whose own files changed, or every one that has a version when only
     dvc.lock did."""
     names = {str(path) for path in files}
-    touched = [kind for kind in MODALITIES if names & set(own_files(kind))] or list(MODALITIES)
+    every = layouts()
+    touched = [data for data in every if names & set(own_files(data))] or every
     versions: list[tuple[str, str]] = []
     for kind in touched:
         try:

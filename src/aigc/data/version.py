@@ -1,8 +1,8 @@
 """The `version` stage: DVC gives every dataset a content hash; the labeled one is the version.
 
-Each modality (`TEXT`, `IMAGE`) has its own raw folder, label stage, labeled output and
-history, so a text and an image data version are recorded side by side; every function
-below takes the modality and defaults to text.
+Each modality has its own raw folder, label stage, labeled output and history (its
+`DataLayout`, aigc.paths), so a text and an image data version are recorded side by side;
+every function below takes the layout.
 
 aigc drives DVC through its Python API (`dvc.repo.Repo`) for the calls every run makes (add,
 repro, status, push, pull): a `python -m dvc` process costs about half a second to start,
@@ -40,33 +40,8 @@ from pathlib import Path
 import yaml
 
 from aigc.errors import UserError
-from aigc.paths import ProjectPaths
+from aigc.paths import DataLayout, ProjectPaths
 from aigc.settings import OFFLINE_ENVIRONMENT
-
-LABEL_STAGE = "label"
-
-
-@dataclass(frozen=True)
-class Modality:
-    """Where one modality's versioned data lives, relative to the project root."""
-
-    name: str
-    raw: str  # `dvc add`ed snapshots
-    label_stage: str  # the DVC stage whose output is the data version
-    labeled: str
-    versions: str  # the history, one JSON line per version
-
-    def labeled_path(self, root: Path) -> Path:
-        return Path(root) / self.labeled
-
-    def versions_path(self, root: Path) -> Path:
-        return Path(root) / self.versions
-
-
-TEXT = Modality("text", "data/raw", LABEL_STAGE, "data/labeled", "data/versions.jsonl")
-IMAGE = Modality(
-    "image", "data/image/raw", "image_label", "data/image/labeled", "data/image/versions.jsonl"
-)
 
 
 class DvcError(UserError):
@@ -225,15 +200,15 @@ def is_url(location: str) -> bool:
     return "://" in location
 
 
-def track_raw(root: Path, modality: Modality = TEXT) -> str:
+def track_raw(root: Path, data: DataLayout) -> str:
     """`dvc add data/raw` (the modality's raw folder); returns its DVC hash. What a
     collection that died while writing left there is deleted first, never versioned."""
-    from aigc.data.collect import remove_partial_snapshots
+    from aigc.data.snapshots import remove_partial_snapshots
 
-    remove_partial_snapshots(Path(root) / modality.raw)
-    with _repo(root, f"add {modality.raw}") as repo:
-        repo.add(modality.raw)
-    entry = yaml.safe_load((Path(root) / f"{modality.raw}.dvc").read_text())["outs"][0]
+    remove_partial_snapshots(Path(root) / data.raw)
+    with _repo(root, f"add {data.raw}") as repo:
+        repo.add(data.raw)
+    entry = yaml.safe_load((Path(root) / f"{data.raw}.dvc").read_text())["outs"][0]
     return entry["md5"].removesuffix(".dir")
 
 
@@ -285,12 +260,12 @@ def locked_out_hash(root: Path, stage: str, out_path: str) -> str:
     raise VersionNotFound(f"dvc.lock has no output {out_path!r} for stage {stage!r}")
 
 
-def current_version(root: Path, modality: Modality = TEXT) -> str:
-    return locked_out_hash(root, modality.label_stage, modality.labeled)
+def current_version(root: Path, data: DataLayout) -> str:
+    return locked_out_hash(root, data.label_stage, data.labeled)
 
 
-def history(root: Path, modality: Modality = TEXT) -> list[DataVersion]:
-    path = modality.versions_path(root)
+def history(root: Path, data: DataLayout) -> list[DataVersion]:
+    path = Path(root) / data.versions
     if not path.exists():
         return []
     lines = path.read_text().splitlines()
@@ -298,11 +273,11 @@ def history(root: Path, modality: Modality = TEXT) -> list[DataVersion]:
 
 
 def record_version(
-    root: Path, raw_snapshot: str, counts: dict, modality: Modality = TEXT
+    root: Path, raw_snapshot: str, counts: dict, data: DataLayout
 ) -> tuple[DataVersion, bool]:
     """Append the current labeled dataset to the history unless it is already there."""
-    version = current_version(root, modality)
-    for known in history(root, modality):
+    version = current_version(root, data)
+    for known in history(root, data):
         if known.version == version:
             return known, False
     entry = DataVersion(
@@ -311,26 +286,24 @@ def record_version(
         raw_snapshot=raw_snapshot,
         counts=counts,
     )
-    path = modality.versions_path(root)
+    path = Path(root) / data.versions
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         handle.write(json.dumps(vars(entry), sort_keys=True) + "\n")
     return entry, True
 
 
-def resolve_version(root: Path, version: str, modality: Modality = TEXT) -> str:
+def resolve_version(root: Path, version: str, data: DataLayout) -> str:
     """A full hash from a full hash or a unique prefix of one in the history."""
     version = version.strip().lower().removesuffix(".dir")
     if len(version) == 32 and all(char in "0123456789abcdef" for char in version):
         return version
-    matches = {
-        known.version for known in history(root, modality) if known.version.startswith(version)
-    }
+    matches = {known.version for known in history(root, data) if known.version.startswith(version)}
     if len(matches) == 1:
         return matches.pop()
     if not matches:
         raise VersionNotFound(
-            f"no data version starts with {version!r} in {modality.versions_path(root)}; "
+            f"no data version starts with {version!r} in {(Path(root) / data.versions)}; "
             "run `aigc data status` for the known versions, or pass the full 32-digit hash"
         )
     raise VersionNotFound(f"{version!r} is ambiguous: {sorted(matches)}; give more digits")
@@ -340,12 +313,12 @@ def checkout_version(
     root: Path,
     version: str,
     dest: Path,
-    modality: Modality = TEXT,
+    data: DataLayout,
     remote: str | None = None,
 ) -> Path:
     """Restore the labeled dataset with hash `version` into `dest` (replaced whole), from the
     DVC cache, else from `remote` (the default remote when None)."""
-    full = resolve_version(root, version, modality)
+    full = resolve_version(root, version, data)
     scratch = root / f".aigc-checkout-{uuid.uuid4().hex[:8]}"
     scratch.mkdir()
     try:

@@ -38,7 +38,7 @@ import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from aigc.config import ImageCleanParams, ImageNearDuplicateRule
-from aigc.data.clean import check_accounting
+from aigc.data.records import check_accounting
 from aigc.errors import UserError
 from aigc.image.collect import RAW_COLUMNS
 from aigc.image.sources import png_bytes

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from aigc.config import ImageLabelParams
+from aigc.config import ImageLabelParams, ImageParams
 from aigc.data.split import split_names
 from aigc.errors import UserError
 from aigc.image.dataset import LABELED_COLUMNS, SPLITS
@@ -82,3 +82,16 @@ def counts(frame: pd.DataFrame) -> dict:
             for label, row in table.iterrows()
         },
     }
+
+
+def label_dataset(
+    clean: pd.DataFrame, params: ImageParams, overrides: pd.DataFrame
+) -> ImageLabelResult:
+    """The image modality's label stage core: `label_images` with `params.label` (the image
+    section's), its split included."""
+    return label_images(clean, params.label, overrides)
+
+
+def label_metrics(report: dict, counts: dict) -> dict:
+    """The headline numbers DVC lists: images in all and per split."""
+    return {"records": counts["records"], "splits": counts["splits"]}

@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 from aigc.config import Params, RegistryParams
-from aigc.data.version import IMAGE as IMAGE_DATA
 from aigc.modality import Modality, lazy, lazy_value
-from aigc.stages.image import ImageDataset, ImagePaths, current_image_dataset
+from aigc.paths import DataLayout
 
 
 def view(params: Params) -> Params:
@@ -40,13 +39,13 @@ def training_inputs(params: Params, root: Path) -> tuple[str, ...]:
 
 IMAGE = Modality(
     name="image",
-    collect=lazy("aigc.stages.image:collect"),
-    clean=lazy("aigc.stages.image:clean"),
-    label=lazy("aigc.stages.image:label"),
-    clean_in_dvc=lazy("aigc.stages.image:run_clean"),
-    label_in_dvc=lazy("aigc.stages.image:run_label"),
-    version=lazy("aigc.stages.image:version"),
-    data_paths=ImagePaths.of,
+    data=DataLayout("image", "data/image", clean_stage="image_clean", label_stage="image_label"),
+    data_section=lambda params: params.image,  # its collect, clean, label, version
+    collect_records=lazy("aigc.image.collect:collect_images"),
+    clean_records=lazy("aigc.image.clean:clean_images"),
+    clean_figures=None,
+    label_records=lazy("aigc.image.label:label_dataset"),
+    label_metrics=lazy("aigc.image.label:label_metrics"),
     train_section=lambda params: params.image.train,
     with_train_section=lambda params, train: _with_image(params, train=train),
     view=view,
@@ -56,15 +55,13 @@ IMAGE = Modality(
     training_inputs=training_inputs,
     check_inputs=None,
     params_sections=("image",),
-    current_dataset=current_image_dataset,
-    dataset_at=lambda path, version: ImageDataset(Path(path), version),
-    train=lazy("aigc.stages.train:train_images"),
-    evaluate=lazy("aigc.stages.evaluate:evaluate_images"),
+    prepare_training=lazy("aigc.image.training:prepare_training"),
+    assess=lazy("aigc.image.evaluate.assess:assess"),
+    evaluate_section=("image", "evaluate"),
     headline=("frechet_distance", "trivial_frechet_distance"),
-    registered_metrics=lazy_value("aigc.evaluate.image_report:IMAGE_HEADLINE_METRICS"),
+    registered_metrics=lazy_value("aigc.image.evaluate.report:IMAGE_HEADLINE_METRICS"),
     registry_columns=(
         ("Fréchet distance", "frechet_distance"),
         ("cond. accuracy", "conditional_accuracy"),
     ),
-    data_kind=IMAGE_DATA,
 )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from aigc.generator import TextGenerator
+from aigc.text.generator import TextGenerator
 
 EVALUATION_NODES_TAG = "aigc.ray_evaluation_node_ids"  # the evaluation shards', in shard order
 
@@ -37,7 +37,7 @@ def evaluate_on_ray(
     Returns the report and the Ray node id each shard ran on, in shard order."""
     import ray
 
-    from aigc.evaluate import continuation_ids, control_labels, merge_shards, summarize
+    from aigc.text.evaluate import continuation_ids, control_labels, merge_shards, summarize
 
     generator = TextGenerator.load(bundle_dir)
     wanted = continuation_ids(test_frame, settings.continuation_documents)
@@ -76,7 +76,7 @@ def evaluate_on_ray(
 
 
 def _evaluate_shard(bundle_dir, documents, label_params, settings, wanted, labels, classifier):
-    from aigc.evaluate import evaluate_shard
+    from aigc.text.evaluate import evaluate_shard
 
     torch.set_num_threads(1)
     import ray

@@ -23,9 +23,9 @@ differ raise ValueError; `bootstrap_samples=0` skips the check.
 
 Images (`primary_metric: frechet_distance`, `ImagePromotionPolicy`): a Fréchet distance is a
 statistic of whole sets, not a sum over rows, so `per_document` holds the per-sample rows of
-`aigc.evaluate.image_report.ImageEvaluation` (generated samples matched by id, i.e. by
+`aigc.image.evaluate.report.ImageEvaluation` (generated samples matched by id, i.e. by
 request, plus the real test images with their features) and the bootstrap is
-`aigc.evaluate.image_metrics.frechet_difference`: samples and test images resampled within
+`aigc.image.evaluate.metrics.frechet_difference`: samples and test images resampled within
 each class, the same rows for both models, the distance recomputed on every resample.
 """
 
@@ -123,9 +123,9 @@ def _frechet_bootstrap(
 ) -> dict[str, float | int | None]:
     """The image gate: per-sample rows of `ImageEvaluation.per_sample` (generated samples
     paired by id, i.e. by request; the real test images, the same on both sides)."""
-    # Imported here: the aigc.evaluate package brings torch, which the text gate never needs.
-    from aigc.evaluate.image_metrics import frechet_difference
-    from aigc.evaluate.image_report import feature_matrix, split_per_sample
+    # Imported here: the aigc.text.evaluate package brings torch, which the text gate never needs.
+    from aigc.image.evaluate.metrics import frechet_difference
+    from aigc.image.evaluate.report import feature_matrix, split_per_sample
 
     if direction != "minimize":
         raise ValueError(f"{FRECHET_DISTANCE} is a distance: the policy must minimize it")

@@ -1,10 +1,10 @@
 """The MLflow pyfunc face of aigc's generators: what `mlflow.pyfunc.load_model(uri)` returns.
 
-`aigc.tracking.log_generator_model` logs a bundle folder (a TextGenerator's, see aigc.generator,
-or an ImageGenerator's, see aigc.models.image) with one of the two classes here as an MLflow
-"model from code": the model carries the few lines of `model_code`, which MLflow runs on load
-to get a `GeneratorPyfunc` or an `ImageGeneratorPyfunc`, so nothing is pickled (MLflow 3
-refuses to unpickle models by default). Use it like any pyfunc model:
+`aigc.tracking.log_generator_model` logs a bundle folder (a TextGenerator's, see
+aigc.text.generator, or an ImageGenerator's, see aigc.image.generator) with one of the two
+classes here as an MLflow "model from code": the model carries the few lines of `model_code`,
+which MLflow runs on load to get a `GeneratorPyfunc` or an `ImageGeneratorPyfunc`, so nothing
+is pickled (MLflow 3 refuses to unpickle models by default). Use it like any pyfunc model:
 
     model = mlflow.pyfunc.load_model("models:/aigc-text@champion")
     model.predict(pd.DataFrame({"prompt": ["The socket"], "label": ["networking"]}))
@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 
 from aigc.config import EvaluateParams, ImageEvaluateParams
-from aigc.generator import TextGenerator
-from aigc.models.image import ImageGenerator, UnknownClass
+from aigc.image.generator import ImageGenerator, UnknownClass
+from aigc.text.generator import TextGenerator
 
 BUNDLE_ARTIFACT = "bundle"
 MODEL_CODE_FILE = "aigc_generator_model.py"

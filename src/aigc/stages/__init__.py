@@ -10,6 +10,6 @@
     promote   challenger vs champion on the same data -> decision applied Decision
 
 Each module is the stage's edge: it reads the inputs, calls the core function (in
-aigc.data, aigc.train, aigc.evaluate, aigc.registry) and writes the outputs, and returns a
+aigc.data, aigc.train, aigc.text.evaluate, aigc.registry) and writes the outputs, and returns a
 small frozen reference to them, never a DataFrame.
 """

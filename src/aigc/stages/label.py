@@ -1,11 +1,13 @@
-"""The `label` stage: clean records -> topic labels and a train/validation/test split.
+"""The `label` stage: a modality's clean records -> labels and a train/validation/test split.
 
-    labeled = label(paths, params)          # what DVC's stage runs (`aigc data label`)
-    labeled, dvc_lines = run_in_dvc(paths)  # `dvc repro label`
+    labeled = label(paths, params, modality)          # what its DVC stage runs (`aigc data label`)
+    labeled, dvc_lines = run_in_dvc(paths, modality)  # `dvc repro label` / `image_label`
 
-Outputs: data/labeled/{train,validation,test}.parquet (the dataset that is versioned),
-data/reports/label.json (coverage, conflicts, label distribution, split sizes, every labeling
-function's figures) and data/reports/label_metrics.json (its headline numbers, DVC's metrics).
+The modality labels (`label_records`: text by topic with labeling functions, images by their
+source's class; both with the manual overrides and the hash split). Outputs, under its data
+folder: labeled/{train,validation,test}.parquet (the dataset that is versioned),
+reports/label.json (the whole report and the counts) and reports/label_metrics.json (its
+headline numbers, DVC's metrics).
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ import pandas as pd
 
 from aigc import timing
 from aigc.config import Params
-from aigc.data.label import label_records, read_overrides
-from aigc.data.records import LABELED_SCHEMA, SPLITS, check
-from aigc.data.split import assign_splits, split_report
+from aigc.data.overrides import read_overrides
+from aigc.data.records import SPLITS
 from aigc.data.version import repro
 from aigc.errors import UserError
-from aigc.paths import ProjectPaths
+from aigc.modality import Modality, data_of
+from aigc.paths import DataPaths, ProjectPaths
 from aigc.stages.clean import write_json
 
 
@@ -33,54 +35,46 @@ class LabeledDataset:
     counts: dict  # {"records": n, "splits": {split: n}, "labels": {label: n}}
 
 
-def label(paths: ProjectPaths, params: Params) -> LabeledDataset:
-    source = paths.clean / "records.parquet"
+def label(paths: ProjectPaths, params: Params, modality: Modality) -> LabeledDataset:
+    where = paths.data(data_of(modality))
+    source = where.clean / "records.parquet"
     if not source.exists():
-        raise UserError(f"{source} does not exist: run `aigc data clean` first")
-    import aigc.data.labeling_functions  # noqa: F401  (registers the Python labeling functions)
+        raise UserError(
+            f"{source} does not exist: run `aigc data clean --modality {modality.name}` first"
+        )
+    section = modality.data_section(params)
+    try:
+        overrides = read_overrides(paths.root / section.label.overrides_file)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    result = modality.label_records(pd.read_parquet(source), section, overrides)
+    write_splits(result.frame, where.labeled)
+    counts = dataset_counts(result.frame)
+    write_json(where.reports / "label.json", {**result.report, "counts": counts})
+    write_json(where.reports / "label_metrics.json", modality.label_metrics(result.report, counts))
+    return LabeledDataset(path=where.labeled, counts=counts)
 
-    overrides = read_overrides(paths.root / params.label.overrides_file)
-    result = label_records(pd.read_parquet(source), params.label, overrides)
-    frame = check(assign_splits(result.frame, params.split), LABELED_SCHEMA, "label")
-    paths.labeled.mkdir(parents=True, exist_ok=True)
+
+def write_splits(frame: pd.DataFrame, folder: Path) -> None:
+    """One parquet file per split, in the frame's order: the labeled dataset on disk."""
+    folder.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         part = frame[frame["split"] == split].reset_index(drop=True)
-        part.to_parquet(paths.labeled / f"{split}.parquet", index=False)
-    counts = dataset_counts(frame)
-    write_json(
-        paths.reports / "label.json",
-        {**result.report, "splits": split_report(frame), "counts": counts},
-    )
-    write_json(paths.reports / "label_metrics.json", label_metrics(result.report, counts))
-    return LabeledDataset(path=paths.labeled, counts=counts)
+        part.to_parquet(folder / f"{split}.parquet", index=False)
 
 
-def run_in_dvc(paths: ProjectPaths) -> tuple[LabeledDataset, list[str]]:
-    """`dvc repro label` (which runs `label` unless its inputs are unchanged)."""
+def run_in_dvc(paths: ProjectPaths, modality: Modality) -> tuple[LabeledDataset, list[str]]:
+    """`dvc repro` of the modality's label stage (skipped when its inputs are unchanged)."""
+    layout = data_of(modality)
     with timing.timed("label"):
-        lines = repro(paths.root, "label")
-    return labeled_dataset(paths), lines
+        lines = repro(paths.root, layout.label_stage)
+    return labeled_dataset(paths.data(layout)), lines
 
 
-def labeled_dataset(paths: ProjectPaths) -> LabeledDataset:
+def labeled_dataset(where: DataPaths) -> LabeledDataset:
     """The reference to the stage's outputs, read from its report."""
-    report = json.loads((paths.reports / "label.json").read_text())
-    return LabeledDataset(path=paths.labeled, counts=report["counts"])
-
-
-def label_metrics(report: dict, counts: dict) -> dict:
-    """The report's headline numbers: what `dvc metrics show` and `dvc exp show` list.
-
-    Shares of records (coverage: some function voted; conflict: functions voted for different
-    topics) and records per split; per-function figures stay in label.json."""
-    return {
-        "records": counts["records"],
-        "coverage": report["coverage"],
-        "overlap": report["overlap"],
-        "conflict": report["conflict"],
-        "mean_confidence": report["mean_confidence"],
-        "splits": dict(counts["splits"]),
-    }
+    report = json.loads((where.reports / "label.json").read_text())
+    return LabeledDataset(path=where.labeled, counts=report["counts"])
 
 
 def dataset_counts(frame: pd.DataFrame) -> dict:

@@ -1,15 +1,16 @@
 """The `train` stage: a data version -> a trained generator in an MLflow run, trained on Ray.
 
-    trained = train(paths, params, dataset)                 # text
-    trained = train_images(paths, params, image_dataset)    # images: the same run, on Ray
+    trained = train(paths, params, dataset)     # any modality: the dataset names its own
 
-In order: train the tokenizer and encode the splits (driver), start or join Ray, open the
-MLflow run (the effective params, tags: data version, git commit, code version, params hash;
-the dataset as an input with the DVC hash as digest), train on Ray (rank 0 logs the curves),
-then log the model as a pyfunc, the steps and the weights' hash, and close the run.
-Evaluation is the next stage (`aigc.stages.evaluate`), which records its figures in the same
-run. The MLflow run and Ray's checkpoint folder are noted in this process's run record
-(`aigc.runtime`), so a run killed mid-way is marked FAILED and cleaned up by the next one.
+In order: the dataset's modality prepares the job on the driver (text: the tokenizer and
+token streams, aigc.text.training; images: pixels, aigc.image.training), start or join Ray,
+open the MLflow run in the modality's experiment (the params it uses, tags: data version, git
+commit, code version, params hash; the dataset as an input with the DVC hash as digest),
+train on Ray (rank 0 logs the curves), then log the model as a pyfunc, the steps and the
+weights' hash, and close the run. Evaluation is the next stage (`aigc.stages.evaluate`), which
+records its figures in the same run. The MLflow run and Ray's checkpoint folder are noted in
+this process's run record (`aigc.runtime`), so a run killed mid-way is marked FAILED and
+cleaned up by the next one.
 """
 
 from __future__ import annotations
@@ -19,14 +20,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aigc import runtime, timing
 from aigc.config import Params, is_uri
-from aigc.data.records import SPLITS
 from aigc.fingerprint import code_version
-from aigc.image.modality import view as image_view
+from aigc.modality import get_modality
 from aigc.paths import ProjectPaths
-from aigc.stages.image import ImageDataset
 from aigc.stages.version import Dataset
 from aigc.tracking import (
     DatasetInfo,
@@ -36,7 +36,9 @@ from aigc.tracking import (
     log_generator_model,
     run_tags,
 )
-from aigc.train.job import Job, prepare_job
+
+if TYPE_CHECKING:
+    from aigc.train.job import TrainingInputs
 
 
 @dataclass(frozen=True)
@@ -58,77 +60,33 @@ def train(
     on_progress: Callable[[dict[str, float]], None] | None = None,
     extra_tags: dict[str, str] | None = None,
 ) -> TrainedModel:
-    """A text generator from a text data version (tokenizer trained and splits encoded here)."""
-    train_frame, validation, test = dataset.splits()
-    with timing.timed("tokenizer and encoding"):
-        job = prepare_job(train_frame, validation, params.train, root=paths.root)
-    frames = (train_frame, validation, test)
+    """A generator from a data version: its modality prepares the job (text: tokenizer and
+    token streams; images: pixels), trained on Ray in the modality's experiment."""
+    modality = get_modality(dataset.modality)
+    inputs = modality.prepare_training(dataset, params, paths.root)
     return _train_on_ray(
         paths,
-        params,
-        job,
-        dataset.version,
-        dataset.path,
-        {split: len(frame) for split, frame in zip(SPLITS, frames, strict=True)},
-        sections={"train", "evaluate", "split"},
-        first_metrics={"train_tokens": float(job.train_tokens.numel())},
+        modality.view(params),
+        inputs,
+        dataset,
         on_progress=on_progress,
-        extra_tags={"aigc.modality": "text", **base_lineage(job.model), **(extra_tags or {})},
-    )
-
-
-def base_lineage(config: object) -> dict[str, str]:
-    """A fine-tuned model's base (path, architecture, size, content hash) as run tags."""
-    from aigc.models.configs import HFConfig
-
-    if not isinstance(config, HFConfig):
-        return {}
-    from aigc.models.hf import lineage_tags
-
-    return lineage_tags(config)
-
-
-def train_images(
-    paths: ProjectPaths,
-    params: Params,
-    dataset: ImageDataset,
-    on_progress: Callable[[dict[str, float]], None] | None = None,
-    extra_tags: dict[str, str] | None = None,
-) -> TrainedModel:
-    """An image generator from an image data version, on the same Ray cluster as text."""
-    from aigc.train.job import prepare_image_job
-
-    splits = dataset.splits()
-    job = prepare_image_job(splits["train"], splits["validation"], params.image.train)
-    return _train_on_ray(
-        paths,
-        image_view(params),
-        job,
-        dataset.version,
-        dataset.path,
-        {split: len(images) for split, images in splits.items()},
-        sections={"image"},
-        first_metrics={"train_images": float(len(splits["train"]))},
-        on_progress=on_progress,
-        extra_tags={"aigc.modality": "image", **(extra_tags or {})},
+        extra_tags={"aigc.modality": modality.name, **inputs.tags, **(extra_tags or {})},
     )
 
 
 def _train_on_ray(
     paths: ProjectPaths,
     params: Params,
-    job: Job,
-    data_version: str,
-    data_path: Path,
-    profile: dict[str, int],
-    sections: set[str],
-    first_metrics: dict[str, float],
+    inputs: TrainingInputs,
+    dataset: Dataset,
     on_progress: Callable[[dict[str, float]], None] | None,
-    extra_tags: dict[str, str] | None,
+    extra_tags: dict[str, str],
 ) -> TrainedModel:
-    """Either modality's job trained on Ray inside an MLflow run that records `sections` of
-    the params, the data version as the run's dataset input, and the model at the end."""
+    """The job trained on Ray inside an MLflow run that records the inputs' sections of the
+    params, the data version as the run's dataset input, and the model at the end."""
     from aigc.ray import RunLink, connect, train_on_ray
+
+    job, sections, data_version = inputs.job, inputs.sections, dataset.version
 
     started = time.perf_counter()
     record = runtime.start(paths.work)
@@ -142,7 +100,7 @@ def _train_on_ray(
         extra={
             "aigc.family": job.family,
             "aigc.code_version": code_version(),
-            **(extra_tags or {}),
+            **extra_tags,
         },
     )
     with TrainingRun.start(
@@ -151,12 +109,15 @@ def _train_on_ray(
         params=params.model_dump(mode="json", include=sections),
         tags=tags,
         dataset=DatasetInfo(
-            name="labeled", digest=f"{data_version}.dir", source=str(data_path), profile=profile
+            name="labeled",
+            digest=f"{data_version}.dir",
+            source=str(dataset.path),
+            profile=inputs.profile,
         ),
     ) as run:
         run.log_dict(params.model_dump(mode="json"), "params.json")
         record.note_mlflow_run(settings.tracking_uri, run.run_id)
-        run.log_metrics(first_metrics, step=0)
+        run.log_metrics(inputs.first_metrics, step=0)
         storage = params.train.ray.storage_path
         if not is_uri(storage):  # a folder of the project; a URI (s3://…) passes through
             storage = str(paths.root / storage)
@@ -189,7 +150,7 @@ def _train_on_ray(
         metrics=dict(outcome.metrics) | {"restarts": float(outcome.restarts)},
         bundle_dir=outcome.bundle_dir,
         seconds=time.perf_counter() - started,
-        lineage={"aigc.family": job.family, **base_lineage(job.model)},
+        lineage={"aigc.family": job.family, **inputs.tags},
     )
 
 

@@ -1,10 +1,11 @@
 """The `version` stage: the labeled dataset's DVC hash is the data version; push and record it.
 
-    dataset = version(paths, params, collected.snapshot.path.name, labeled.counts)
-    dataset = current_dataset(paths)     # data/labeled, checked against dvc.lock
-    dataset.split("train")               # a DataFrame
+    dataset = version(paths, params, modality, collected.snapshot.path.name, labeled.counts)
+    dataset = current_dataset(paths, modality)   # its labeled folder, checked against dvc.lock
+    dataset.split("train")                       # a DataFrame, for text and images alike
 
-`Dataset` is what training and evaluation take: a folder and the version it is.
+`Dataset` is what training and evaluation take: a folder, the version it is and the modality
+whose data it is.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -21,10 +21,6 @@ from aigc import timing
 from aigc.config import Params
 from aigc.data.records import SPLITS
 from aigc.data.version import (
-    LABEL_STAGE,
-    TEXT,
-    DataVersion,
-    Modality,
     VersionNotFound,
     configure_remote,
     current_version,
@@ -34,15 +30,18 @@ from aigc.data.version import (
     status,
 )
 from aigc.errors import UserError
-from aigc.paths import ProjectPaths
+from aigc.modality import Modality, data_of
+from aigc.paths import DataLayout, ProjectPaths
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """A labeled dataset on disk and the data version it is."""
+    """A labeled dataset on disk: {train,validation,test}.parquet, the data version it is and
+    the modality whose data it is (text's documents, images' PNGs)."""
 
     path: Path
     version: str
+    modality: str
     counts: dict = field(default_factory=dict)
 
     def split(self, name: str) -> pd.DataFrame:
@@ -57,47 +56,38 @@ class Dataset:
 
 @dataclass(frozen=True)
 class VersionOutcome:
-    dataset: Any  # the modality's labeled dataset (text's Dataset, images' ImageDataset)
+    dataset: Dataset
     new: bool
     remote: str  # where it was pushed; empty when push is off
 
 
-@timing.timed("version")
 def version(
-    paths: ProjectPaths, params: Params, raw_snapshot: str, counts: dict
+    paths: ProjectPaths, params: Params, modality: Modality, raw_snapshot: str, counts: dict
 ) -> VersionOutcome:
-    entry, new, remote = publish(paths, params, raw_snapshot, counts)
-    return VersionOutcome(Dataset(paths.labeled, entry.version, counts), new, remote)
-
-
-def publish(
-    paths: ProjectPaths,
-    params: Params,
-    raw_snapshot: str,
-    counts: dict,
-    modality: Modality = TEXT,
-    push_targets: list[str] | None = None,
-    push_wanted: bool = True,
-) -> tuple[DataVersion, bool, str]:
-    """Push to the `version` section's remote (all, or `push_targets`) and record the
-    modality's data version: (the entry, whether it is new, where it was pushed or "")."""
+    """Push the modality's raw snapshots, clean records and labeled dataset to the `version`
+    section's remote (when it and the modality's own section say push), and record its
+    data version."""
+    layout = data_of(modality)
     remote = ""
-    if params.version.push and push_wanted:
-        remote = configure_remote(
-            paths.root, params.version.remote_name, params.version.remote_url
-        )
-        push(paths.root, params.version.remote_name, push_targets)
-    entry, new = record_version(paths.root, raw_snapshot, counts, modality)
-    return entry, new, remote
+    with timing.timed("version"):
+        if params.version.push and modality.data_section(params).version.push:
+            remote = configure_remote(
+                paths.root, params.version.remote_name, params.version.remote_url
+            )
+            targets = [f"{layout.raw}.dvc", layout.clean_stage, layout.label_stage]
+            push(paths.root, params.version.remote_name, targets)
+        entry, new = record_version(paths.root, raw_snapshot, counts, layout)
+    dataset = Dataset(paths.data(layout).labeled, entry.version, modality.name, counts)
+    return VersionOutcome(dataset, new, remote)
 
 
 @dataclass(frozen=True)
 class DataVersions:
     """What the data flow returns: the data version of each modality it refreshed."""
 
-    by_modality: dict[str, Any]  # name -> its dataset (text's Dataset, images' ImageDataset)
+    by_modality: dict[str, Dataset]
 
-    def of(self, modality: str) -> Any:
+    def of(self, modality: str) -> Dataset:
         if modality not in self.by_modality:
             raise ValueError(f"the data flow did not refresh the {modality} data")
         return self.by_modality[modality]
@@ -107,15 +97,18 @@ class DataVersions:
 
 
 class DatasetMismatch(UserError):
-    """data/labeled is not the data version dvc.lock names, so it cannot be trained on."""
+    """A labeled folder is not the data version dvc.lock names, so it cannot be trained on."""
 
 
-def current_dataset(paths: ProjectPaths) -> Dataset:
-    """data/labeled, checked against dvc.lock so the version it claims is the truth."""
+def current_dataset(paths: ProjectPaths, modality: Modality) -> Dataset:
+    """The modality's labeled folder, checked against dvc.lock so the version it claims is
+    the truth."""
+    layout = data_of(modality)
     stale = status(paths.root)
-    if LABEL_STAGE in stale:
-        raise DatasetMismatch(_mismatch(paths, stale[LABEL_STAGE]))
-    return Dataset(paths.labeled, current_version(paths.root))
+    if layout.label_stage in stale:
+        raise DatasetMismatch(_mismatch(paths, layout, stale[layout.label_stage]))
+    labeled = paths.data(layout).labeled
+    return Dataset(labeled, current_version(paths.root, layout), modality.name)
 
 
 def folder_version(folder: Path) -> str:
@@ -136,12 +129,13 @@ def folder_version(folder: Path) -> str:
     return md5(json.dumps(manifest, sort_keys=True).encode())
 
 
-def _mismatch(paths: ProjectPaths, changes: list) -> str:
+def _mismatch(paths: ProjectPaths, layout: DataLayout, changes: list) -> str:
     """Why the label stage is out of date, and what to run: which version data/labeled holds
     and which one dvc.lock names, when an output changed; the changed inputs otherwise."""
-    labeled = paths.labeled.relative_to(paths.root)
+    folder = paths.data(layout).labeled
+    labeled = folder.relative_to(paths.root)
     try:
-        locked = current_version(paths.root)
+        locked = current_version(paths.root, layout)
     except VersionNotFound as error:
         return f"{labeled} has no data version yet ({error}); build one with `aigc data refresh`"
     outputs_changed = any(
@@ -149,17 +143,19 @@ def _mismatch(paths: ProjectPaths, changes: list) -> str:
     )
     if not outputs_changed:
         return (
-            f"the label stage's inputs changed since dvc.lock recorded data version {locked[:12]} "
-            f"({changes}), so {labeled} is out of date: rebuild it with `aigc data refresh`"
+            f"the {layout.label_stage} stage's inputs changed since dvc.lock recorded data "
+            f"version {locked[:12]} ({changes}), so {labeled} is out of date: rebuild it "
+            "with `aigc data refresh`"
         )
     restore = (
-        f"`aigc data checkout {locked[:12]}` (or `dvc checkout {labeled}`) restores the version "
+        f"`aigc data checkout {locked[:12]} --modality {layout.name}` (or `dvc checkout "
+        f"{labeled}`) restores the version "
         "dvc.lock names; `aigc data refresh` builds a new one from the sources"
     )
-    if not paths.labeled.is_dir():
+    if not folder.is_dir():
         return f"{labeled} is missing; dvc.lock names data version {locked[:12]}. Fix: {restore}"
-    held = folder_version(paths.labeled)
-    known = {entry.version for entry in history(paths.root)}
+    held = folder_version(folder)
+    known = {entry.version for entry in history(paths.root, layout)}
     if held in known:
         return (
             f"{labeled} holds data version {held[:12]} (restored by `aigc data checkout`), but "

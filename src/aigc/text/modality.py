@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from aigc.config import Params
-from aigc.data.version import TEXT as TEXT_DATA
 from aigc.modality import Modality, lazy, lazy_value
-from aigc.stages.version import Dataset, current_dataset
+from aigc.paths import DataLayout
 
 
 def base_model_sha256(params: Params, root: Path) -> str | None:
@@ -41,13 +40,13 @@ def training_inputs(params: Params, root: Path) -> tuple[str, ...]:
 
 TEXT = Modality(
     name="text",
-    collect=lazy("aigc.stages.collect:collect"),
-    clean=lazy("aigc.stages.clean:clean"),
-    label=lazy("aigc.stages.label:label"),
-    clean_in_dvc=lazy("aigc.stages.clean:run_in_dvc"),
-    label_in_dvc=lazy("aigc.stages.label:run_in_dvc"),
-    version=lazy("aigc.stages.version:version"),
-    data_paths=lambda paths: paths,
+    data=DataLayout("text", "data", clean_stage="clean", label_stage="label"),
+    data_section=lambda params: params,  # collect, clean, label, split, version
+    collect_records=lazy("aigc.text.collect:collect_sources"),
+    clean_records=lazy("aigc.text.clean:clean_records"),
+    clean_figures=lazy("aigc.text.clean_report:write_clean_figures"),
+    label_records=lazy("aigc.text.label:label_documents"),
+    label_metrics=lazy("aigc.text.label:label_metrics"),
     train_section=lambda params: params.train,
     with_train_section=lambda params, train: params.model_copy(update={"train": train}),
     view=lambda params: params,
@@ -57,15 +56,13 @@ TEXT = Modality(
     training_inputs=training_inputs,
     check_inputs=check_inputs,
     params_sections=("train", "evaluate"),
-    current_dataset=current_dataset,
-    dataset_at=lambda path, version: Dataset(Path(path), version),
-    train=lazy("aigc.stages.train:train"),
-    evaluate=lazy("aigc.stages.evaluate:evaluate"),
+    prepare_training=lazy("aigc.text.training:prepare_training"),
+    assess=lazy("aigc.text.evaluate.assess:assess"),
+    evaluate_section=("evaluate",),
     headline=("test_bits_per_character", "unigram_bits_per_character"),
-    registered_metrics=lazy_value("aigc.evaluate:HEADLINE_METRICS"),
+    registered_metrics=lazy_value("aigc.text.evaluate:HEADLINE_METRICS"),
     registry_columns=(
         ("test bits/char", "test_bits_per_character"),
         ("label control", "label_control_accuracy"),
     ),
-    data_kind=TEXT_DATA,
 )

@@ -16,8 +16,8 @@ from aigc.tracking.settings import TrackingSettings, _global_tracking_uri, _has_
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
-    from aigc.generator import TextGenerator
-    from aigc.models.image import ImageGenerator
+    from aigc.image.generator import ImageGenerator
+    from aigc.text.generator import TextGenerator
 
 
 class ModelNotFound(UserError):

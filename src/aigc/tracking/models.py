@@ -13,8 +13,8 @@ from aigc.tracking.settings import TrackingSettings, _global_tracking_uri
 if TYPE_CHECKING:
     import pandas as pd
 
-    from aigc.generator import TextGenerator
-    from aigc.models.image import ImageGenerator
+    from aigc.image.generator import ImageGenerator
+    from aigc.text.generator import TextGenerator
 
 
 def _pip_requirements(image: bool) -> list[str]:
@@ -32,8 +32,8 @@ def _pip_requirements(image: bool) -> list[str]:
 def _generator_class(bundle_dir: Path) -> type[TextGenerator] | type[ImageGenerator]:
     """Which generator a bundle folder holds: a text bundle has its tokenizer beside the model,
     an image bundle the model alone (its class names are inside the checkpoint)."""
-    from aigc.generator import TOKENIZER_FILE, TextGenerator
-    from aigc.models.image import ImageGenerator
+    from aigc.image.generator import ImageGenerator
+    from aigc.text.generator import TOKENIZER_FILE, TextGenerator
 
     return TextGenerator if (bundle_dir / TOKENIZER_FILE).is_file() else ImageGenerator
 
@@ -42,8 +42,8 @@ def _example_input(generator_class: type, bundle_dir: Path) -> pd.DataFrame:
     """One request, in the columns of the pyfunc that serves `generator_class`."""
     import pandas as pd
 
-    from aigc.generator import TOKENIZER_FILE
-    from aigc.models.image import ImageGenerator
+    from aigc.image.generator import ImageGenerator
+    from aigc.text.generator import TOKENIZER_FILE
     from aigc.text.tokenizer import TextTokenizer
 
     if generator_class is ImageGenerator:
@@ -80,7 +80,7 @@ def log_generator_model(
     from mlflow.models import Model
 
     import aigc
-    from aigc.models.image import ImageGenerator
+    from aigc.image.generator import ImageGenerator
     from aigc.serving import pyfunc
 
     bundle_dir = Path(bundle_dir)

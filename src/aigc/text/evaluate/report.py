@@ -35,25 +35,25 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from aigc.config import EvaluateParams, LabelParams
-from aigc.evaluate.continuation import (
+from aigc.text.dataset import unigram_bits_per_char
+from aigc.text.evaluate.continuation import (
     CONTINUATION_COLUMNS,
     score_continuations,
     summarize_continuations,
 )
-from aigc.evaluate.diversity import distinct_n
-from aigc.evaluate.label_control import (
+from aigc.text.evaluate.diversity import distinct_n
+from aigc.text.evaluate.label_control import (
     CLASSIFIED_COLUMNS,
     CONDITIONED,
     control_labels,
     label_control_rows,
     summarize_label_control,
 )
-from aigc.evaluate.language_model import document_nll, summarize_lm
-from aigc.evaluate.topic_classifier import TopicClassifier, ceiling_correct
-from aigc.text.dataset import unigram_bits_per_char
+from aigc.text.evaluate.language_model import document_nll, summarize_lm
+from aigc.text.evaluate.topic_classifier import TopicClassifier, ceiling_correct
 
 if TYPE_CHECKING:
-    from aigc.generator import TextGenerator
+    from aigc.text.generator import TextGenerator
 
 DOCUMENT_COLUMNS = ["id", "label", "nll_nats", "tokens", "chars"]
 SCORE_COLUMNS = ["bleu", "chrf", "rougeL"]

@@ -15,9 +15,9 @@ labels; as the model never saw that request, the unconditioned accuracy is the c
 figure the conditioned accuracy must beat.
 
 Two yardsticks classify each sample. The primary one, when given, is a topic classifier
-fitted on the train split (`aigc.evaluate.topic_classifier`): it always answers, so its
+fitted on the train split (`aigc.text.evaluate.topic_classifier`): it always answers, so its
 accuracy measures control. The secondary one is the data half's labeling functions
-(`aigc.data.label`) by majority vote (not the weighted model, which would make one sample's
+(`aigc.text.label`) by majority vote (not the weighted model, which would make one sample's
 label depend on the other samples); they abstain on most short samples. Both are fixed for a
 data version, so a challenger and a champion are graded alike. Accuracy is the share of
 samples whose classified label equals the requested one; coverage (labeling functions) is
@@ -37,9 +37,9 @@ from typing import Protocol
 import pandas as pd
 
 from aigc.config import EvaluateParams, LabelParams
-from aigc.data.label import label_records
-from aigc.evaluate.continuation import derived_seed
-from aigc.evaluate.topic_classifier import TopicClassifier
+from aigc.text.evaluate.continuation import derived_seed
+from aigc.text.evaluate.topic_classifier import TopicClassifier
+from aigc.text.label import label_records
 
 CONDITIONED = "conditioned"
 UNCONDITIONED = "unconditioned"
@@ -55,7 +55,7 @@ CLASSIFIED_COLUMNS = [
 
 
 class Sampler(Protocol):
-    """What label control needs of a generator: `aigc.generator.TextGenerator` is one."""
+    """What label control needs of a generator: `aigc.text.generator.TextGenerator` is one."""
 
     @property
     def labels(self) -> tuple[str, ...]: ...

@@ -19,4 +19,4 @@ from __future__ import annotations
 
 import pandas as pd  # noqa: F401  (for the functions defined here)
 
-from aigc.data.topic_rules import labeling_function  # noqa: F401  (the decorator)
+from aigc.text.topic_rules import labeling_function  # noqa: F401  (the decorator)

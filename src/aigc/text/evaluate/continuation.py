@@ -30,7 +30,7 @@ import sacrebleu
 
 if TYPE_CHECKING:
     from aigc.config import EvaluateParams
-    from aigc.generator import TextGenerator
+    from aigc.text.generator import TextGenerator
 
 CONTINUATION_COLUMNS = [
     "id",

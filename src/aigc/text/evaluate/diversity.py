@@ -10,7 +10,7 @@ sample on its own has no repeats. A value depends on how much text is pooled, so
 models on the same number and length of samples.
 
 More is not better: near-random text scores higher than real text. The evaluation reports
-real test text's own value beside a model's (`real_distinct_n`, `aigc.evaluate.report.
+real test text's own value beside a model's (`real_distinct_n`, `aigc.text.evaluate.report.
 real_distinct`), and the promotion gate judges a model by its distance from it.
 """
 

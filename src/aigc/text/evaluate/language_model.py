@@ -42,7 +42,7 @@ from aigc.models.base import IGNORE_INDEX, unwrap_model
 from aigc.text.dataset import bits_per_character
 
 if TYPE_CHECKING:
-    from aigc.generator import TextGenerator
+    from aigc.text.generator import TextGenerator
 
 LM_COLUMNS = ["nll_nats", "tokens", "chars"]
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from aigc.config import HttpSource
 from aigc.data.sources.base import SourceError, SourceRecord
 from aigc.data.sources.fetch import fetch
-from aigc.data.sources.folder import decode, json_item_record, json_line_record
+from aigc.text.sources.folder import decode, json_item_record, json_line_record
 
 
 def read_http(

@@ -1,6 +1,6 @@
 """The label stage's voters: labeling functions (LFs) and the vote matrix they fill.
 
-`aigc.data.label.label_records` builds the LFs with `build_labeling_functions`, gives them
+`aigc.text.label.label_records` builds the LFs with `build_labeling_functions`, gives them
 `labeling_frame(clean)` and turns `vote_matrix`'s votes into labels; nothing here reads files.
 
 Labeling functions (LFs) are built from `params.label.topics`, three per topic at most:
@@ -15,7 +15,7 @@ Patterns run on Arrow's RE2 engine when their syntax allows (about 20x faster th
 `re`), else on `re`; RE2's `\\w` and `\\b` are ASCII-only.
 
 Adding a labeling function in Python, when params cannot express the rule: define it in
-aigc/data/labeling_functions.py (the label stage imports it) with the decorator:
+aigc/text/labeling_functions.py (the label stage imports it) with the decorator:
 
     @labeling_function("concurrency")
     def mentions_lock_objects(frame: pd.DataFrame) -> pd.Series:

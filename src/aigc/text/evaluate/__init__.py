@@ -1,6 +1,6 @@
 """Evaluation of a trained conditional text generator on the test split of a data version.
 
-    from aigc.evaluate import evaluate_generator
+    from aigc.text.evaluate import evaluate_generator
     report = evaluate_generator(generator, test_frame, params.label, params.evaluate,
                                 train_texts=train_frame["text"])
 
@@ -16,17 +16,21 @@ summarize function, so a caller can spread shards over workers and merge:
 A pure library: no Ray, MLflow or Prefect here; the training flow's evaluate task calls it.
 """
 
-from aigc.evaluate.continuation import score_continuations, score_pair, summarize_continuations
-from aigc.evaluate.diversity import distinct_n
-from aigc.evaluate.label_control import (
+from aigc.text.evaluate.continuation import (
+    score_continuations,
+    score_pair,
+    summarize_continuations,
+)
+from aigc.text.evaluate.diversity import distinct_n
+from aigc.text.evaluate.label_control import (
     classify_samples,
     control_labels,
     label_control_rows,
     sample_for_labels,
     summarize_label_control,
 )
-from aigc.evaluate.language_model import document_nll, summarize_lm
-from aigc.evaluate.report import (
+from aigc.text.evaluate.language_model import document_nll, summarize_lm
+from aigc.text.evaluate.report import (
     HEADLINE_METRICS,
     EvaluationReport,
     EvaluationShard,

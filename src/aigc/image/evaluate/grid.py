@@ -1,8 +1,7 @@
-"""Pictures a person reads: a grid of samples, one row per class, and the loss curves.
+"""A picture a person reads: a grid of samples, one row per class.
 
     write_sample_grid(samples, requested, path, per_class=params.grid_per_class,
                       scale=params.grid_scale, gap=params.grid_gap)   # PNG; image.evaluate
-    write_loss_curves({"generator": [(step, loss), ...], "discriminator": [...]}, path)
 
 An 8×8 digit is a smudge at its real size: tiles are upscaled by nearest neighbour (no
 blurring that would flatter a model) and separated by a gap, and rows follow the class order,
@@ -11,7 +10,6 @@ row r holding the samples requested for class r.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -65,28 +63,4 @@ def write_sample_grid(
     picture = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
     path.parent.mkdir(parents=True, exist_ok=True)
     picture.save(path, format="PNG")
-    return path
-
-
-def write_loss_curves(curves: Mapping[str, Sequence[tuple[int, float]]], path: Path) -> Path:
-    """One line per named loss against step (e.g. a GAN's generator and discriminator), PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7, 4), dpi=110)
-    for name, points in curves.items():
-        if points:
-            steps, values = zip(*sorted(points), strict=True)
-            axis.plot(steps, values, "-", label=name, linewidth=1.2)
-    axis.set_xlabel("step")
-    axis.set_ylabel("loss")
-    axis.set_title("training losses")
-    axis.grid(alpha=0.3)
-    axis.legend()
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, metadata={"Software": None})
-    plt.close(figure)
     return path

@@ -10,7 +10,7 @@ numbers readable.
     evaluation = evaluate_image_samples(classifier, samples, requested, test, params)
     references = reference_metrics(classifier, train, test, params)  # floor_*, trivial_*
 
-Every measure is computed in the features of `FeatureClassifier` (aigc.evaluate.
+Every measure is computed in the features of `FeatureClassifier` (aigc.text.evaluate.
 image_classifier) against the whole test split, from a fixed number of samples per class:
 
     frechet_distance, kid, kid_standard_error   distribution distance (lower is better)
@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from aigc.config import ImageEvaluateParams
-from aigc.evaluate.image_metrics import (
+from aigc.image.evaluate.metrics import (
     conditional_accuracy,
     density_coverage,
     feature_spread_ratio,
@@ -47,7 +47,7 @@ from aigc.evaluate.image_metrics import (
 )
 
 if TYPE_CHECKING:
-    from aigc.evaluate.image_classifier import FeatureClassifier, Images
+    from aigc.image.evaluate.classifier import FeatureClassifier, Images
 
 FEATURE_PREFIX = "feature_"
 # The figures shown wherever an image model is summarized (CLI, registry tags, README table).

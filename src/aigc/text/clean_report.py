@@ -82,3 +82,9 @@ def write_length_histogram(records: pd.DataFrame, report: dict, path: Path | str
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png", metadata={"Software": None})
     return path
+
+
+def write_clean_figures(result: object, reports: Path) -> None:
+    """The text modality's figures of a clean run: the length histogram (clean_lengths.png,
+    the DVC stage's plot)."""
+    write_length_histogram(result.records, result.report, reports / "clean_lengths.png")

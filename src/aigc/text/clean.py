@@ -50,7 +50,7 @@ Each rule can be switched off with `enabled: false`; they run in this order:
                     MinHash.bulk + MinHashLSH here (bench/clean_throughput.py measures both).
 
 Quarantined records keep their original raw text; clean records keep their collection id.
-The near_duplicate rule's MinHash signatures and LSH banding live in aigc.data.minhash.
+The near_duplicate rule's MinHash signatures and LSH banding live in aigc.text.minhash.
 """
 
 from __future__ import annotations
@@ -65,12 +65,6 @@ import numpy as np
 import pandas as pd
 
 from aigc.config import CleanParams, NearDuplicateRule, NormalizeRule, StripMarkupRule
-from aigc.data.clean_report import build_report, write_length_histogram
-from aigc.data.minhash import (
-    LSH_FALSE_NEGATIVE_WEIGHT,
-    minhash_signatures,
-    near_duplicate_matches,
-)
 from aigc.data.records import (
     HARD_FLAGS,
     QUARANTINE_COLUMNS,
@@ -78,13 +72,18 @@ from aigc.data.records import (
     RAW_SCHEMA,
     SchemaError,
     check,
+    check_accounting,
+)
+from aigc.text.clean_report import build_report, write_length_histogram
+from aigc.text.minhash import (
+    LSH_FALSE_NEGATIVE_WEIGHT,
+    minhash_signatures,
+    near_duplicate_matches,
 )
 
 __all__ = [
-    "AccountingError",
     "CleanResult",
     "LSH_FALSE_NEGATIVE_WEIGHT",  # minhash's; re-exported with its functions
-    "check_accounting",
     "clean_records",
     "minhash_signatures",
     "near_duplicate_matches",
@@ -148,10 +147,6 @@ _DOCTEST_PROMPT = re.compile(r"^([ \t]*)(?:>>>|\.\.\.)(?: |$)", re.MULTILINE)
 # decoder puts where bytes were not UTF-8), surrogates, private use, the two noncharacters.
 _NOT_PRINTABLE = r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\uf8ff\ufffd-\uffff]"
 _NOT_LETTERS = r"[\W\d_]+"
-
-
-class AccountingError(RuntimeError):
-    """The clean stage lost, duplicated or invented records; a bug, never a data problem."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -238,21 +233,6 @@ def strip_markup(text: pd.Series, rule: StripMarkupRule) -> pd.Series:
             for pattern, replacement in replacements:
                 text = text.str.replace(pattern, replacement, regex=True)
     return text.str.replace(_BLANK_LINES, "\n\n", regex=True).str.strip()
-
-
-def check_accounting(raw: pd.DataFrame, records: pd.DataFrame, quarantine: pd.DataFrame) -> None:
-    """Raise AccountingError unless raw's uris are split exactly between the two frames."""
-    raw_uris, kept, held = set(raw["uri"]), set(records["uri"]), set(quarantine["uri"])
-    problems = []
-    if len(raw) != len(records) + len(quarantine):
-        problems.append(f"{len(raw)} raw != {len(records)} clean + {len(quarantine)} quarantined")
-    if kept & held:
-        problems.append(f"both clean and quarantined: {sorted(kept & held)[:5]}")
-    if kept | held != raw_uris:
-        lost, invented = sorted(raw_uris - kept - held), sorted((kept | held) - raw_uris)
-        problems.append(f"lost uris {lost[:5]}, invented uris {invented[:5]}")
-    if problems:
-        raise AccountingError("clean: records do not add up: " + "; ".join(problems))
 
 
 class _Run:

@@ -1,15 +1,15 @@
 """The `label` stage core: labeling functions vote on each record's topic, a label model decides.
 
-Weak supervision in the style of Snorkel. Nothing here reads or writes files except
-`read_overrides`; the task and the CLI verb load the clean frame, call `label_records`, then
-`aigc.data.split.assign_splits`, and save.
+Weak supervision in the style of Snorkel. Nothing here reads or writes files; the label
+stage (aigc.stages.label) loads the clean frame and the overrides, calls `label_documents`
+(`label_records`, then the split of aigc.data.split), and saves.
 
     result = label_records(clean, params.label, read_overrides(params.label.overrides_file))
     result.frame    # clean columns + label, label_confidence, labeling_functions
     result.report   # coverage, overlaps, conflicts, accuracies, distribution (JSON-ready)
 
 The labeling functions (keyword, regex and module rules from `params.label.topics`, and
-Python ones registered in aigc/data/labeling_functions.py) live in `aigc.data.topic_rules`,
+Python ones registered in aigc/text/labeling_functions.py) live in `aigc.text.topic_rules`,
 whose docstring says how each votes and how to add one.
 
 The label model ("weighted" by default, or "majority") turns the votes into one label per
@@ -24,14 +24,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from aigc.config import LabelParams
-from aigc.data.records import CLEAN_SCHEMA, check
-from aigc.data.topic_rules import (
+from aigc.config import LabelParams, Params
+from aigc.data.overrides import check_override_rows
+from aigc.data.records import CLEAN_SCHEMA, LABELED_SCHEMA, check
+from aigc.data.split import assign_splits, split_report
+from aigc.text.topic_rules import (
     ABSTAIN,
     REGISTRY,
     LabelingFunction,
@@ -60,7 +61,6 @@ __all__ = [  # the labeling-function names are re-exported: they were defined he
     "labeling_frame",
     "labeling_function",
     "match_counts",
-    "read_overrides",
     "topic_scores",
     "vote_matrix",
 ]
@@ -151,57 +151,6 @@ def combine_votes(
     return codes, confidence
 
 
-# --- overrides ------------------------------------------------------------------------------
-
-
-def read_overrides(path: Path | str) -> pd.DataFrame:
-    """The manual labels in a CSV with an `id,label` header; a missing file means none."""
-    path = Path(path)
-    if not path.exists():
-        return pd.DataFrame({"id": pd.Series(dtype=str), "label": pd.Series(dtype=str)})
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame({"id": pd.Series(dtype=str), "label": pd.Series(dtype=str)})
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise ValueError(
-            f"overrides file {path} is not a readable UTF-8 CSV ({error}); "
-            "write it as lines of `<record id>,<label>` under an `id,label` header"
-        ) from None
-    table.columns = [str(column).strip() for column in table.columns]
-    missing = [column for column in ("id", "label") if column not in table.columns]
-    if missing:
-        raise ValueError(
-            f"overrides file {path} lacks the column(s) {missing} (found {list(table.columns)}); "
-            "its first line must be the header `id,label`, then one `<record id>,<label>` a line"
-        )
-    table = table[["id", "label"]].apply(lambda column: column.str.strip())
-    _check_override_rows(table, f"overrides file {path}")
-    return table.reset_index(drop=True)
-
-
-def _check_override_rows(overrides: pd.DataFrame, origin: str) -> None:
-    empty = (overrides["id"] == "") | (overrides["label"] == "")
-    if empty.any():
-        rows = [
-            f"row {position + 1} (id {identifier!r}, label {label!r})"
-            for position, (identifier, label) in enumerate(
-                zip(overrides["id"], overrides["label"], strict=True)
-            )
-            if empty.iloc[position]
-        ]
-        raise ValueError(
-            f"{origin}: empty id or label in {', '.join(rows[:5])}; give each row a record id "
-            "and a label, or delete the row"
-        )
-    labels_per_id = overrides.groupby("id")["label"].nunique()
-    contradictory = sorted(labels_per_id.index[labels_per_id > 1])
-    if contradictory:
-        raise ValueError(
-            f"{origin}: ids {contradictory[:5]} are given different labels; keep one row per id"
-        )
-
-
 def _checked_overrides(overrides: pd.DataFrame, allowed: Sequence[str]) -> pd.Series:
     """label by id, after checking every row names a known label."""
     missing = [column for column in ("id", "label") if column not in overrides.columns]
@@ -210,7 +159,7 @@ def _checked_overrides(overrides: pd.DataFrame, allowed: Sequence[str]) -> pd.Se
     table = (
         overrides[["id", "label"]].fillna("").astype(str).apply(lambda column: column.str.strip())
     )
-    _check_override_rows(table, "overrides")
+    check_override_rows(table, "overrides")
     unknown = ~table["label"].isin(list(allowed))
     if unknown.any():
         position = int(np.flatnonzero(unknown.to_numpy())[0])
@@ -333,4 +282,29 @@ def _report(
         },
         "labeling_functions": per_function,
         "skipped_functions": skipped,
+    }
+
+
+def label_documents(clean: pd.DataFrame, params: Params, overrides: pd.DataFrame) -> LabelResult:
+    """The text modality's label stage core: `label_records` with `params.label`, then the
+    hash split of `params.split`; the report holds the split's counts too."""
+    import aigc.text.labeling_functions  # noqa: F401  (registers the Python labeling functions)
+
+    result = label_records(clean, params.label, overrides)
+    frame = check(assign_splits(result.frame, params.split), LABELED_SCHEMA, "label")
+    return LabelResult(frame=frame, report={**result.report, "splits": split_report(frame)})
+
+
+def label_metrics(report: dict, counts: dict) -> dict:
+    """The report's headline numbers: what `dvc metrics show` and `dvc exp show` list.
+
+    Shares of records (coverage: some function voted; conflict: functions voted for different
+    topics) and records per split; per-function figures stay in label.json."""
+    return {
+        "records": counts["records"],
+        "coverage": report["coverage"],
+        "overlap": report["overlap"],
+        "conflict": report["conflict"],
+        "mean_confidence": report["mean_confidence"],
+        "splits": dict(counts["splits"]),
     }

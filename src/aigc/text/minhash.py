@@ -1,6 +1,6 @@
 """MinHash signatures and LSH banding: the clean stage's `near_duplicate` rule.
 
-`aigc.data.clean.clean_records` calls `minhash_signatures` on the live texts, then
+`aigc.text.clean.clean_records` calls `minhash_signatures` on the live texts, then
 `near_duplicate_matches` to find each record's most similar kept record; both are pure numpy
 (bench/clean_throughput.py measures them against datasketch).
 """
