@@ -78,10 +78,10 @@ def breakdown(title: str, wall: float, record: dict) -> list[str]:
     lines += [f"  {name:<52}{seconds:>9.1f}{seconds / wall:>8.0%}" for name, seconds in rows]
     lines.append(f"  {'wall':<52}{wall:>9.1f}{1:>8.0%}")
     lines.append(f"  {'fixed overhead (wall - training - evaluation)':<52}{wall - compute:>9.1f}")
-    for prefix in ("", "image "):
+    for prefix in ("text ", "image "):
         if parts.get(f"{prefix}training"):
             share = parts.get(f"{prefix}evaluation", 0.0) / parts[f"{prefix}training"]
-            name = f"{prefix or 'text '}evaluation / training compute"
+            name = f"{prefix}evaluation / training compute"
             lines.append(f"  {name:<52}{share:>9.0%}")
     return lines
 

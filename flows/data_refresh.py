@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from aigc import timing
 from aigc.config import Params, load_params, write_effective_params
 from aigc.modality import modality_names
 from aigc.paths import ProjectPaths
@@ -35,8 +36,9 @@ def data_refresh(
     write_effective_params(params, paths.effective_params)
     refreshed = {}
     for name in modalities or modality_names():
-        collected = collect(paths.root, params, name)
-        cleaned = clean(paths.root, name, wait_for=[collected])
-        labeled = label(paths.root, name, wait_for=[cleaned])
-        refreshed[name] = version(paths.root, params, collected, labeled, name)
+        with timing.scope(f"{name} "):  # its parts named apart: "image clean"
+            collected = collect(paths.root, params, name)
+            cleaned = clean(paths.root, name, wait_for=[collected])
+            labeled = label(paths.root, name, wait_for=[cleaned])
+            refreshed[name] = version(paths.root, params, collected, labeled, name)
     return DataVersions(refreshed)

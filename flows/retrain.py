@@ -6,7 +6,8 @@ registered model. The whole pipeline as its users run it, by hand (`aigc run`), 
 change-aware (`aigc.retrain.plan_retrain`): when the data version, the code and the training
 params are those of a version already decided, it ends as "no change"; a version registered
 by a run that stopped before deciding is decided now. One run at a time per project. The
-outcome (status, versions, metrics, reasons) is the run's Markdown artifact `retrain-summary`.
+outcome (status, versions, metrics, reasons) of each modality is the run's Markdown artifact
+`retrain-summary-<modality>`; the run's timing parts are named after it too ("text training").
 """
 
 from __future__ import annotations
@@ -44,10 +45,10 @@ from tasks.promote import promote
 from tasks.register import register
 from tasks.train import train
 
-SUMMARY_ARTIFACT = "retrain-summary"  # the key of the run's Markdown artifact in Prefect
-# Text's names as they were before images came (artifact key, timing parts); others prefixed.
-SUMMARY_ARTIFACTS = {"text": SUMMARY_ARTIFACT}
-TIMING_SCOPES = {"text": ""}
+
+def summary_artifact(modality: str) -> str:
+    """The key of a modality's Markdown artifact in Prefect: `retrain-summary-text`."""
+    return f"retrain-summary-{modality}"
 
 
 @flow(name="retrain", log_prints=True)
@@ -71,7 +72,7 @@ def retrain(
         summaries = {}
         for name in modalities:
             modality = get_modality(name)
-            with timing.scope(TIMING_SCOPES.get(name, f"{name} ")):  # parts named apart
+            with timing.scope(f"{name} "):  # its parts named apart: "image training"
                 summary = retrain_model(paths, params, modality, data.of(name), force, started)
             summaries[name] = published(replace(summary, modality=name))
         return summaries
@@ -169,7 +170,7 @@ def published(summary: RetrainSummary) -> RetrainSummary:
     """The summary, also shown in the Prefect UI as the run's Markdown artifact."""
     create_markdown_artifact(
         markdown=summary_markdown(summary),
-        key=SUMMARY_ARTIFACTS.get(summary.modality, f"{SUMMARY_ARTIFACT}-{summary.modality}"),
+        key=summary_artifact(summary.modality),
         description=f"retrain {summary.modality}: {summary.status}, data version "
         f"{summary.data_version[:12]}",
     )

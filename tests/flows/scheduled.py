@@ -28,7 +28,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.retrain import SUMMARY_ARTIFACT
+from flows.retrain import summary_artifact
 
 EVERY_15_SECONDS = "* * * * * */15"  # Prefect's cron takes croniter's sixth field, seconds
 NAME = "fires"
@@ -149,11 +149,11 @@ def schedule_runs(url: str) -> list[FlowRun]:
 
 
 def summary_of(url: str, run: FlowRun) -> str:
-    """The description of a run's `retrain-summary` artifact: `retrain text: STATUS, …`."""
+    """The description of a run's `retrain-summary-text` artifact: `retrain text: STATUS, …`."""
     with temporary_settings({PREFECT_API_URL: url}), get_client(sync_client=True) as client:
         (artifact,) = client.read_artifacts(
             artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=[SUMMARY_ARTIFACT]),
+                key=ArtifactFilterKey(any_=[summary_artifact("text")]),
                 flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]),
             )
         )

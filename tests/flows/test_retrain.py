@@ -49,7 +49,7 @@ from aigc.registry.registry import CHALLENGER, CHAMPION, by_alias, history, vers
 from aigc.reproduce import ReproductionError, reproduce
 from aigc.retrain import NO_CHANGE, TRAIN, PipelineBusy, PipelineLock, training_key
 from aigc.tracking import TrackingSettings, load_generator
-from flows.retrain import SUMMARY_ARTIFACT, retrain
+from flows.retrain import retrain, summary_artifact
 from tests.conftest import (
     WEAK_CHAMPION,
     aigc_in_process,
@@ -114,8 +114,8 @@ def test_new_data_promotes_a_better_challenger_then_rollback_and_reproduction(
 ):
     """New data at the project's own (tiny) budget: far better than 8 steps, promoted; what
     the run tells the people watching it (progress lines in the terminal and in Prefect's
-    logs, the outcome as the Markdown artifact `retrain-summary`); then a rollback, and version
-    1 rebuilt from its data version after the data moved on."""
+    logs, the outcome as the Markdown artifact `retrain-summary-text`); then a rollback, and
+    version 1 rebuilt from its data version after the data moved on."""
     root, settings, first = trained_project
     caplog.set_level(logging.INFO, logger="prefect")
     write_documents(root / "data" / "inbox", make_documents(30, seed=11, prefix="new"))
@@ -194,7 +194,7 @@ def check_what_the_run_told(state, summary, caplog: pytest.LogCaptureFixture) ->
         )
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=[SUMMARY_ARTIFACT]),
+                key=ArtifactFilterKey(any_=[summary_artifact("text")]),
                 flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
             )
         )
@@ -209,8 +209,9 @@ def check_what_the_run_told(state, summary, caplog: pytest.LogCaptureFixture) ->
     assert f"| test_bits_per_character | {bits:.4g} |" in artifact.data
     assert all(" ".join(reason.split()) in artifact.data for reason in summary.reasons)
     parts = summary.timings  # where the run's time went, for bench/pipeline.py
-    assert {"collect", "clean", "label", "version", "training", "evaluation"} <= set(parts)
-    assert parts["training"] > 0 and sum(parts.values()) <= summary.seconds
+    stages = ("collect", "clean", "label", "version", "training", "evaluation")
+    assert {f"text {stage}" for stage in stages} <= set(parts)
+    assert parts["text training"] > 0 and sum(parts.values()) <= summary.seconds
 
 
 def test_crash_between_register_and_decide_is_decided_by_the_next_run_under_its_policy(

@@ -65,5 +65,5 @@ def _split(frame: pd.DataFrame, classes: list[str]) -> ImageSplit:
     images = [decode_png(data) for data in frame["png"]]
     shape = images[0].shape if images else (0, 0, 1)
     pixels = np.stack(images) if images else np.zeros((0, *shape), np.uint8)  # (N, H, W, C)
-    labels = frame["label"].astype(str).map(index).to_numpy(np.int64)
+    labels = frame["label"].astype(str).map(index).to_numpy(np.int64, copy=True)
     return ImageSplit(pixels, labels, list(classes))

@@ -33,7 +33,7 @@ def collect(
 ) -> CollectedSnapshot:
     layout = data_of(modality)
     raw_dir = paths.data(layout).raw
-    with timing.timed(f"{modality.name} collect"):
+    with timing.timed("collect"):
         latest = latest_snapshot(raw_dir)
         previous = read_snapshot(latest) if latest else None
         sources = modality.data_section(params).collect.sources
