@@ -107,6 +107,9 @@ def test_local_ray_listens_on_loopback_and_admits_only_the_projects_token(ray_ru
         "HOME": str(home),
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
         "PYTHONPATH": "",
+        # A refused driver asks the GCS once a second, 20 times by default, before it gives
+        # up: the first refusal (InvalidAuthToken, in its output) is the answer.
+        "RAY_NUM_REDIS_GET_RETRIES": "2",
     }
     tokens = {
         "no token": {},
@@ -252,7 +255,8 @@ def test_workers_killed_before_and_after_a_checkpoint_resume_to_identical_weight
     dataset = Dataset(tmp / "labeled", model.data_version, "text")
     job = prepare_job(dataset.split("train"), dataset.split("validation"), params.train)
     steps = RecordSteps(tmp_path / "steps")
-    early = KillRank(rank=1, step=10, marker=tmp_path / "killed-early")
+    # (no checkpoint before step 10 for Ray to register first: no wait before the kill)
+    early = KillRank(rank=1, step=10, marker=tmp_path / "killed-early", delay_seconds=0)
     late = KillRank(rank=0, step=25, marker=tmp_path / "killed-late")
     faulty = train_on_ray(
         job,
