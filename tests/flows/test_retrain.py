@@ -58,7 +58,6 @@ from tests.conftest import (
     write_documents,
 )
 from tests.flows.scheduled import (
-    EVERY_15_SECONDS,
     NAME,
     Schedule,
     schedule_runs,
@@ -230,7 +229,7 @@ def test_crash_between_register_and_decide_is_decided_by_the_next_run_under_its_
 
     root, settings, _ = trained_project
     write_documents(root / "data" / "inbox", make_documents(20, seed=5, prefix="late"))
-    dataset = data_refresh(root=str(root)).of("text")
+    dataset = data_refresh(root=str(root), modalities=("text",)).of("text")
     params = load_params(root / "params.yaml")
     key = training_key(dataset.version, params)
     with disable_run_logger():
@@ -262,16 +261,21 @@ def test_a_second_run_waits_for_the_lock_then_ends_clearly(pipeline_project, pre
     assert versions(settings, "aigc-text") == []
 
 
+# A tick every 5 s: a run here takes 6 to 10 s, so the ticks during it are cancelled and the
+# second run starts at the first tick after the first one ends, not up to 15 s later.
+EVERY_5_SECONDS = "* * * * * */5"  # Prefect's cron takes croniter's sixth field, seconds
+
+
 def test_a_schedule_starts_a_run_at_each_tick_then_stops_with_nothing_left(trained_project):
     """`aigc schedule` on the embedded default, a real process: it starts a Prefect server of
-    its own (Prefect's temporary API runs no scheduler), a cron that ticks every 15 s starts a
+    its own (Prefect's temporary API runs no scheduler), a cron that ticks every 5 s starts a
     run at each tick, one at a time (a tick during a run is cancelled, not queued), each here
     finding nothing changed; SIGTERM, as `timeout` or a service manager sends it, stops the
     runner and the server, leaving nothing running or listening."""
     root, settings, _ = trained_project
     command = Schedule(
         root, root.parent / "schedule.log",
-        "--cron", EVERY_15_SECONDS, "--name", NAME, "--only", "text", "--set", WEAK_CHAMPION,
+        "--cron", EVERY_5_SECONDS, "--name", NAME, "--only", "text", "--set", WEAK_CHAMPION,
     )  # fmt: skip
     try:
         url, port, server_pid = command.wait_for("server", command.server, timeout=150)
@@ -289,11 +293,11 @@ def test_a_schedule_starts_a_run_at_each_tick_then_stops_with_nothing_left(train
     finally:
         command.end()
 
-    # Created by the schedule, 15 s apart, one at a time: a tick that came while a run ran
+    # Created by the schedule, 5 s apart, one at a time: a tick that came while a run ran
     # was cancelled by the deployment's concurrency limit, not queued.
     assert all(run.auto_scheduled for run in runs)
     ticks = [run.expected_start_time.timestamp() for run in runs]
-    assert all(round(later - earlier) % 15 == 0 for earlier, later in itertools.pairwise(ticks))
+    assert all(round(later - earlier) % 5 == 0 for earlier, later in itertools.pairwise(ticks))
     ran = [run for run in runs if run.run_count > 0]  # those that reached RUNNING
     for earlier, later in itertools.pairwise(ran):
         assert earlier.end_time is not None and earlier.end_time <= later.start_time
