@@ -44,10 +44,16 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow]
 SERVICES = ("postgres", "s3", "mlflow", "prefect", "worker", "ray-head", "ray-node")
 
 
-def aigc(cwd: Path, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
-    """The real CLI in a fresh process, importing this checkout's code."""
+def aigc(
+    cwd: Path, *args: str, timeout: float = 400, environment: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """The real CLI in a fresh process, importing this checkout's code (with `environment`)."""
     path = [str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH", "")]
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, path)),
+        **(environment or {}),
+    }
     return subprocess.run(
         [sys.executable, "-m", "cli.main", *args],
         cwd=cwd,
@@ -232,7 +238,9 @@ def stack():
     git(root, "add", "-A")
     git(root, "commit", "-qm", "stack project")
     started = time.monotonic()
-    up = aigc(root, "stack", "up")
+    # The worker (started with this environment) asks for flow runs every 2 s, not Prefect's
+    # 10: the deployment's run starts that much sooner.
+    up = aigc(root, "stack", "up", environment={"PREFECT_WORKER_QUERY_SECONDS": "2"})
     try:
         ok(up)
         print(f"stack up: {time.monotonic() - started:.1f} s")
@@ -588,9 +596,10 @@ def test_object_store_down_at_version_names_the_remote_and_the_next_run_pushes(s
     text = (root / ".aigc" / "stack" / "profile.env").read_text()
     unreachable.write_text(text.replace(profile["AWS_ENDPOINT_URL_S3"], dead))
     started = time.monotonic()
-    failed = aigc(
-        root, "--profile", str(unreachable), "data", "refresh", "--only", "text", timeout=300
-    )
+    refresh = ("data", "refresh", "--only", "text")
+    # One attempt per request: botocore's retries of a refused connection (9 s) change nothing.
+    one_attempt = {"AWS_MAX_ATTEMPTS": "1"}
+    failed = aigc(root, "--profile", str(unreachable), *refresh, environment=one_attempt)
     print(f"data refresh with the object store down: {time.monotonic() - started:.1f} s")
     output = failed.stdout + failed.stderr
     assert failed.returncode == 2, output
@@ -598,7 +607,7 @@ def test_object_store_down_at_version_names_the_remote_and_the_next_run_pushes(s
     text = {stage: state for stage, state in status(root).items() if "image" not in stage}
     assert text == {}, "the text data was versioned locally; only the push failed"
 
-    ok(aigc(root, "--profile", "stack", "data", "refresh", "--only", "text", timeout=300))
+    ok(aigc(root, "--profile", "stack", *refresh, timeout=300))
     version = current_version(root, TEXT.data)
     manifest = f"aigc/files/md5/{version[:2]}/{version[2:]}.dir"
     assert manifest in bucket_keys(profile, "dvc", "aigc/"), "the missed push was not made"
@@ -624,7 +633,7 @@ def test_ray_worker_node_killed_mid_training(stack):
 
 def test_ray_node_lost_for_good_ends_in_one_line_and_a_failed_run(stack):
     """The worker node goes mid-training and nothing replaces it: as the README says, the
-    run ends after `train.ray.max_failures` restarts (here 1, each start given 3 s instead
+    run ends after `train.ray.max_failures` restarts (here 1, each start given 1 s instead
     of 20) in one line naming the lost node and the setting, exit 2, its MLflow run FAILED.
     Then `stack up` brings the node back."""
     root, profile = stack
@@ -636,7 +645,7 @@ def test_ray_node_lost_for_good_ends_in_one_line_and_a_failed_run(stack):
             profile,
             "lost-node",
             overrides=("train.ray.max_failures=1",),
-            environment={"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "3"},
+            environment={"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "1"},
         ) as training:
             kill_node(node)
     finally:
@@ -677,7 +686,9 @@ def test_mlflow_server_stopped_and_restarted_during_training(stack):
     versions_before = mlflow(profile, "model-versions/search")
     with training_to_a_checkpoint(root, profile, "mlflow-restart") as training:
         stop(record_of(root, "mlflow"), MLFLOW.stop_plan)
-        time.sleep(5)
+        assert training.poll() is None, "the training ended before the server went away"
+        # Away for as long as `up` takes to start it again (about 10 s): the client's retry
+        # 12 s after the first failure finds it back (a longer outage waits for the one at 28 s).
         ok(aigc(root, "stack", "up"))
     assert training.returncode == 0, training.output
     run = trained_run(profile, training)
@@ -714,11 +725,11 @@ def training_to_a_checkpoint(
     overrides: tuple[str, ...] = (),
     environment: dict[str, str] | None = None,
 ):
-    """`aigc --profile stack train` (18 s of training, a checkpoint every 20 steps; more
+    """`aigc --profile stack train` (9 s of training, a checkpoint every 20 steps; more
     `overrides`, more `environment`) in the background; the body runs once a checkpoint is
     in the bucket; then waits for the end: the yielded process has `returncode`, `output`
     and `seconds` (from the body's end to its exit)."""
-    settings = ["train.loop.max_steps=100000", "train.loop.max_minutes=0.3"]
+    settings = ["train.loop.max_steps=100000", "train.loop.max_minutes=0.15"]
     settings += ["train.loop.checkpoint_every=20", "train.loop.eval_every=1000", *overrides]
     command = [sys.executable, "-m", "cli.main", "--profile", "stack", "train", "--no-evaluate"]
     command += [part for setting in settings for part in ("--set", setting)]
