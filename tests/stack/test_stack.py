@@ -687,8 +687,8 @@ def test_mlflow_server_stopped_and_restarted_during_training(stack):
     with training_to_a_checkpoint(root, profile, "mlflow-restart") as training:
         stop(record_of(root, "mlflow"), MLFLOW.stop_plan)
         assert training.poll() is None, "the training ended before the server went away"
-        # Away for as long as `up` takes to start it again (about 10 s): the client's retry
-        # 12 s after the first failure finds it back (a longer outage waits for the one at 28 s).
+        # Away for as long as `up` takes to start it again (7 s on an idle machine): the
+        # client's retry 12 s after the first failure finds it back, not the one at 28 s.
         ok(aigc(root, "stack", "up"))
     assert training.returncode == 0, training.output
     run = trained_run(profile, training)
