@@ -257,14 +257,16 @@ def _answers(node: dict) -> bool:
 
 
 def _trainer_class():
-    """TorchTrainer without Ray Train's placement-group cleaner.
+    """TorchTrainer without Ray Train's placement-group cleaner and datasets callback.
 
     The cleaner is an actor that asks Ray's State API, every second, whether the controller
     still lives, to free the placement group of a controller that died. The State API is
     served by Ray's dashboard, which aigc's Rays (local and the stack's) do not run: every ask
     waits out its 10 s timeout, the cleaner never learns anything, and stopping it at the end
     of each training waits 12 s for its thread ("Failed to stop PlacementGroupCleaner
-    gracefully"). A placement group of a controller that dies goes with its job anyway."""
+    gracefully"). A placement group of a controller that dies goes with its job anyway.
+    The datasets callback sets up Ray Data for the datasets a trainer is given; aigc gives
+    none (a job carries its data), and it cost an actor's start (about 0.5 s) per training."""
     from ray.train.torch import TorchTrainer
 
     class Trainer(TorchTrainer):
@@ -272,7 +274,8 @@ def _trainer_class():
             return [
                 callback
                 for callback in super()._create_default_callbacks()
-                if type(callback).__name__ != "PlacementGroupCleanerCallback"
+                if type(callback).__name__
+                not in {"PlacementGroupCleanerCallback", "DatasetsCallback"}
             ]
 
     return Trainer
