@@ -2,13 +2,16 @@
 
 The whole clean and label reports (strings, per-function figures, a copy of the params) once
 were the metrics and made `dvc metrics show` and `dvc exp show` about 500 columns wide; now
-they are plain outputs and the metrics are their headline numbers.
+they are plain outputs and the metrics are their headline numbers. Slow: it runs the whole
+data DAG of both modalities through `dvc repro` (about 9 s), end to end.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import pytest
 
 from aigc.config import load_params, write_effective_params
 from aigc.data.version import dvc, status
@@ -18,6 +21,8 @@ from aigc.stages.clean import cleaned_dataset
 from aigc.stages.collect import collect
 from aigc.stages.label import labeled_dataset
 from aigc.text.modality import TEXT
+
+pytestmark = pytest.mark.slow
 
 
 def leaves(tree: dict, prefix: str = "") -> dict:
