@@ -83,6 +83,7 @@ def gather(
     now: datetime | None,
     previous: pd.DataFrame | None,
     columns: list[str],
+    strings: list[str],
     read_source: Callable[[Any, Path, SourceOutcome, pd.DataFrame], tuple[list, pd.DataFrame]],
     make_row: Callable[[Any, Any], dict],
     why_nothing: Callable[[Any, SourceOutcome, Path], str],
@@ -91,7 +92,8 @@ def gather(
     carried forward, and each source's outcome; NothingCollected when there is no row.
 
     `read_source(source, root, outcome, earlier)` gives (records read, earlier rows kept for
-    what failed); `make_row(source, record)` a row of `columns`."""
+    what failed); `make_row(source, record)` a row of `columns`. The rows come sorted by
+    source and uri, the `strings` columns as str."""
     timestamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     sources = tuple(sources)
     if previous is None:
@@ -121,6 +123,8 @@ def gather(
             for source, outcome in zip(sources, outcomes, strict=True)
         ]
         raise NothingCollected([source.name for source in sources], reasons)
+    frame = frame.astype(dict.fromkeys(strings, "str"))
+    frame = frame.sort_values(["source", "uri"], kind="stable").reset_index(drop=True)
     return frame, tuple(outcomes)
 
 

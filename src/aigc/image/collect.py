@@ -60,10 +60,8 @@ def collect_images(
 ) -> Collection:
     """Read all sources; raise SourceError for a failing source whose on_error is `fail`."""
     frame, outcomes = gather(
-        sources, root, now, previous, RAW_COLUMNS, _read_source, _row, _why_nothing
+        sources, root, now, previous, RAW_COLUMNS, TEXT_COLUMNS, _read_source, _row, _why_nothing
     )
-    frame = frame.astype(dict.fromkeys(TEXT_COLUMNS, "str"))
-    frame = frame.sort_values(["source", "uri"], kind="stable").reset_index(drop=True)
     return Collection(frame=frame, sources=outcomes)
 
 

@@ -37,10 +37,8 @@ def collect_sources(
 ) -> Collection:
     """Read all sources; raise SourceError for a failing source whose on_error is `fail`."""
     frame, outcomes = gather(
-        sources, root, now, previous, RAW_COLUMNS, _read_source, _row, _why_nothing
+        sources, root, now, previous, RAW_COLUMNS, RAW_COLUMNS, _read_source, _row, _why_nothing
     )
-    frame = frame.astype(dict.fromkeys(RAW_COLUMNS, "str"))
-    frame = frame.sort_values(["source", "uri"], kind="stable").reset_index(drop=True)
     check(frame, RAW_SCHEMA, "collect")
     return Collection(frame=frame, sources=tuple(outcomes))
 
