@@ -23,14 +23,14 @@ from typing import Any
 
 from aigc.errors import UserError
 from aigc.paths import DataLayout
-from aigc.references import resolve
+from aigc.references import Catalog, resolve
 
 # name -> "module:attribute" holding the modality; imported on first use.
 _BUILTIN: dict[str, str] = {
     "text": "aigc.text.modality:TEXT",
     "image": "aigc.image.modality:IMAGE",
 }
-_REGISTRY: dict[str, Modality] = {}
+_MODALITIES: Catalog[Modality] = Catalog("modality", _BUILTIN, lambda modality: modality.name)
 
 
 @dataclass(frozen=True)
@@ -103,21 +103,17 @@ def lazy_value(reference: str) -> Callable[[], Any]:
 
 def register_modality(modality: Modality) -> Modality:
     """Make `modality` available by name; re-registering the same one is harmless."""
-    existing = _REGISTRY.get(modality.name)
-    if existing is not None and existing != modality:
-        raise ValueError(f"a different modality is already registered as {modality.name!r}")
-    _REGISTRY[modality.name] = modality
-    return modality
+    return _MODALITIES.register(modality)
 
 
 def unregister_modality(name: str) -> None:
     """Forget a registered modality (a plug-in's or a test's); built-ins come back on use."""
-    _REGISTRY.pop(name, None)
+    _MODALITIES.unregister(name)
 
 
 def modality_names() -> tuple[str, ...]:
     """The built-in modalities first, in pipeline order (text, image), then registered ones."""
-    return tuple(_BUILTIN) + tuple(name for name in _REGISTRY if name not in _BUILTIN)
+    return _MODALITIES.names()
 
 
 def chosen_modalities(only: list[str] | None) -> tuple[str, ...]:
@@ -132,14 +128,10 @@ def chosen_modalities(only: list[str] | None) -> tuple[str, ...]:
 def get_modality(name: str | Modality) -> Modality:
     if isinstance(name, Modality):
         return name
-    if name not in _REGISTRY and name in _BUILTIN:
-        register_modality(resolve(_BUILTIN[name]))
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UserError(
-            f"unknown modality {name!r}: choose from {', '.join(modality_names())}"
-        ) from None
+    found = _MODALITIES.find(name)
+    if found is None:
+        raise UserError(f"unknown modality {name!r}: choose from {', '.join(modality_names())}")
+    return found
 
 
 def data_of(modality: Modality) -> DataLayout:

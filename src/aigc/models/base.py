@@ -36,7 +36,7 @@ from torch import nn
 
 from aigc.models.configs import DEFAULT_FAMILY, FamilyConfig
 from aigc.models.objective import NEXT_TOKEN, Objective
-from aigc.references import resolve
+from aigc.references import Catalog
 
 # Targets equal to this are left out of the loss (PyTorch's default ignore index): padding.
 IGNORE_INDEX = -100
@@ -60,7 +60,7 @@ _BUILTIN_FAMILIES: dict[str, str] = {
     "vae": "aigc.models.vae:FAMILY",
     "ddpm": "aigc.models.ddpm:FAMILY",
 }
-_REGISTRY: dict[str, ModelFamily] = {}
+_FAMILIES: Catalog[ModelFamily] = Catalog("model family", _BUILTIN_FAMILIES, lambda f: f.name)
 
 
 @dataclass(frozen=True)
@@ -93,27 +93,21 @@ def register_family(family: ModelFamily) -> ModelFamily:
     """Make `family` available by name; re-registering the same family is harmless."""
     if not issubclass(family.config_class, FamilyConfig):
         raise TypeError(f"family {family.name!r}: config_class must derive FamilyConfig")
-    existing = _REGISTRY.get(family.name)
-    if existing is not None and existing != family:
-        raise ValueError(f"a different model family is already registered as {family.name!r}")
-    _REGISTRY[family.name] = family
-    return family
+    return _FAMILIES.register(family)
 
 
 def family_names() -> list[str]:
-    return sorted(set(_REGISTRY) | set(_BUILTIN_FAMILIES))
+    return sorted(_FAMILIES.names())
 
 
 def get_family(name: str) -> ModelFamily:
-    if name not in _REGISTRY and name in _BUILTIN_FAMILIES:
-        register_family(resolve(_BUILTIN_FAMILIES[name]))
-    try:
-        return _REGISTRY[name]
-    except KeyError:
+    found = _FAMILIES.find(name)
+    if found is None:
         raise KeyError(
             f"unknown model family {name!r}; known: {family_names()}. "
             "Register a new one with aigc.models.register_family."
-        ) from None
+        )
+    return found
 
 
 def build_model(
