@@ -134,3 +134,26 @@ def check_accounting(raw: pd.DataFrame, records: pd.DataFrame, quarantine: pd.Da
         problems.append(f"lost uris {lost[:5]}, invented uris {invented[:5]}")
     if problems:
         raise AccountingError("clean: records do not add up: " + "; ".join(problems))
+
+
+ORDER_COLUMNS = ["collected_at", "source", "uri"]  # the order the clean stages visit records in
+
+
+def in_collection_order(
+    raw: pd.DataFrame,
+    columns: list[str],
+    stage: str,
+    fix: str,
+    schema: pa.DataFrameSchema | None = None,
+) -> pd.DataFrame:
+    """`raw`'s `columns`, rows in (collected_at, source, uri) order: the first of a group of
+    duplicates is then the one a clean stage keeps, and reruns are byte-identical. A
+    SchemaError names the columns missing (and `fix`), or what fails `schema`."""
+    missing = [column for column in columns if column not in raw.columns]
+    if missing:
+        raise SchemaError(
+            f"{stage}: input lacks column(s) {missing}; it must have {columns}. {fix}"
+        )
+    if schema is not None:
+        check(raw, schema, stage)
+    return raw[columns].sort_values(ORDER_COLUMNS, kind="stable", ignore_index=True)

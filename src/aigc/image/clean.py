@@ -38,12 +38,10 @@ import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from aigc.config import ImageCleanParams, ImageNearDuplicateRule
-from aigc.data.records import check_accounting
-from aigc.errors import UserError
+from aigc.data.records import check_accounting, in_collection_order
 from aigc.image.collect import RAW_COLUMNS
 from aigc.image.sources import png_bytes
 
-ORDER_COLUMNS = ["collected_at", "source", "uri"]
 CLEAN_COLUMNS = ["id", "png", "label", "source", "source_type", "uri", "collected_at", "meta"]
 QUARANTINE_COLUMNS = [*RAW_COLUMNS, "rule", "detail", "duplicate_of"]
 QUARANTINE_RULES = (
@@ -75,13 +73,8 @@ class Rejected(Exception):
 
 def clean_images(raw: pd.DataFrame, params: ImageCleanParams) -> ImageCleanResult:
     """Apply the rules to `raw`; every raw record is returned clean or quarantined."""
-    missing = [column for column in RAW_COLUMNS if column not in raw.columns]
-    if missing:
-        raise UserError(
-            f"image clean: input lacks column(s) {missing}; it must have {RAW_COLUMNS}. "
-            "Rerun `aigc data collect --modality image`."
-        )
-    frame = raw[RAW_COLUMNS].sort_values(ORDER_COLUMNS, kind="stable", ignore_index=True)
+    fix = "Rerun `aigc data collect --modality image`."
+    frame = in_collection_order(raw, RAW_COLUMNS, "image clean", fix)
     count = len(frame)
     rule, detail, duplicate_of = (np.full(count, "", dtype=object) for _ in range(3))
     pixels: dict[int, np.ndarray] = {}  # row -> (H, W) or (H, W, 3) uint8, for the live rows

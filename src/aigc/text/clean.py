@@ -70,9 +70,8 @@ from aigc.data.records import (
     QUARANTINE_COLUMNS,
     RAW_COLUMNS,
     RAW_SCHEMA,
-    SchemaError,
-    check,
     check_accounting,
+    in_collection_order,
 )
 from aigc.text.clean_report import build_report, write_length_histogram
 from aigc.text.minhash import (
@@ -92,7 +91,6 @@ __all__ = [
     "write_length_histogram",  # lives in clean_report; re-exported for the stage edges
 ]
 
-ORDER_COLUMNS = ["collected_at", "source", "uri"]
 QUARANTINE_RULES = (
     "flagged",
     "garbled",
@@ -161,14 +159,8 @@ class CleanResult:
 
 def clean_records(raw: pd.DataFrame, params: CleanParams) -> CleanResult:
     """Apply the clean rules to `raw`; every raw record is returned clean or quarantined."""
-    missing = [column for column in RAW_COLUMNS if column not in raw.columns]
-    if missing:
-        raise SchemaError(
-            f"clean: input lacks column(s) {missing}; it must have {RAW_COLUMNS}. "
-            "Rerun collect or fix the file the input was read from."
-        )
-    check(raw, RAW_SCHEMA, "clean")
-    frame = raw[RAW_COLUMNS].sort_values(ORDER_COLUMNS, kind="stable", ignore_index=True)
+    fix = "Rerun collect or fix the file the input was read from."
+    frame = in_collection_order(raw, RAW_COLUMNS, "clean", fix, RAW_SCHEMA)
     run = _Run(frame)
 
     if params.flagged.enabled:
